@@ -1,0 +1,72 @@
+# mdk: the two commands that matter are `make up` and `make test` (see README.md).
+# Every target sets up what it needs; a second run only redoes what changed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := .cache
+
+# node_modules/.bin first: the pinned Node 22 and CDK CLI from package.json, then the venv's tools.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+.PHONY: help setup models up test lint format typecheck bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(PY_STAMP): requirements.txt requirements-dev.txt layers/requirements.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+models: $(PY_STAMP) ## build the example models that are missing (they are committed; --force rebuilds)
+	@$(PY) -m mdk.examples
+
+setup: $(PY_STAMP) $(NODE_STAMP) models ## install everything (Python venv, Node 22 + CDK CLI, example models)
+
+up: setup ## serve the default model locally with the Lambda function's app (Ctrl-C stops)
+	$(VENV)/bin/mdk serve
+
+test: setup lint typecheck ## lint, type-check and run every test
+	$(PY) -m pytest
+
+lint: $(PY_STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(PY_STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(PY_STAMP) ## mypy --strict over the kit, runtime, handlers and tests
+	$(VENV)/bin/mypy
+
+bench: setup ## the benchmark report (bench/results/report.md); figures, not pass/fail
+	$(PY) -m bench
+
+lock: ## re-resolve constraints.txt from the requirements files (needs the package index)
+	rm -rf $(CACHE)/lock-venv
+	$(PYTHON) -m venv $(CACHE)/lock-venv
+	$(CACHE)/lock-venv/bin/pip install --quiet -r requirements-dev.txt
+	{ echo "# Every transitive version, resolved from requirements-dev.txt by \`make lock\`."; \
+	  $(CACHE)/lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
+	rm -rf $(CACHE)/lock-venv
+
+clean: ## remove what make and the tests created (the venv and node_modules stay)
+	rm -rf build cdk.out $(CACHE)/staged .pytest_cache .mypy_cache .ruff_cache bench/results
