@@ -1,0 +1,199 @@
+"""A loaded model: the onnxruntime session, its signature, and batching around fixed batch sizes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from mdk_runtime.errors import InferenceFailed, InvalidInput, MdkError, ModelLoadError
+from mdk_runtime.schema import Signature, build_signature, example_feeds
+from mdk_runtime.spec import ModelSpec, read_spec
+
+log = logging.getLogger(__name__)
+
+LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one full vCPU at 1,769 MB, up to 6 at 10,240 MB
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def lambda_vcpus(memory_mb: int) -> int:
+    """vCPUs worth a thread for a Lambda function of this size: 1 up to 3,008 MB, 2 from ~3.1 GB, 6 at 10 GB.
+
+    Lambda's CPU share is memory / 1,769 MB (5.79 at the 10,240 MB top, where AWS gives 6 vCPUs);
+    a share is rounded up only from .75, since a thread on a sliver of a vCPU just contends.
+    """
+    return max(1, min(6, int(memory_mb / LAMBDA_MB_PER_VCPU + 0.25)))
+
+
+def default_threads(environ: Mapping[str, str] = os.environ) -> int:
+    """onnxruntime intra-op threads: ``MDK_ORT_THREADS``, else the function's vCPUs, else this host's.
+
+    In Lambda the host reports more CPUs than the function may use; a thread beyond the function's
+    share only adds contention.
+    """
+    explicit = environ.get("MDK_ORT_THREADS", "").strip()
+    if explicit:
+        if not explicit.isdigit() or int(explicit) < 1:
+            raise ModelLoadError(f"MDK_ORT_THREADS: expected a positive integer, got {explicit!r}")
+        return int(explicit)
+    memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").strip()
+    if memory.isdigit():
+        return lambda_vcpus(int(memory))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3  # errors only; warnings about unused initializers are noise
+    return opts
+
+
+def resolve_providers(requested: Sequence[str] | None) -> list[str]:
+    """Keep the requested execution providers this onnxruntime build has; always end with CPU."""
+    available = set(ort.get_available_providers())
+    wanted = list(requested or [CPU_PROVIDER])
+    chosen = [p for p in wanted if p in available]
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        log.warning(
+            "execution providers not available in this onnxruntime build, falling back: %s",
+            ", ".join(missing),
+            extra={"available": sorted(available)},
+        )
+    if CPU_PROVIDER not in chosen:
+        chosen.append(CPU_PROVIDER)
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """How loading went: what the health and metadata routes and the logs report."""
+
+    load_ms: float
+    warmup_ms: float
+    threads: int
+    providers: tuple[str, ...]
+    warmup: str  # "example", "synthetic", or why it was skipped
+
+
+class Model:
+    """An onnxruntime session with the model's signature; thread-safe like the session itself."""
+
+    def __init__(self, session: ort.InferenceSession, spec: ModelSpec, signature: Signature) -> None:
+        self.session = session
+        self.spec = spec
+        self.signature = signature
+        self._output_names = [o.graph_name for o in signature.outputs]
+
+    @classmethod
+    def from_session(cls, session: ort.InferenceSession, spec: ModelSpec) -> Model:
+        return cls(session, spec, build_signature(session.get_inputs(), session.get_outputs(), spec))
+
+    def run(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, Any]:
+        """Outputs by graph name for ``n`` instances, splitting around a fixed batch size."""
+        size = self.signature.batch_size
+        if size is None or n == size:
+            return dict(zip(self._output_names, self._run(feeds), strict=True))
+        parts: list[list[Any]] = []
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            chunk = {k: v[start:stop] for k, v in feeds.items()}
+            short = size - (stop - start)
+            if short:  # pad the last chunk by repeating its last row; the padding is dropped below
+                chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
+            outs = self._run(chunk)
+            parts.append([o[: stop - start] if _rows(o) == size else o for o in outs])
+        return {name: _join([p[i] for p in parts]) for i, name in enumerate(self._output_names)}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[Any]:
+        try:
+            return list(self.session.run(self._output_names, feeds))
+        except Exception as exc:
+            kind = type(exc).__name__
+            message = str(exc).split(" : ", 3)[-1].strip().splitlines()[0][:300] if str(exc) else kind
+            if kind == "InvalidArgument":
+                # onnxruntime names inputs, dims and types here, never values.
+                raise InvalidInput(f"the model rejected the input: {message}") from exc
+            raise InferenceFailed(f"inference failed ({kind})") from exc
+
+    def warm_up(self) -> str:
+        """One inference before traffic: the spec's example if any, else zeros of the right shape."""
+        if self.spec.example is not None:
+            from mdk_runtime.codec import decode_json
+
+            try:
+                batch = decode_json(self.spec.example, self.signature)
+                self.run(batch.feeds, batch.n)
+            except MdkError as exc:
+                raise ModelLoadError(
+                    f"warm-up with the spec's example request failed: {exc.message}"
+                ) from exc
+            return "example"
+        try:
+            self.run(example_feeds(self.signature), 1)
+        except MdkError as exc:
+            # Symbolic sizes guessed as 1 may not suit every graph (a 3x3 conv on a 1x1 image).
+            log.warning("synthetic warm-up skipped: %s", exc.message)
+            return f"skipped: {exc.message}"
+        return "synthetic"
+
+
+def _rows(value: Any) -> int | None:
+    if isinstance(value, np.ndarray):
+        return int(value.shape[0]) if value.ndim else None
+    return len(value) if isinstance(value, list) else None
+
+
+def _join(parts: list[Any]) -> Any:
+    if isinstance(parts[0], np.ndarray) and parts[0].ndim:
+        return np.concatenate(parts, axis=0)
+    if isinstance(parts[0], list):
+        return [item for part in parts for item in part]
+    return parts[-1]
+
+
+def load_model(
+    model_dir: Path,
+    *,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    warm_up: bool = True,
+) -> tuple[Model, LoadReport]:
+    """Load a bundle (``model.onnx`` + ``mdk-model.json``) and warm it up; raise ModelLoadError."""
+    spec = read_spec(model_dir)
+    artifact = model_dir / spec.artifact
+    if not artifact.is_file():
+        raise ModelLoadError(f"model artifact not found: {artifact}")
+    threads = threads or default_threads()
+    chosen = resolve_providers(providers)
+    started = time.perf_counter()
+    try:
+        session = ort.InferenceSession(str(artifact), sess_options=session_options(threads), providers=chosen)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"onnxruntime cannot load {artifact.name}: {reason}") from exc
+    loaded = time.perf_counter()
+    model = Model.from_session(session, spec)
+    warmup = model.warm_up() if warm_up else "disabled"
+    done = time.perf_counter()
+    return model, LoadReport(
+        load_ms=(loaded - started) * 1e3,
+        warmup_ms=(done - loaded) * 1e3,
+        threads=threads,
+        providers=tuple(session.get_providers()),
+        warmup=warmup,
+    )

@@ -1,0 +1,120 @@
+"""JSON Schema of a model's request and response bodies, from its signature (for OpenAPI documents)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mdk_runtime.schema import Signature, TensorSpec, dtype_name
+from mdk_runtime.spec import Dim
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string"},
+            },
+        }
+    },
+}
+
+
+def _leaf(spec: TensorSpec) -> dict[str, Any]:
+    dtype = spec.dtype
+    if dtype is None:
+        return {}
+    if dtype.kind == "O":
+        return {"type": "string"}
+    if dtype.kind == "b":
+        return {"type": "boolean"}
+    if dtype.kind in "iu":
+        return {"type": "integer", "format": dtype_name(dtype)}
+    return {"type": "number", "format": dtype_name(dtype)}
+
+
+def _array(dims: tuple[Dim, ...], leaf: dict[str, Any]) -> dict[str, Any]:
+    schema = leaf
+    for dim in reversed(dims):
+        schema = {"type": "array", "items": schema, "minItems": 1}
+        if isinstance(dim, int):
+            schema["minItems"] = schema["maxItems"] = dim
+    return schema
+
+
+def tensor_schema(spec: TensorSpec, *, per_instance: bool, batched: bool) -> dict[str, Any]:
+    if spec.shape is None:
+        return {"description": f"{spec.name}: a tensor of {dtype_name(spec.dtype)} (rank unknown)"}
+    dims = spec.shape[1:] if per_instance and batched else spec.shape
+    if batched and not per_instance and dims and isinstance(dims[0], int):
+        # A fixed batch dimension is split by the runtime: any number of rows is accepted.
+        dims = (None, *dims[1:])
+    schema = _array(tuple(dims), _leaf(spec))
+    schema["description"] = f"{spec.name}: {dtype_name(spec.dtype)} {spec.describe_shape()}"
+    return schema
+
+
+def request_schema(sig: Signature) -> dict[str, Any]:
+    """``instances`` (one item per instance) or ``inputs`` (whole tensors by name)."""
+    max_items = sig.max_instances if sig.batched else 1
+    if len(sig.inputs) == 1:
+        item = tensor_schema(sig.inputs[0], per_instance=True, batched=sig.batched)
+    else:
+        item = {
+            "type": "object",
+            "required": [s.name for s in sig.inputs],
+            "additionalProperties": False,
+            "properties": {
+                s.name: tensor_schema(s, per_instance=True, batched=sig.batched) for s in sig.inputs
+            },
+        }
+    inputs = {
+        "type": "object",
+        "required": [s.name for s in sig.inputs],
+        "additionalProperties": False,
+        "properties": {s.name: tensor_schema(s, per_instance=False, batched=sig.batched) for s in sig.inputs},
+    }
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["instances"],
+                "additionalProperties": False,
+                "properties": {
+                    "instances": {"type": "array", "items": item, "minItems": 1, "maxItems": max_items}
+                },
+            },
+            {
+                "type": "object",
+                "required": ["inputs"],
+                "additionalProperties": False,
+                "properties": {"inputs": inputs},
+            },
+        ]
+    }
+
+
+def response_schema(sig: Signature) -> dict[str, Any]:
+    if sig.classifier is not None:
+        prediction: dict[str, Any] = {
+            "type": "object",
+            "required": ["label", sig.classifier.scores_key],
+            "properties": {
+                "label": {"type": ["string", "integer"]},
+                sig.classifier.scores_key: {"type": "object", "additionalProperties": {"type": "number"}},
+            },
+        }
+    else:
+        prediction = {}
+    return {
+        "type": "object",
+        "properties": {
+            "predictions": {"type": "array", "items": prediction},
+            "outputs": {"type": "object"},
+            "labels": {"type": "array", "items": {"type": "string"}},
+        },
+    }

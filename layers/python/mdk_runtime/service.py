@@ -1,0 +1,262 @@
+"""The protocol every front end shares: predict / metadata / health as bytes in, status + bytes out.
+
+The Lambda function, the FastAPI app and the SageMaker container call these methods and only
+translate their transport; errors become responses here, in :func:`error_reply`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from mdk_runtime.codec import decode_json, decode_npy, dump_json, dump_npy, load_json, response_doc
+from mdk_runtime.errors import (
+    MdkError,
+    ModelLoadError,
+    ModelNotReady,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from mdk_runtime.model import LoadReport, Model, load_model
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+NPY = "application/x-npy"
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invoke payload; SageMaker's is the same
+DEFAULT_MODEL_DIR = "/opt/ml/model"
+# What most clients send, answered without parsing (the hot path).
+COMMON_ACCEPT = {"*/*": JSON, JSON: JSON, NPY: NPY, "application/json, */*": JSON}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the environment configures; parsed once in the init phase."""
+
+    model_dir: Path = Path(DEFAULT_MODEL_DIR)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    threads: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read ``MDK_MODEL_DIR``, ``MDK_MAX_BODY_BYTES``, ``MDK_ORT_THREADS``; errors name the variable."""
+        raw_limit = environ.get("MDK_MAX_BODY_BYTES", "").strip()
+        if raw_limit and (not raw_limit.isdigit() or int(raw_limit) < 1):
+            raise ModelLoadError(f"MDK_MAX_BODY_BYTES: expected a positive integer, got {raw_limit!r}")
+        raw_threads = environ.get("MDK_ORT_THREADS", "").strip()
+        if raw_threads and (not raw_threads.isdigit() or int(raw_threads) < 1):
+            raise ModelLoadError(f"MDK_ORT_THREADS: expected a positive integer, got {raw_threads!r}")
+        return cls(
+            model_dir=Path(environ.get("MDK_MODEL_DIR") or DEFAULT_MODEL_DIR),
+            max_body_bytes=int(raw_limit) if raw_limit else DEFAULT_MAX_BODY_BYTES,
+            threads=int(raw_threads) if raw_threads else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response, transport-free.  ``error`` is set for every non-2xx reply (for logs and metrics)."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON
+    instances: int = 0
+    error: MdkError | None = field(default=None, compare=False)
+
+    @property
+    def error_code(self) -> str | None:
+        return None if self.error is None else self.error.code
+
+
+def error_reply(exc: BaseException) -> Reply:
+    """The single place where an exception becomes an HTTP response."""
+    if not isinstance(exc, MdkError):
+        log.error("unexpected error", exc_info=exc)
+        exc = MdkError("internal error; the incident is logged")
+    elif exc.status >= 500:
+        log.error("%s: %s", exc.code, exc.message, exc_info=exc.__cause__ or exc)
+    return Reply(exc.status, dump_json(exc.to_body()), JSON, error=exc)
+
+
+def media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """``"Application/JSON; charset=UTF-8"`` -> ``("application/json", {"charset": "utf-8"})``."""
+    if not header:
+        return "", {}
+    if header in (JSON, NPY):
+        return header, {}
+    kind, _, rest = header.partition(";")
+    params: dict[str, str] = {}
+    for part in rest.split(";"):
+        key, sep, value = part.partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip().strip('"').lower()
+    return kind.strip().lower(), params
+
+
+def negotiate(accept: str | None) -> str:
+    """The response type for an Accept header: JSON unless .npy is preferred; 406 if neither fits."""
+    if not accept or accept in COMMON_ACCEPT:
+        return COMMON_ACCEPT.get(accept or "", JSON)
+    best, best_q = "", 0.0
+    for item in accept.split(","):
+        kind, params = media_type(item)
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if kind in (JSON, "application/*", "*/*", "*"):
+            offer = JSON
+        elif kind == NPY:
+            offer = NPY
+        else:
+            continue
+        # Equal weights: the more specific type wins (application/x-npy over */*).
+        if q > best_q or (q == best_q and q > 0 and offer == NPY and kind == NPY):
+            best, best_q = offer, q
+    if not best:
+        raise NotAcceptable(f"cannot produce any type in Accept: {accept[:100]!r}; accept {JSON} or {NPY}")
+    return best
+
+
+class InferenceService:
+    """predict / metadata / health for one model; never raises, always replies."""
+
+    def __init__(
+        self,
+        model: Model | None,
+        *,
+        report: LoadReport | None = None,
+        load_error: MdkError | None = None,
+        settings: Settings = Settings(),
+    ) -> None:
+        if model is None and load_error is None:
+            raise ValueError("a service needs a model or the error that prevented loading it")
+        self.model = model
+        self.report = report
+        self.load_error = load_error
+        self.settings = settings
+        self._metadata = self._build_metadata()
+        self._health = self._build_health()
+
+    @classmethod
+    def load(cls, settings: Settings, *, providers: list[str] | None = None) -> InferenceService:
+        """Load the bundle named by the settings; a broken model gives a service that answers 503."""
+        try:
+            model, report = load_model(settings.model_dir, threads=settings.threads, providers=providers)
+        except MdkError as exc:
+            log.error("model failed to load: %s", exc.message)
+            return cls(None, load_error=exc, settings=settings)
+        log.info(
+            "model loaded",
+            extra={
+                "model": model.spec.name,
+                "version": model.spec.version,
+                "load_ms": round(report.load_ms, 1),
+                "warmup_ms": round(report.warmup_ms, 1),
+                "warmup": report.warmup,
+                "threads": report.threads,
+                "providers": list(report.providers),
+            },
+        )
+        return cls(model, report=report, settings=settings)
+
+    @property
+    def name(self) -> str:
+        return self.model.spec.name if self.model is not None else "unknown"
+
+    @property
+    def version(self) -> str:
+        return self.model.spec.version if self.model is not None else "unknown"
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def predict(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
+        try:
+            return self._predict(body, content_type, accept)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise
+            return error_reply(exc)
+
+    def metadata(self) -> Reply:
+        if self._metadata is None:
+            return error_reply(self._not_ready())
+        return Reply(200, self._metadata)
+
+    def health(self) -> Reply:
+        if self._health is None:
+            return error_reply(self._not_ready())
+        return Reply(200, self._health)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _not_ready(self) -> ModelNotReady:
+        reason = self.load_error.message if self.load_error is not None else "model not loaded"
+        return ModelNotReady(f"model is not ready: {reason}")
+
+    def _predict(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
+        model = self.model
+        if model is None:
+            raise self._not_ready()
+        limit = self.settings.max_body_bytes
+        if len(body) > limit:
+            raise PayloadTooLarge(
+                f"request body is {len(body)} bytes, the limit is {limit} (the synchronous invoke payload); "
+                "score larger inputs with batch transform (a JSON Lines file in the batch inbox)"
+            )
+        answer = negotiate(accept)
+        kind, params = media_type(content_type)
+        sig = model.signature
+        if kind in ("", JSON):
+            charset = params.get("charset", "utf-8")
+            if charset not in ("utf-8", "utf8"):
+                raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8 JSON")
+            batch = decode_json(load_json(body), sig)
+        elif kind == NPY:
+            batch = decode_npy(body, sig)
+        else:
+            raise UnsupportedMediaType(f"Content-Type {kind[:100]!r} is not supported; send {JSON} or {NPY}")
+        outputs = model.run(batch.feeds, batch.n)
+        if answer == NPY:
+            return Reply(200, dump_npy(sig, outputs), NPY, instances=batch.n)
+        return Reply(200, dump_json(response_doc(sig, outputs, batch.n, batch.form)), JSON, instances=batch.n)
+
+    def _build_metadata(self) -> bytes | None:
+        if self.model is None:
+            return None
+        spec, report = self.model.spec, self.report
+        doc: dict[str, Any] = {
+            "name": spec.name,
+            "version": spec.version,
+            "artifact_sha256": spec.sha256,
+            "description": spec.description,
+            "schema": self.model.signature.to_json(),
+            "formats": {"request": [JSON, NPY], "response": [JSON, NPY]},
+            "limits": {
+                "max_body_bytes": self.settings.max_body_bytes,
+                "max_instances": self.model.signature.max_instances,
+            },
+            "runtime": {
+                "onnxruntime": ort.__version__,
+                "providers": list(report.providers) if report else [],
+                "threads": report.threads if report else None,
+            },
+        }
+        if spec.example is not None:
+            doc["example"] = spec.example
+        return dump_json(doc)
+
+    def _build_health(self) -> bytes | None:
+        if self.model is None:
+            return None
+        doc: dict[str, Any] = {"status": "ok", "model": self.name, "version": self.version}
+        if self.report is not None:
+            doc["warmup"] = self.report.warmup
+        return dump_json(doc)
