@@ -1,0 +1,1 @@
+"""mdk, the Model Deployment Kit: config, bundles, CLI and the local tooling."""

@@ -1,0 +1,3 @@
+from mdk.cli import main
+
+main()

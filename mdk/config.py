@@ -1,0 +1,497 @@
+"""The one config file (``models.yaml``): every model the kit deploys, as typed, frozen objects.
+
+``load_config`` reports every problem at once, each with its path, for example::
+
+    models.yaml: 2 problems
+      - models[1].runtime: expected 'lambda' or 'sagemaker', got 'gpu'
+      - models[0].artifact: file not found: models/iris/v3/model.onnx
+
+Besides the structure, it checks each artifact with the same code the runtime uses (so a schema
+override naming a missing input, or labels that do not match the classifier's outputs, fail here
+and not after a deploy).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG = "models.yaml"
+NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+Dtype = Literal[
+    "float32", "float64", "float16", "int8", "int16", "int32", "int64",
+    "uint8", "uint16", "uint32", "uint64", "bool", "string",
+]  # fmt: skip
+
+
+class ConfigError(Exception):
+    """The config file is invalid; ``problems`` lists each one with its path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{source}: {count}\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _dns_name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError(
+            "expected a DNS-safe name (lowercase letters, digits and hyphens, starting with a letter, "
+            f"not ending with a hyphen, at most 32 characters), got {value!r}"
+        )
+    return value
+
+
+def _version(value: str) -> str:
+    if not VERSION_PATTERN.match(value):
+        raise ValueError(f"expected letters, digits, '.', '_' or '-' (at most 64), got {value!r}")
+    return value
+
+
+def _shape(value: list[Any]) -> list[int | str | None]:
+    for i, dim in enumerate(value):
+        ok = (
+            dim is None
+            or isinstance(dim, str)
+            or (isinstance(dim, int) and not isinstance(dim, bool) and dim > 0)
+        )
+        if not ok or dim == "":
+            raise ValueError(f"[{i}]: expected a positive size, a dimension name or null, got {dim!r}")
+    return value
+
+
+DnsName = Annotated[str, AfterValidator(_dns_name)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class InputSchema(_Frozen):
+    """Overrides for one graph input (keyed by its ONNX name)."""
+
+    alias: str | None = Field(None, min_length=1, max_length=128, description="the name requests use")
+    dtype: Dtype | None = Field(
+        None, description="what clients send; must cast safely to the graph's type (uint8 -> float32)"
+    )
+    shape: Annotated[list[Any], AfterValidator(_shape)] | None = Field(
+        None, description="narrows the graph's shape; null or a name for dynamic sizes"
+    )
+
+
+class ClassifierSchema(_Frozen):
+    label_output: str | None = None
+    probabilities_output: str
+
+
+class SchemaOverrides(_Frozen):
+    """What the graph does not say, or says too loosely."""
+
+    inputs: dict[str, InputSchema] = Field(default_factory=dict)
+    labels: list[str] | None = Field(None, min_length=1, description="class names, index = class id")
+    batched: bool | None = Field(None, description="false: the model has no batch dimension")
+    classifier: ClassifierSchema | None = None
+    max_instances: int = Field(10_000, ge=1, le=1_000_000)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            seen: set[str] = set()
+            for label in value:
+                if label in seen:
+                    raise ValueError(f"duplicate label {label!r}")
+                seen.add(label)
+        return value
+
+
+class LambdaSettings(_Frozen):
+    """How a ``lambda`` model's function runs."""
+
+    memory_mb: int = Field(2048, ge=128, le=10_240)
+    timeout_s: int = Field(29, ge=1, le=900)
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    reserved_concurrency: int | None = Field(None, ge=0)
+    provisioned_concurrency: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _concurrency(self) -> LambdaSettings:
+        reserved, provisioned = self.reserved_concurrency, self.provisioned_concurrency
+        if reserved is not None and provisioned is not None and provisioned > reserved:
+            raise ValueError(
+                f"provisioned_concurrency ({provisioned}) cannot exceed reserved_concurrency ({reserved})"
+            )
+        return self
+
+
+class SageMakerSettings(_Frozen):
+    """How a ``sagemaker`` model's endpoint runs (completed by the SageMaker issue)."""
+
+    instance_type: str = Field("ml.g4dn.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    initial_instance_count: int = Field(1, ge=1, le=100)
+
+
+class RolloutSettings(_Frozen):
+    """How a new model version takes traffic (completed by the deployment issue)."""
+
+    strategy: Literal["canary", "linear", "all_at_once"] = "canary"
+    percent: int = Field(10, ge=1, le=99, description="traffic per step")
+    interval_minutes: int = Field(5, ge=1, le=2880)
+
+
+class BatchSettings(_Frozen):
+    """Batch transform for files dropped into the model's inbox (completed by the batch issue)."""
+
+    enabled: bool = True
+    instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instance_count: int = Field(1, ge=1, le=100)
+    max_payload_mb: int = Field(6, ge=1, le=100)
+    max_concurrent_transforms: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _aws_limits(self) -> BatchSettings:
+        product = self.max_payload_mb * self.max_concurrent_transforms
+        if product > 100:
+            raise ValueError(
+                "max_payload_mb x max_concurrent_transforms must be <= 100 (SageMaker's limit), "
+                f"got {product}"
+            )
+        return self
+
+
+class ModelConfig(_Frozen):
+    """One model: its artifact, where it runs, and how."""
+
+    name: DnsName
+    artifact: Path = Field(description="the ONNX file, relative to the config file")
+    runtime: Literal["lambda", "sagemaker"]
+    version: Annotated[str, AfterValidator(_version)] | None = Field(
+        None, description="defaults to the first 12 hex digits of the artifact's SHA-256"
+    )
+    description: str = Field("", max_length=1024)
+    example: dict[str, Any] | Path | None = Field(
+        None, description="an example request, inline or as a JSON file (warm-up and smoke tests)"
+    )
+    schema_: SchemaOverrides = Field(default_factory=SchemaOverrides, alias="schema")
+    lambda_: LambdaSettings = Field(default_factory=LambdaSettings, alias="lambda")
+    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+
+    @field_validator("artifact", mode="after")
+    @classmethod
+    def _artifact_exists(cls, value: Path, info: ValidationInfo) -> Path:
+        base = _base_dir(info)
+        path = value if value.is_absolute() else base / value
+        if value.suffix != ".onnx":
+            raise ValueError(f"expected an .onnx file, got {str(value)!r}")
+        if not path.is_file():
+            raise ValueError(f"file not found: {value}")
+        return path.resolve()
+
+    @field_validator("example", mode="after")
+    @classmethod
+    def _example_file(cls, value: dict[str, Any] | Path | None, info: ValidationInfo) -> Any:
+        if isinstance(value, Path):
+            path = value if value.is_absolute() else _base_dir(info) / value
+            if not path.is_file():
+                raise ValueError(f"file not found: {value}")
+            return path.resolve()
+        return value
+
+    @model_validator(mode="after")
+    def _settings_match_runtime(self) -> ModelConfig:
+        other = "sagemaker" if self.runtime == "lambda" else "lambda_"
+        if other in self.model_fields_set:
+            key = other.rstrip("_")
+            raise ValueError(f"'{key}' settings given, but runtime is {self.runtime!r}")
+        return self
+
+
+class KitConfig(_Frozen):
+    """The whole config file."""
+
+    project: DnsName = "mdk"
+    default_model: str | None = Field(None, description="what `make up` serves; the first model if unset")
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names(self) -> KitConfig:
+        duplicates = _duplicates([m.name for m in self.models])
+        if duplicates:
+            raise ValueError(duplicates[0])
+        names = [m.name for m in self.models]
+        if self.default_model is not None and self.default_model not in names:
+            raise ValueError(
+                f"default_model: no model named {self.default_model!r} (models: {', '.join(names)})"
+            )
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+    @property
+    def default(self) -> ModelConfig:
+        return self.model(self.default_model) if self.default_model else self.models[0]
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    return Path(context.get("base_dir", "."))
+
+
+# ------------------------------------------------------------------------------------------------
+# Error messages
+# ------------------------------------------------------------------------------------------------
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(part)):
+            text += f".{part}" if text else str(part)
+        else:
+            text += f"[{str(part)!r}]"
+    return text
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys allowed where ``loc`` points (for "unknown field" messages)."""
+    model: Any = KitConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            if isinstance(part, str):  # a dict key (input name): the value type stays
+                continue
+            return None
+        field = next(
+            (f for n, f in model.model_fields.items() if (f.alias or n) == part),
+            None,
+        )
+        if field is None:
+            return None
+        model = _model_type(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or n for n, f in model.model_fields.items()]
+    return None
+
+
+def _model_type(annotation: Any) -> Any:
+    """The pydantic model inside ``list[M]``, ``dict[str, M]``, ``M | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = get_origin(annotation)
+    for arg in get_args(annotation):
+        found = _model_type(arg)
+        if found is not None:
+            return found
+    return annotation if origin is None else None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _message(error: Mapping[str, Any]) -> tuple[str, str]:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(loc)
+        hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        return _path(loc), f"unknown field{hint}"
+    if kind == "missing":
+        return _path(loc), "required field is missing"
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    # "models[0].name: duplicate ..." raised by a model validator carries its own path.
+    if re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ", message) and kind == "value_error":
+        own, _, rest = message.partition(": ")
+        return _path((*loc, *_split(own))), rest
+    if message.startswith("["):  # a shape element: "[2]: expected ..."
+        index, _, rest = message.partition(": ")
+        return _path(loc) + index, rest
+    if message.startswith("Input should be "):
+        message = "expected " + message.removeprefix("Input should be ")
+        for words, sign in (("greater than or equal to", ">="), ("less than or equal to", "<="),
+                            ("greater than", ">"), ("less than", "<")):  # fmt: skip
+            message = message.replace(f"expected {words} ", f"expected a value {sign} ")
+    ctx = error.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        message = f"expected a string matching {ctx.get('pattern')}"
+    elif kind in ("too_short", "string_too_short") and "min_length" in ctx:
+        message = (
+            f"expected at least {ctx['min_length']} {'item(s)' if kind == 'too_short' else 'character(s)'}"
+        )
+    elif kind in ("too_long", "string_too_long") and "max_length" in ctx:
+        message = (
+            f"expected at most {ctx['max_length']} {'item(s)' if kind == 'too_long' else 'character(s)'}"
+        )
+    value = error.get("input")
+    if kind != "value_error" and not isinstance(value, dict | list) and "got " not in message:
+        message += f", got {_short(value)}"
+    return _path(loc), message
+
+
+def _split(path: str) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    for name, index in re.findall(r"([a-z_]+)|\[(\d+)\]", path):
+        parts.append(name if name else int(index))
+    return tuple(parts)
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where, message = _message(error)
+        problems.append(f"{where}: {message}" if where else message)
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a config with both is a mistake worth naming."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_config(
+    data: Any, *, base_dir: Path, source: str = DEFAULT_CONFIG, check_models: bool = True
+) -> KitConfig:
+    """Validate a config document (already parsed from YAML/JSON)."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"expected a mapping with 'models', got {type(data).__name__}"])
+    context = {"base_dir": base_dir}
+    try:
+        config = KitConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems = format_errors(exc) + _raw_duplicates(data)
+        if check_models:  # the models that are fine on their own still get their artifact checked
+            problems += check_artifacts(_valid_entries(data.get("models"), context))
+        raise ConfigError(source, problems) from None
+    if check_models:
+        problems = check_artifacts(list(enumerate(config.models)))
+        if problems:
+            raise ConfigError(source, problems)
+    return config
+
+
+def _valid_entries(models: Any, context: dict[str, Any]) -> list[tuple[int, ModelConfig]]:
+    valid = []
+    for i, raw in enumerate(models if isinstance(models, list) else []):
+        try:
+            valid.append((i, ModelConfig.model_validate(raw, context=context)))
+        except ValidationError:
+            continue
+    return valid
+
+
+def _duplicates(names: list[Any]) -> list[str]:
+    """One problem per repeated name (also run on raw data: pydantic skips validators once a field fails)."""
+    first: dict[str, int] = {}
+    problems = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            problems.append(f"models[{i}].name: duplicate model name {name!r} (also models[{first[name]}])")
+        else:
+            first[name] = i
+    return problems
+
+
+def _raw_duplicates(data: Mapping[str, Any]) -> list[str]:
+    models = data.get("models")
+    if not isinstance(models, list):
+        return []
+    return _duplicates([m.get("name") if isinstance(m, dict) else None for m in models])
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG, *, check_models: bool = True) -> KitConfig:
+    """Read and validate the config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [f"config file not found: {path}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"cannot read the config file: {exc}"]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    return parse_config(data, base_dir=path.resolve().parent, source=source, check_models=check_models)
+
+
+def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
+    """Load each (index, model)'s graph; check its overrides and example against it as the runtime will."""
+    import onnxruntime as ort
+
+    from mdk.bundle import model_spec
+    from mdk_runtime.errors import MdkError
+    from mdk_runtime.model import Model, session_options
+
+    problems: list[str] = []
+    for i, model in models:
+        try:
+            spec = model_spec(model)
+        except (OSError, ValueError) as exc:
+            problems.append(f"models[{i}].example: {exc}")
+            continue
+        try:
+            session = ort.InferenceSession(
+                str(model.artifact), sess_options=session_options(1), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            problems.append(f"models[{i}].artifact: onnxruntime cannot load {model.artifact.name}: {reason}")
+            continue
+        try:
+            loaded = Model.from_session(session, spec)
+            if spec.example is not None:
+                loaded.warm_up()
+        except MdkError as exc:
+            message = exc.message
+            prefix = f"models[{i}]."
+            problems.append(prefix + message if message.startswith("schema.") else f"models[{i}]: {message}")
+    return problems
