@@ -1,0 +1,113 @@
+"""API Gateway proxy events (REST v1 and HTTP API v2) to requests, and replies back to responses.
+
+Also the route table of a model function, so the handler can answer the model's own routes without
+an ASGI round trip (see :mod:`lambda_handlers.inference`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mdk_runtime.errors import MalformedRequest, MethodNotAllowed, RouteNotFound
+from mdk_runtime.service import JSON, Reply
+
+Action = Literal["predict", "metadata", "health"]
+METHODS: dict[str, str] = {"predict": "POST", "metadata": "GET", "health": "GET"}
+TEXT_TYPES = (JSON, "text/")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # as sent: HTTP APIs lower-case names, REST APIs keep the client's case
+    raw_body: str
+    base64: bool
+    v2: bool
+
+    def header(self, name: str) -> str | None:
+        """A header by lower-case name, whatever case the client used (exact matches first: cheap)."""
+        headers = self.headers
+        value = headers.get(name)
+        if value is None and not self.v2:
+            value = headers.get(name.title())
+            if value is None:
+                for key, candidate in headers.items():
+                    if key.lower() == name:
+                        return str(candidate)
+        return value
+
+    def body(self) -> bytes:
+        if self.base64:
+            try:
+                return base64.b64decode(self.raw_body, validate=True)
+            except (binascii.Error, ValueError):
+                raise MalformedRequest("request body is flagged base64 but is not valid base64") from None
+        # surrogatepass: a lone surrogate must reach the JSON decoder (a clean 400), not crash here.
+        return self.raw_body.encode("utf-8", "surrogatepass")
+
+
+def read_event(event: Mapping[str, Any]) -> HttpRequest:
+    """The parts of an API Gateway proxy event a route needs; raises KeyError if it is not one."""
+    v2 = event.get("version") == "2.0"
+    context = event.get("requestContext") or {}
+    if v2:
+        method = context["http"]["method"]
+        path = event.get("rawPath") or context["http"]["path"]
+        stage = context.get("stage")
+        # HTTP APIs put a named stage in front of the path; REST APIs do not.
+        if stage and stage != "$default" and path.startswith(f"/{stage}/"):
+            path = path[len(stage) + 1 :]
+    else:
+        method = event["httpMethod"]
+        path = event["path"]
+    return HttpRequest(
+        method=str(method).upper(),
+        path=str(path),
+        headers=event.get("headers") or {},
+        raw_body=event.get("body") or "",
+        base64=bool(event.get("isBase64Encoded")),
+        v2=v2,
+    )
+
+
+def match_route(path: str, model: str) -> Action | None:
+    """``/predict`` or ``/models/<model>/predict`` (likewise metadata and health), else None."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 1:
+        action = parts[0]
+    elif len(parts) == 3 and parts[0] == "models" and parts[1] == model:
+        action = parts[2]
+    else:
+        return None
+    return action if action in METHODS else None  # type: ignore[return-value]
+
+
+def wrong_method(method: str, path: str, action: Action) -> MethodNotAllowed:
+    return MethodNotAllowed(f"{method} is not allowed on {path[:200]}; use {METHODS[action]}")
+
+
+def unknown_route(method: str, path: str, model: str) -> RouteNotFound:
+    return RouteNotFound(
+        f"no route {method} {path[:200]}; this function serves model {model!r}: "
+        f"POST /models/{model}/predict, GET /models/{model}/metadata, GET /models/{model}/health"
+    )
+
+
+def to_response(reply: Reply, *, v2: bool) -> dict[str, Any]:
+    """A proxy integration response; binary bodies are base64-encoded, as API Gateway expects."""
+    binary = not reply.content_type.startswith(TEXT_TYPES)
+    body = base64.b64encode(reply.body).decode("ascii") if binary else reply.body.decode("utf-8")
+    response: dict[str, Any] = {
+        "statusCode": reply.status,
+        "headers": {"content-type": reply.content_type},
+        "body": body,
+        "isBase64Encoded": binary,
+    }
+    if not v2:
+        response["multiValueHeaders"] = {}
+    return response
