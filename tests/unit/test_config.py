@@ -1,0 +1,220 @@
+"""The config file: typed, frozen, and every problem reported at once with its path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from mdk.bundle import model_spec, write_bundle
+from mdk.config import ConfigError, KitConfig, load_config
+from mdk_runtime.spec import SPEC_FILE, read_spec
+from tests import onnx_models
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A folder with copies of the example models, where config files are written."""
+    shutil.copytree(REPO / "models", tmp_path / "models")
+    return tmp_path
+
+
+def write(workdir: Path, text: str) -> Path:
+    path = workdir / "models.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: {len(info.value.problems)} problem")
+    return info.value.problems
+
+
+def test_the_repository_config_is_valid() -> None:
+    config = load_config(REPO / "models.yaml")
+    assert [m.name for m in config.models] == ["iris", "digits"]
+    assert config.default.name == "iris"
+    iris = config.model("iris")
+    assert iris.runtime == "lambda"
+    assert iris.lambda_.memory_mb == 1024
+    assert iris.lambda_.architecture == "x86_64"
+    assert iris.artifact == (REPO / "models/iris/v1/model.onnx").resolve()
+    assert config.model("digits").runtime == "sagemaker"
+
+
+def test_config_objects_are_frozen() -> None:
+    config = load_config(REPO / "models.yaml")
+    with pytest.raises(pydantic.ValidationError):
+        config.models[0].lambda_.memory_mb = 4096  # type: ignore[misc]
+
+
+def test_defaults_are_filled(workdir: Path) -> None:
+    config = load_config(write(workdir, """
+        models:
+          - name: iris
+            artifact: models/iris/v2/model.onnx
+            runtime: lambda
+    """))  # fmt: skip
+    model = config.models[0]
+    assert config.project == "mdk"
+    assert config.default is model
+    assert (model.lambda_.memory_mb, model.lambda_.timeout_s, model.lambda_.architecture) == (
+        2048,
+        29,
+        "x86_64",
+    )
+    assert model.rollout.strategy == "canary"
+    assert model.batch.max_payload_mb == 6
+
+
+def test_every_problem_is_listed_with_its_path(workdir: Path) -> None:
+    found = problems(write(workdir, """
+        project: My_Project
+        models:
+          - name: iris
+            artifact: models/iris/v1/model.onnx
+            runtime: lambda
+            lambda: {memory_mb: 64, architecture: sparc}
+          - name: Digits!
+            artifact: models/nope/model.onnx
+            runtime: gpu
+            colour: blue
+          - name: iris
+            artifact: models/iris/v2/model.onnx
+            runtime: lambda
+            batch: {max_payload_mb: 50, max_concurrent_transforms: 3}
+    """))  # fmt: skip
+    assert "models[1].runtime: expected 'lambda' or 'sagemaker', got 'gpu'" in found
+    assert "models[1].artifact: file not found: models/nope/model.onnx" in found
+    assert "models[0].lambda.memory_mb: expected a value >= 128, got 64" in found
+    assert "models[0].lambda.architecture: expected 'x86_64' or 'arm64', got 'sparc'" in found
+    assert any(p.startswith("models[1].name: expected a DNS-safe name") and "'Digits!'" in p for p in found)
+    assert any(p.startswith("project: expected a DNS-safe name") for p in found)
+    assert any(
+        p.startswith("models[1].colour: unknown field; expected one of: name, artifact, runtime")
+        for p in found
+    )
+    assert (
+        "models[2].batch: max_payload_mb x max_concurrent_transforms must be <= 100 (SageMaker's limit), got 150"
+        in found
+    )
+    assert "models[2].name: duplicate model name 'iris' (also models[0])" in found
+    assert len(found) == 9
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("runtime: lambda\n    lambda: {reserved_concurrency: 1, provisioned_concurrency: 2}",
+         "models[0].lambda: provisioned_concurrency (2) cannot exceed reserved_concurrency (1)"),
+        ("runtime: sagemaker\n    lambda: {memory_mb: 1024}", "models[0]: 'lambda' settings given, but runtime is 'sagemaker'"),
+        ("runtime: lambda\n    sagemaker: {instance_type: ml.g4dn.xlarge}",
+         "models[0]: 'sagemaker' settings given, but runtime is 'lambda'"),
+        ("runtime: lambda\n    lambda: {timeout_s: 901}", "models[0].lambda.timeout_s: expected a value <= 900, got 901"),
+        ("runtime: lambda\n    lambda: {memory_mb: lots}",
+         "models[0].lambda.memory_mb: expected a valid integer, unable to parse string as an integer, got 'lots'"),
+        ("runtime: lambda\n    rollout: {strategy: bluegreen}",
+         "models[0].rollout.strategy: expected 'canary', 'linear' or 'all_at_once', got 'bluegreen'"),
+        ("runtime: lambda\n    schema: {labels: [a, a]}", "models[0].schema.labels: duplicate label 'a'"),
+        ("runtime: lambda\n    schema: {inputs: {'gpu_0/data_0': {shape: [null, 0]}}}",
+         "models[0].schema.inputs['gpu_0/data_0'].shape[1]: expected a positive size, a dimension name or null, got 0"),
+        ("runtime: lambda\n    version: 'v 1'", "models[0].version: expected letters, digits, '.', '_' or '-' (at most 64), got 'v 1'"),
+        ("runtime: lambda\n    example: missing.json", "models[0].example: file not found: missing.json"),
+        ("runtime: sagemaker\n    sagemaker: {instance_type: g5.xlarge}",
+         "models[0].sagemaker.instance_type: expected a string matching ^ml\\.[a-z0-9]+\\.[a-z0-9]+$, got 'g5.xlarge'"),
+    ],
+)  # fmt: skip
+def test_field_messages(workdir: Path, snippet: str, expected: str) -> None:
+    path = write(
+        workdir, f"models:\n  - name: iris\n    artifact: models/iris/v1/model.onnx\n    {snippet}\n"
+    )
+    assert problems(path) == [expected]
+
+
+def test_top_level_problems(workdir: Path) -> None:
+    assert problems(write(workdir, "models: []\n")) == ["models: expected at least 1 item(s)"]
+    assert problems(write(workdir, "- a\n- b\n")) == ["expected a mapping with 'models', got list"]
+    assert problems(write(workdir, "project: mdk\n")) == ["models: required field is missing"]
+    bad_yaml = problems(write(workdir, "models:\n  - name: iris\n   runtime: lambda\n"))
+    assert bad_yaml[0].startswith("line 3, column 4: invalid YAML")
+    duplicate = problems(write(workdir, "models:\n  - name: iris\n    name: other\n"))
+    assert duplicate[0].startswith("line 3, column 5: invalid YAML")
+    assert "duplicate key 'name'" in duplicate[0]
+    default = problems(write(workdir, """
+        default_model: nope
+        models:
+          - {name: iris, artifact: models/iris/v1/model.onnx, runtime: lambda}
+    """))  # fmt: skip
+    assert default == ["default_model: no model named 'nope' (models: iris)"]
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert problems(tmp_path / "nope.yaml") == [f"config file not found: {tmp_path / 'nope.yaml'}"]
+
+
+def test_artifacts_are_checked_against_the_graph(workdir: Path) -> None:
+    (workdir / "models" / "broken.onnx").write_bytes(b"not a model")
+    (workdir / "models" / "tokens.onnx").write_bytes(onnx_models.tokens().SerializeToString())
+    found = problems(write(workdir, """
+        models:
+          - name: iris
+            artifact: models/iris/v1/model.onnx
+            runtime: lambda
+            schema:
+              labels: [setosa, versicolor]
+              inputs: {feature: {alias: x}}
+          - name: broken
+            artifact: models/broken.onnx
+            runtime: lambda
+          - name: tokens
+            artifact: models/tokens.onnx
+            runtime: lambda
+            example: {instances: [{input_ids: [1, 2]}]}
+          - name: notonnx
+            artifact: models/iris/v1/card.json
+            runtime: lambda
+    """))  # fmt: skip
+    assert "models[0].schema.inputs.feature: the model has no such input (inputs: features)" in found
+    assert any(p.startswith("models[1].artifact: onnxruntime cannot load broken.onnx") for p in found)
+    assert any(p.startswith("models[2]: warm-up with the spec's example request failed: instances[0]: missing input")
+               for p in found)  # fmt: skip
+    assert "models[3].artifact: expected an .onnx file, got 'models/iris/v1/card.json'" in found
+
+
+def test_labels_must_match_the_classifier(workdir: Path) -> None:
+    found = problems(write(workdir, """
+        models:
+          - name: iris
+            artifact: models/iris/v1/model.onnx
+            runtime: lambda
+            schema: {labels: [setosa, versicolor]}
+    """))  # fmt: skip
+    assert found == ["models[0].schema.labels: 2 labels, but output 'probabilities' has 3 classes"]
+
+
+def test_bundle_carries_the_spec(tmp_path: Path) -> None:
+    config = load_config(REPO / "models.yaml")
+    iris = config.model("iris")
+    bundle = write_bundle(iris, tmp_path / "iris")
+    spec = read_spec(bundle)
+    assert spec == model_spec(iris)
+    assert spec.labels == ("setosa", "versicolor", "virginica")
+    assert spec.example == json.loads((REPO / "models/iris/v1/example.json").read_text())
+    assert (bundle / "model.onnx").read_bytes() == iris.artifact.read_bytes()
+    before = {p.name: p.stat().st_mtime_ns for p in bundle.iterdir()}
+    write_bundle(iris, bundle)  # unchanged: files untouched, so image builds stay cached
+    assert {p.name: p.stat().st_mtime_ns for p in bundle.iterdir()} == before
+    assert json.loads((bundle / SPEC_FILE).read_text())["version"] == spec.sha256[:12]
+
+
+def test_kit_config_validates_without_a_file() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        KitConfig.model_validate({"models": [{"name": "x", "artifact": "nope.onnx", "runtime": "lambda"}]})
