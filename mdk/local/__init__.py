@@ -1,0 +1,1 @@
+"""Local tooling: replay the Lambda image's Dockerfile and run it under the real Lambda emulator."""
