@@ -75,12 +75,16 @@ def read_event(event: Mapping[str, Any]) -> HttpRequest:
     )
 
 
-def match_route(path: str, model: str) -> Action | None:
-    """``/predict`` or ``/models/<model>/predict`` (likewise metadata and health), else None."""
+def match_route(path: str, model: str | None) -> Action | None:
+    """``/predict`` or ``/models/<model>/predict`` (likewise metadata and health), else None.
+
+    ``model=None`` (a bundle so broken its name is unknown) matches any model name, so every model
+    route answers 503 with the reason rather than 404.
+    """
     parts = [p for p in path.split("/") if p]
     if len(parts) == 1:
         action = parts[0]
-    elif len(parts) == 3 and parts[0] == "models" and parts[1] == model:
+    elif len(parts) == 3 and parts[0] == "models" and (model is None or parts[1] == model):
         action = parts[2]
     else:
         return None

@@ -67,7 +67,7 @@ def dispatch(service: InferenceService, event: dict[str, Any]) -> tuple[Reply | 
         request = read_event(event)
     except (KeyError, TypeError, AttributeError):
         return error_reply(MalformedRequest("expected an API Gateway proxy event (REST or HTTP API)")), False
-    action = match_route(request.path, service.name)
+    action = match_route(request.path, service.spec.name if service.spec is not None else None)
     if action is None:
         return None, request.v2
     if request.method != METHODS[action]:

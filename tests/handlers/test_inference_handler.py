@@ -177,12 +177,24 @@ def test_too_large_body_points_to_batch(service: ServiceFactory, lambda_context:
     assert "batch" in response_json(response)["error"]["message"]
 
 
-def test_broken_model_answers_503_everywhere(service: ServiceFactory, lambda_context: FakeLambdaContext,
-                                             tmp_path: Any) -> None:  # fmt: skip
+@pytest.mark.parametrize("spec_readable", [True, False])
+def test_broken_model_answers_503_on_every_model_route(
+    spec_readable: bool, bundle: Any, lambda_context: FakeLambdaContext
+) -> None:
     from mdk_runtime.service import Settings
+    from tests import onnx_models
 
-    svc = InferenceService.load(Settings(model_dir=tmp_path / "missing"))
-    for method, path in (("GET", "/health"), ("GET", "/metadata"), ("POST", "/predict")):
+    directory = bundle(onnx_models.two_inputs(), name="pair")
+    (directory / "model.onnx").write_bytes(b"corrupt")
+    if not spec_readable:
+        (directory / "mdk-model.json").write_text("{")
+    svc = InferenceService.load(Settings(model_dir=directory))
+    assert svc.name == ("pair" if spec_readable else "unknown")
+    for method, path in (
+        ("GET", "/health"),
+        ("GET", "/models/pair/metadata"),
+        ("POST", "/models/pair/predict"),
+    ):
         response = call(svc, api_event("v1", method, path, "{}"), lambda_context)
         assert response["statusCode"] == 503
         assert response_json(response)["error"]["code"] == "model_not_ready"

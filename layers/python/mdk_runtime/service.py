@@ -25,6 +25,7 @@ from mdk_runtime.errors import (
     UnsupportedMediaType,
 )
 from mdk_runtime.model import LoadReport, Model, load_model
+from mdk_runtime.spec import ModelSpec, read_spec
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,14 @@ class InferenceService:
         *,
         report: LoadReport | None = None,
         load_error: MdkError | None = None,
+        spec: ModelSpec | None = None,
         settings: Settings = Settings(),
     ) -> None:
         if model is None and load_error is None:
             raise ValueError("a service needs a model or the error that prevented loading it")
         self.model = model
+        # A model that fails to load still has a name and version when its spec could be read.
+        self.spec = model.spec if model is not None else spec
         self.report = report
         self.load_error = load_error
         self.settings = settings
@@ -152,7 +156,11 @@ class InferenceService:
             model, report = load_model(settings.model_dir, threads=settings.threads, providers=providers)
         except MdkError as exc:
             log.error("model failed to load: %s", exc.message)
-            return cls(None, load_error=exc, settings=settings)
+            try:
+                spec: ModelSpec | None = read_spec(settings.model_dir)
+            except MdkError:
+                spec = None
+            return cls(None, load_error=exc, spec=spec, settings=settings)
         log.info(
             "model loaded",
             extra={
@@ -169,11 +177,11 @@ class InferenceService:
 
     @property
     def name(self) -> str:
-        return self.model.spec.name if self.model is not None else "unknown"
+        return self.spec.name if self.spec is not None else "unknown"
 
     @property
     def version(self) -> str:
-        return self.model.spec.version if self.model is not None else "unknown"
+        return self.spec.version if self.spec is not None else "unknown"
 
     # -- routes ---------------------------------------------------------------------------------
 
