@@ -460,12 +460,17 @@ def _classifier_rows(sig: Signature, outputs: dict[str, Any], n: int) -> list[di
             rows.append({"label": label, clf.scores_key: per_class})
         return rows
     names = _class_names(sig, int(scores.shape[1]))
-    values = scores.tolist()
-    picks = labels.tolist() if labels is not None else np.argmax(scores, axis=1).tolist()
-    for i in range(n):
-        label = _label(picks[i], sig) if labels is not None else names[picks[i]]
-        rows.append({"label": label, clf.scores_key: dict(zip(names, values[i], strict=True))})
-    return rows
+    key = clf.scores_key
+    if labels is None:  # label = the class with the highest score
+        picked = [names[i] for i in np.argmax(scores, axis=1).tolist()]
+    elif labels.dtype.kind == "O":  # string labels from the graph
+        picked = labels.tolist()
+    else:
+        picked = [_label(i, sig) for i in labels.tolist()]
+    return [
+        {"label": label, key: dict(zip(names, row, strict=True))}
+        for label, row in zip(picked, scores.tolist(), strict=True)
+    ]
 
 
 def response_doc(sig: Signature, outputs: dict[str, Any], n: int, form: Form) -> dict[str, Any]:
