@@ -555,12 +555,21 @@ class _Run:
 
 
 @dataclass(frozen=True)
+class _Compile:
+    """``RUN python -m compileall ...``: bytecode for copied sources, so cold starts do not compile them."""
+
+    instruction: Instruction
+    args: list[str]  # after "compileall"; paths are image paths
+    workdir: str
+
+
+@dataclass(frozen=True)
 class _Workdir:
     instruction: Instruction
     path: str
 
 
-_Step = _Copy | _Run | _Workdir
+_Step = _Copy | _Run | _Compile | _Workdir
 
 
 def _json_list(text: str) -> list[str] | None:
@@ -780,6 +789,17 @@ class _Replay:
         if tokens is None:
             tokens = self.words(instruction, instruction.text, run_syntax=True)
         tokens = [self.unstage(t) for t in tokens]
+        if (
+            len(tokens) >= 3
+            and _PYTHON_EXE.fullmatch(posixpath.basename(tokens[0]))
+            and tokens[1:3]
+            == [
+                "-m",
+                "compileall",
+            ]
+        ):
+            self.steps.append(_Compile(instruction, tokens[3:], self.workdir))
+            return
         args = self.pip_arguments(instruction, tokens)
         target_index, prefix, target = self.pip_target(instruction, args)
         pip_env = {k: v for k, v in self.vars.run_env().items() if k.startswith("PIP_")}
@@ -795,8 +815,8 @@ class _Replay:
             return tokens[3:]
         raise self.error(
             instruction,
-            "only `pip install ...` or `python -m pip install ...` can be replayed offline, got "
-            + " ".join(tokens),
+            "only `pip install ...`, `python -m pip install ...` or `python -m compileall ...` can be "
+            "replayed offline, got " + " ".join(tokens),
         )
 
     def pip_target(self, instruction: Instruction, args: list[str]) -> tuple[int, str, str]:
@@ -860,6 +880,8 @@ class _Replay:
                 self.staged(step.path).mkdir(parents=True, exist_ok=True)
             elif isinstance(step, _Copy):
                 self.copy(step, ignore)
+            elif isinstance(step, _Compile):
+                self.compile(step, python)
             else:
                 self.run(step, layers)
 
@@ -929,6 +951,16 @@ class _Replay:
             target=(step.target_index, step.target_prefix),
         )
         _install_layer(layer, target, upgrade=any(t in ("-U", "--upgrade") for t in step.tokens))
+
+    def compile(self, step: _Compile, python: str) -> None:
+        """Run compileall with this interpreter on the staged paths (the bytecode is for its version)."""
+        args = [self.stage_token(t) for t in step.args]
+        workdir = self.staged(step.workdir)
+        result = subprocess.run(
+            [python, "-m", "compileall", *args], cwd=workdir, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise self.error(step.instruction, f"compileall failed:\n{result.stdout}{result.stderr}")
 
     def referenced_paths(self, step: _Run) -> dict[str, str]:
         """Digests of the stage's files and directories the pip command names (the target excluded)."""

@@ -52,6 +52,9 @@ def test_the_image_holds_the_runtime_the_handler_and_the_model_only(staged: Stag
     assert json.loads((task / "model" / "mdk-model.json").read_text())["name"] == "iris"
     assert (task / "mdk_runtime" / "service.py").is_file()
     assert (task / "lambda_handlers" / "inference.py").is_file()
+    # compiled in the image: a read-only /var/task would otherwise recompile them at every cold start
+    assert list((task / "mdk_runtime" / "__pycache__").glob("service.*.pyc"))
+    assert list((task / "lambda_handlers" / "__pycache__").glob("inference.*.pyc"))
     for wanted in ("numpy", "onnxruntime", "orjson", "aws_lambda_powertools", "fastapi", "mangum"):
         assert (task / wanted).is_dir(), wanted
     for unwanted in ("boto3", "botocore", "sagemaker", "onnx", "sklearn", "pytest", "moto", "mdk", "tests"):

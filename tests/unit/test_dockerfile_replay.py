@@ -116,8 +116,14 @@ def test_every_unsupported_instruction_is_an_error_naming_its_line(tmp_path: Pat
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("RUN echo hello", "only `pip install ...`"),
-        ("RUN apt-get install -y gcc", "only `pip install ...`"),
+        (
+            "RUN echo hello",
+            "only `pip install ...`, `python -m pip install ...` or `python -m compileall ...`",
+        ),
+        (
+            "RUN apt-get install -y gcc",
+            "only `pip install ...`, `python -m pip install ...` or `python -m compileall ...`",
+        ),
         ("RUN pip install numpy --target /var/task && rm -rf /root/.cache", "shell syntax '&'"),
         ("RUN pip install numpy>=2 --target /var/task", "shell syntax '>'"),
         ("RUN pip install $(cat reqs) --target /var/task", "command substitution"),
@@ -533,3 +539,26 @@ def test_pip_keeps_what_the_target_already_holds_unless_upgrading(
     image = stage_image(tmp_path, dockerfile, {"tinypkg/__init__.py": "copied"})
     assert (image.task_root / "tinypkg" / "__init__.py").read_text() == expected
     assert (image.task_root / "tinypkg-1.0.dist-info").is_dir()
+
+
+def test_compileall_writes_bytecode_for_copied_sources(tmp_path: Path) -> None:
+    image = stage_image(
+        tmp_path,
+        f"{BASE}\nCOPY pkg /var/task/pkg\n"
+        "RUN python -m compileall -q --invalidation-mode unchecked-hash ${LAMBDA_TASK_ROOT}/pkg\n"
+        'CMD ["pkg.app.handler"]\n',
+        {"pkg/__init__.py": "", "pkg/app.py": "def handler(event, context):\n    return 1\n"},
+    )
+    compiled = sorted(p.name for p in (image.task_root / "pkg" / "__pycache__").iterdir())
+    tag = sys.implementation.cache_tag
+    assert compiled == [f"__init__.{tag}.pyc", f"app.{tag}.pyc"]
+
+
+def test_a_failing_compileall_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(DockerfileError) as info:
+        stage_image(
+            tmp_path,
+            f'{BASE}\nCOPY pkg /var/task/pkg\nRUN python -m compileall -q /var/task/pkg\nCMD ["pkg.app.handler"]\n',
+            {"pkg/app.py": "def handler(:\n"},
+        )
+    assert ":3: RUN: compileall failed" in str(info.value)
