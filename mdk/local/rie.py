@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -76,6 +75,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from mdk.local.dockerfile import StagedImage
+from mdk_runtime.spec import file_sha256
 
 #: The aws-sam-cli release whose wheel carries the emulator binaries.
 AWS_SAM_CLI_VERSION = "1.170.0"
@@ -168,14 +168,6 @@ def rie_arch(machine: str | None = None) -> str:
     raise RieError(f"no Lambda Runtime Interface Emulator build for machine {machine!r}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def ensure_rie(cache_dir: Path, *, python: str = sys.executable) -> Path:
     """The emulator binary for this machine, fetched once into ``cache_dir`` from the aws-sam-cli wheel.
 
@@ -186,7 +178,7 @@ def ensure_rie(cache_dir: Path, *, python: str = sys.executable) -> Path:
     arch = rie_arch()
     cache_dir = cache_dir.absolute()
     final = cache_dir / f"aws-lambda-rie-{AWS_SAM_CLI_VERSION}-{arch}"
-    if final.is_file() and os.access(final, os.X_OK) and _sha256(final) == RIE_SHA256[arch]:
+    if final.is_file() and os.access(final, os.X_OK) and file_sha256(final) == RIE_SHA256[arch]:
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".tmp-rie-") as tmp:
@@ -219,7 +211,7 @@ def ensure_rie(cache_dir: Path, *, python: str = sys.executable) -> Path:
                 shutil.copyfileobj(src, out)
         except KeyError:
             raise RieError(f"{wheels[0].name} has no {member}") from None
-        actual = _sha256(extracted)
+        actual = file_sha256(extracted)
         if actual != RIE_SHA256[arch]:
             raise RieError(f"{member} of {wheels[0].name} has sha256 {actual}, expected {RIE_SHA256[arch]}")
         extracted.chmod(0o755)
