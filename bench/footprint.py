@@ -37,7 +37,7 @@ def install_size(arch: str) -> dict[str, Any]:
                 sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                 "--only-binary=:all:", "--python-version=3.12", "--implementation=cp",
                 *_platforms(machine), "--target", str(target),
-                "-r", str(REPO / "layers" / "requirements.txt"), "-c", str(REPO / "constraints.txt"),
+                "-r", str(REPO / "layers" / "requirements.txt"), "-c", str(REPO / "layers" / "constraints.txt"),
             ],
             check=True,
             capture_output=True,

@@ -1,4 +1,10 @@
-"""Model bundles: the directory an image bakes in (``model.onnx`` + ``mdk-model.json``), from the config."""
+"""Model bundles (``model.onnx`` + ``mdk-model.json``) and the build contexts of the kit's images.
+
+A bundle is what an image bakes in. A build context holds exactly the files an image or a zip
+function is made of (``cdk synth`` writes one per model), so an asset's hash changes when, and only
+when, what it deploys changes: a new artifact starts a rollout of that model alone, and an unchanged
+config synthesizes to the same template.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,14 @@ from mdk_runtime.spec import (
     ModelSpec,
     file_sha256,
 )
+
+REPO = Path(__file__).resolve().parent.parent
+RUNTIME_DIR = REPO / "layers" / "python" / "mdk_runtime"
+HANDLERS_DIR = REPO / "lambda_handlers"
+LAMBDA_DOCKERFILE = HANDLERS_DIR / "Dockerfile"
+# The modules of the inference function (the rollout hooks are a function of their own).
+INFERENCE_MODULES = ("__init__.py", "inference.py", "http.py", "api.py")
+IMAGE_MODEL_DIR = "model"  # the MODEL_DIR build argument, inside the context
 
 
 def load_example(model: ModelConfig) -> Any:
@@ -86,3 +100,50 @@ def _atomic_write(dest: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, dest)
+
+
+def image_context_files() -> dict[str, Path]:
+    """Path in the context -> source file, for the Lambda image (without the model)."""
+    files = {
+        "Dockerfile": LAMBDA_DOCKERFILE,
+        "layers/requirements.txt": REPO / "layers" / "requirements.txt",
+        "layers/constraints.txt": REPO / "layers" / "constraints.txt",
+    }
+    for source in sorted(RUNTIME_DIR.glob("*.py")):
+        files[f"layers/python/mdk_runtime/{source.name}"] = source
+    for name in INFERENCE_MODULES:
+        files[f"lambda_handlers/{name}"] = HANDLERS_DIR / name
+    return files
+
+
+def write_image_context(model: ModelConfig, dest: Path) -> Path:
+    """The build context of one model's Lambda image: Dockerfile, runtime, handler, bundle in ``model/``."""
+    write_bundle(model, dest / IMAGE_MODEL_DIR)
+    sync_files(image_context_files(), dest, keep=(IMAGE_MODEL_DIR,))
+    return dest
+
+
+def write_function_context(modules: dict[str, Path], dest: Path) -> Path:
+    """The code of a zip-packaged function: exactly ``modules`` (path in the zip -> source)."""
+    sync_files(modules, dest)
+    return dest
+
+
+def sync_files(files: dict[str, Path], dest: Path, *, keep: tuple[str, ...] = ()) -> None:
+    """Make ``dest`` hold exactly ``files`` (plus the ``keep`` subtrees); unchanged files stay untouched."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = set(files)
+    for rel, source in files.items():
+        target = dest / rel
+        data = source.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(target, data)
+    for path in sorted(dest.rglob("*"), reverse=True):
+        rel = path.relative_to(dest).as_posix()
+        if rel.split("/", 1)[0] in keep:
+            continue
+        if path.is_file() and rel not in wanted:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()

@@ -1,7 +1,8 @@
 """The Lambda image, replayed from its Dockerfile and run under the real Lambda Runtime Interface Emulator.
 
-One staged image and one emulator for the module: the function is invoked over HTTP with real API
-Gateway events, as Lambda would invoke it.
+The image is built from the same per-model build context ``cdk synth`` writes (``write_image_context``),
+so what runs here is what a deploy builds. One staged image and one emulator for the module: the
+function is invoked over HTTP with real API Gateway events, as Lambda would invoke it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mdk.bundle import write_bundle
+from mdk.bundle import IMAGE_MODEL_DIR, write_bundle, write_image_context
 from mdk.config import KitConfig
 from mdk.local.dockerfile import StagedImage, replay
 from mdk.local.rie import LambdaProcess
@@ -25,16 +26,25 @@ from tests.events import api_event, response_json
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "lambda_handlers" / "Dockerfile"
-BUNDLE = Path("build") / "bundles" / "e2e-iris"  # inside the build context, as `docker build` needs it
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def staged(kit_config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> StagedImage:
-    write_bundle(kit_config.model("iris"), REPO / BUNDLE)
+def context(kit_config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_context(kit_config.model("iris"), tmp_path_factory.mktemp("context") / "iris")
+
+
+@pytest.fixture(scope="module")
+def staged(context: Path, tmp_path_factory: pytest.TempPathFactory) -> StagedImage:
     stage = tmp_path_factory.mktemp("lambda-image") / "root"
-    return replay(DOCKERFILE, REPO, stage, {"MODEL_DIR": str(BUNDLE)}, cache_dir=REPO / ".cache" / "layers")
+    return replay(
+        context / "Dockerfile",
+        context,
+        stage,
+        {"MODEL_DIR": IMAGE_MODEL_DIR},
+        cache_dir=REPO / ".cache" / "layers",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +55,13 @@ def function(staged: StagedImage, rie_binary: Path) -> Iterator[LambdaProcess]:
         yield proc
 
 
-def test_the_image_holds_the_runtime_the_handler_and_the_model_only(staged: StagedImage) -> None:
+def test_the_image_holds_the_runtime_the_handler_and_the_model_only(
+    staged: StagedImage, context: Path
+) -> None:
     task = staged.task_root
     assert staged.cmd == ["lambda_handlers.inference.handler"]
-    assert (task / "model" / "model.onnx").read_bytes() == (REPO / BUNDLE / "model.onnx").read_bytes()
+    assert (task / "model" / "model.onnx").read_bytes() == (REPO / "models/iris/v1/model.onnx").read_bytes()
+    assert not (task / "lambda_handlers" / "rollout_hooks.py").exists()
     assert json.loads((task / "model" / "mdk-model.json").read_text())["name"] == "iris"
     assert (task / "mdk_runtime" / "service.py").is_file()
     assert (task / "lambda_handlers" / "inference.py").is_file()
@@ -126,9 +139,8 @@ def test_init_logs_and_metrics(function: LambdaProcess) -> None:
     assert any("ColdStart" in entry for entry in metrics)
 
 
-def test_a_broken_model_image_answers_503(
-    kit_config: KitConfig, tmp_path: Path, rie_binary: Path, staged: StagedImage
-) -> None:
+def test_a_broken_model_image_answers_503(kit_config: KitConfig, tmp_path: Path, rie_binary: Path) -> None:
+    # The repository root is a build context too (`docker build -f lambda_handlers/Dockerfile .`).
     broken = Path("build") / "bundles" / "e2e-broken"
     target = write_bundle(kit_config.model("iris"), REPO / broken)
     (target / "model.onnx").write_bytes(b"corrupt")
