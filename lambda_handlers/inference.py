@@ -17,25 +17,32 @@ for.  ``tests/handlers`` checks that both paths give the same response to the sa
 
 from __future__ import annotations
 
-import os
 import time
-import warnings
-from collections.abc import Callable
-from functools import cache
-from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+_MODULE_STARTED = time.perf_counter()  # before the imports below: InitDuration counts them
 
-from lambda_handlers.http import METHODS, match_route, read_event, to_response, wrong_method
-from mdk_runtime.errors import MalformedRequest, MdkError
-from mdk_runtime.service import InferenceService, Reply, Settings, error_reply
+import os  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from functools import cache  # noqa: E402
+from typing import Any  # noqa: E402
+
+from aws_lambda_powertools import Logger, Metrics  # noqa: E402
+from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: E402
+
+from lambda_handlers.http import METHODS, match_route, read_event, to_response, wrong_method  # noqa: E402
+from mdk_runtime import telemetry  # noqa: E402
+from mdk_runtime.errors import MalformedRequest, MdkError  # noqa: E402
+from mdk_runtime.service import InferenceService, Reply, Settings, error_reply  # noqa: E402
 
 # Health and metadata calls add no metric; Powertools would warn about that on every such call.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "mdk-inference"))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "mdk"))
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", telemetry.SERVICE))
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", telemetry.NAMESPACE),
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", telemetry.SERVICE),
+)
 
 
 @cache
@@ -46,8 +53,15 @@ def get_service() -> InferenceService:
     except MdkError as exc:  # a bad setting: answer 503 with the reason rather than crash-loop
         logger.error("cannot configure the model service", extra={"error": exc.message})
         service = InferenceService(None, load_error=exc)
-    metrics.set_default_dimensions(Model=service.name, ModelVersion=service.version)
+    metrics.set_default_dimensions(
+        **{telemetry.DIM_MODEL: service.name, telemetry.DIM_VERSION: service.version}
+    )
+    _init_pending.append((time.perf_counter() - _MODULE_STARTED) * 1e3)
     return service
+
+
+# The init duration, reported with the first invocation (metrics are flushed per invocation).
+_init_pending: list[float] = []
 
 
 @cache
@@ -90,19 +104,21 @@ def _record(reply: Reply, started: float, request_id: str) -> None:
     if reply.status == 200:
         if reply.instances:
             metrics.add_metric(
-                name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3
+                name=telemetry.LATENCY,
+                unit=MetricUnit.Milliseconds,
+                value=(time.perf_counter() - started) * 1e3,
             )
-            metrics.add_metric(name="Instances", unit=MetricUnit.Count, value=reply.instances)
+            metrics.add_metric(name=telemetry.INSTANCES, unit=MetricUnit.Count, value=reply.instances)
         return
     code = reply.error_code or "unknown"
-    kind = "ServerErrors" if reply.status >= 500 else "ClientErrors"
+    kind = telemetry.SERVER_ERRORS if reply.status >= 500 else telemetry.CLIENT_ERRORS
     metrics.add_metric(name=kind, unit=MetricUnit.Count, value=1)
     with single_metric(
-        name="ErrorsByCode",
+        name=telemetry.ERRORS_BY_CODE,
         unit=MetricUnit.Count,
         value=1,
         namespace=metrics.namespace,
-        default_dimensions={**metrics.default_dimensions, "ErrorCode": code},
+        default_dimensions={**metrics.default_dimensions, telemetry.DIM_ERROR_CODE: code},
     ):
         pass
     # The code and message only: messages never carry request data, and bodies are never logged.
@@ -120,6 +136,10 @@ def handler(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     service = service or get_service()
+    if _init_pending:
+        metrics.add_metric(
+            name=telemetry.INIT_DURATION, unit=MetricUnit.Milliseconds, value=_init_pending.pop()
+        )
     reply, v2 = dispatch(service, event)
     if reply is None:
         return asgi_handler(service)(event, context)
