@@ -148,11 +148,52 @@ class SageMakerSettings(_Frozen):
 
 
 class RolloutSettings(_Frozen):
-    """How a new model version takes traffic (completed by the deployment issue)."""
+    """How a new model version takes traffic, and what rolls it back.
+
+    ``canary``: ``percent`` of the traffic for ``interval_minutes``, then all of it. ``linear``:
+    ``percent`` more every ``interval_minutes``. ``all_at_once``: no shifting (the pre-traffic check
+    still runs). The alarms watch the new version only and roll it back when breached.
+    """
 
     strategy: Literal["canary", "linear", "all_at_once"] = "canary"
     percent: int = Field(10, ge=1, le=99, description="traffic per step")
     interval_minutes: int = Field(5, ge=1, le=2880)
+    max_errors: int = Field(
+        1, ge=1, le=1000, description="errors of the new version in one minute that roll it back"
+    )
+    p99_latency_ms: int = Field(
+        1000, ge=10, le=900_000, description="p99 duration of the new version that rolls it back"
+    )
+
+
+class ApiSettings(_Frozen):
+    """The one REST API in front of every model."""
+
+    auth: Literal["iam", "api_key", "cognito"] = Field(
+        "iam", description="iam: SigV4-signed requests; api_key: x-api-key with a usage plan; cognito: JWTs"
+    )
+    cognito_user_pool_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:\d{12}:userpool/[\w-]+$"
+    )
+    throttle_rate: int = Field(100, ge=1, le=10_000, description="steady requests per second, all clients")
+    throttle_burst: int = Field(200, ge=1, le=5_000)
+    quota_per_day: int | None = Field(None, ge=1, description="api_key: requests per key per day")
+    waf: bool = Field(False, description="a WAF web ACL (managed rules sized for ML payloads, rate limit)")
+    waf_rate_limit: int = Field(2000, ge=100, le=2_000_000_000, description="requests per 5 min per IP")
+
+    @model_validator(mode="after")
+    def _cognito(self) -> ApiSettings:
+        if self.auth == "cognito" and self.cognito_user_pool_arn is None:
+            raise ValueError("auth is 'cognito': cognito_user_pool_arn is required")
+        if self.auth != "cognito" and self.cognito_user_pool_arn is not None:
+            raise ValueError(f"cognito_user_pool_arn given, but auth is {self.auth!r}")
+        return self
+
+
+class AlarmSettings(_Frozen):
+    """Where alarms go: an SNS topic the kit creates, optionally with an e-mail subscription."""
+
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class BatchSettings(_Frozen):
@@ -229,6 +270,8 @@ class KitConfig(_Frozen):
 
     project: DnsName = "mdk"
     default_model: str | None = Field(None, description="what `make up` serves; the first model if unset")
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -482,7 +525,7 @@ def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
             session = ort.InferenceSession(
                 str(model.artifact), sess_options=session_options(1), providers=["CPUExecutionProvider"]
             )
-        except Exception as exc:  # onnxruntime raises its own exception types
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types, reported as a problem
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             problems.append(f"models[{i}].artifact: onnxruntime cannot load {model.artifact.name}: {reason}")
             continue

@@ -218,3 +218,39 @@ def test_bundle_carries_the_spec(tmp_path: Path) -> None:
 def test_kit_config_validates_without_a_file() -> None:
     with pytest.raises(pydantic.ValidationError):
         KitConfig.model_validate({"models": [{"name": "x", "artifact": "nope.onnx", "runtime": "lambda"}]})
+
+
+@pytest.mark.parametrize(
+    ("top", "expected"),
+    [
+        ("api: {auth: cognito}", "api: auth is 'cognito': cognito_user_pool_arn is required"),
+        ("api: {auth: oauth}", "api.auth: expected 'iam', 'api_key' or 'cognito', got 'oauth'"),
+        (
+            "api: {auth: iam, cognito_user_pool_arn: 'arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_x'}",
+            "api: cognito_user_pool_arn given, but auth is 'iam'",
+        ),
+        ("api: {throttle_rate: 0}", "api.throttle_rate: expected a value >= 1, got 0"),
+        ("alarms: {email: not-an-address}", "alarms.email: expected a string matching"),
+    ],
+)
+def test_api_and_alarm_settings(workdir: Path, top: str, expected: str) -> None:
+    path = write(
+        workdir, f"{top}\nmodels:\n  - {{name: iris, artifact: models/iris/v1/model.onnx, runtime: lambda}}\n"
+    )
+    found = problems(path)
+    assert len(found) == 1
+    assert found[0].startswith(expected), found
+
+
+def test_rollout_thresholds(workdir: Path) -> None:
+    config = load_config(write(workdir, """
+        models:
+          - name: iris
+            artifact: models/iris/v1/model.onnx
+            runtime: lambda
+            rollout: {strategy: linear, percent: 20, interval_minutes: 2, max_errors: 5, p99_latency_ms: 300}
+    """))  # fmt: skip
+    rollout = config.models[0].rollout
+    assert (rollout.strategy, rollout.percent, rollout.interval_minutes) == ("linear", 20, 2)
+    assert (rollout.max_errors, rollout.p99_latency_ms) == (5, 300)
+    assert config.api.auth == "iam"
