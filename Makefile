@@ -19,7 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-.PHONY: help setup models up test lint format typecheck bench lock clean
+.PHONY: help setup models up test synth lint format typecheck bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ up: setup ## serve the default model locally with the Lambda function's app (Ctr
 test: setup lint typecheck ## lint, type-check and run every test
 	$(PY) -m pytest
 
+synth: setup ## the CloudFormation templates in cdk.out/ (offline; cdk-nag runs on them)
+	npx cdk synth --quiet
+
 lint: $(PY_STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -60,13 +63,18 @@ typecheck: $(PY_STAMP) ## mypy --strict over the kit, runtime, handlers and test
 bench: setup ## the benchmark report (bench/results/report.md); figures, not pass/fail
 	$(PY) -m bench
 
-lock: ## re-resolve constraints.txt from the requirements files (needs the package index)
-	rm -rf $(CACHE)/lock-venv
+lock: ## re-resolve constraints.txt and layers/constraints.txt (the image's) from the requirements (needs the index)
+	rm -rf $(CACHE)/lock-venv $(CACHE)/lock-image
 	$(PYTHON) -m venv $(CACHE)/lock-venv
 	$(CACHE)/lock-venv/bin/pip install --quiet -r requirements-dev.txt
 	{ echo "# Every transitive version, resolved from requirements-dev.txt by \`make lock\`."; \
 	  $(CACHE)/lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
-	rm -rf $(CACHE)/lock-venv
+	$(PYTHON) -m venv $(CACHE)/lock-image
+	$(CACHE)/lock-image/bin/pip install --quiet -r layers/requirements.txt -c constraints.txt
+	{ echo "# The image's runtime dependencies, every version: the closure of requirements.txt, resolved under"; \
+	  echo "# ../constraints.txt by \`make lock\` (so the image and the dev environment agree)."; \
+	  $(CACHE)/lock-image/bin/pip freeze; } > layers/constraints.txt
+	rm -rf $(CACHE)/lock-venv $(CACHE)/lock-image
 
 clean: ## remove what make and the tests created (the venv and node_modules stay)
 	rm -rf build cdk.out $(CACHE)/staged .pytest_cache .mypy_cache .ruff_cache bench/results

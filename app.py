@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The CDK app: one typed config in, the stacks out (`npx cdk synth`, `npx cdk deploy`).
 
-The config file defaults to models.yaml; `-c config=path/to/models.yaml` picks another. A bad
-config stops synth with every problem listed. The stacks that deploy the models are built by
-`stacks/` (added with the deployment work; until then the app only validates the config).
+Context: `-c config=models.yaml` (the default), `-c stage=dev` (stack names `<project>-<stage>-…`),
+`-c destroy=true` (dev only: logs and other retained data go with the stack). A bad config or
+setting stops synth with every problem listed; cdk-nag's AwsSolutions and Serverless packs run on
+every synth and fail it on any finding that is not acknowledged with a reason (stacks/nag.py).
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ import sys
 import aws_cdk as cdk
 
 from mdk.config import DEFAULT_CONFIG, ConfigError, load_config
+from stacks import build, nag
+from stacks.settings import DeploySettings, SettingsError
 
 
 def main() -> int:
     app = cdk.App()
     path = app.node.try_get_context("config") or DEFAULT_CONFIG
     try:
-        load_config(path)
-    except ConfigError as exc:
+        config = load_config(path)
+        settings = DeploySettings.from_context(app, config.project)
+    except (ConfigError, SettingsError) as exc:
         print(exc, file=sys.stderr)
         return 1
+    build(app, config, settings)
+    nag.enable(app)
     app.synth()
     return 0
 

@@ -1,0 +1,238 @@
+"""The one REST API in front of every model: authenticated, throttled, logged, traced, optionally WAF'd."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from mdk.config import ApiSettings
+from stacks import nag
+from stacks.settings import DeploySettings
+
+NPY = "application/x-npy"
+# What API Gateway checks before a request reaches a function: the body is one of the two request
+# forms. The function validates the tensors themselves (and answers every other case with a 4xx).
+PREDICT_BODY_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    title="PredictRequest",
+    type=apigw.JsonSchemaType.OBJECT,
+    properties={
+        "instances": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1),
+        "inputs": apigw.JsonSchema(type=[apigw.JsonSchemaType.OBJECT, apigw.JsonSchemaType.ARRAY]),
+    },
+    min_properties=1,
+    max_properties=1,
+    additional_properties=False,
+)
+# The common rule set blocks bodies over 8 KB (SizeRestrictions_BODY): real prediction requests are
+# larger. That rule only counts here; the body limit is the function's (6 MB, 413 with a pointer to batch).
+COMMON_RULES_COUNTED = ("SizeRestrictions_BODY",)
+
+
+class ModelApi(Construct):
+    """A regional REST API: ``/models/<name>/{predict,metadata,health}`` for each model added.
+
+    Exposes ``api``, ``stage``, ``access_logs``, ``web_acl`` (or None) and ``api_key`` (``api_key`` auth).
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: ApiSettings, settings: DeploySettings
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=settings.removal_policy
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description=f"{settings.prefix}: predictions from the models in the config",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            binary_media_types=[NPY],
+            cloud_watch_role=True,  # execution logs need the account's API Gateway logging role
+            cloud_watch_role_removal_policy=settings.removal_policy,
+            deploy_options=apigw.StageOptions(
+                stage_name=settings.stage,
+                throttling_rate_limit=config.throttle_rate,
+                throttling_burst_limit=config.throttle_burst,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # never log request or response bodies
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+        )
+        self.stage = self.api.deployment_stage
+        if self.api.node.try_find_child("CloudWatchRole") is not None:
+            nag.acknowledge(self.api.node.find_child("CloudWatchRole"), nag.APIGW_LOGGING_ROLE)
+        if config.auth != "cognito":
+            nag.acknowledge(self.api, nag.NOT_COGNITO)
+        if config.auth == "api_key":
+            nag.acknowledge(self.api, nag.API_KEY_AUTH)
+        if not config.waf:
+            nag.acknowledge(self.stage, nag.NO_WAF)
+        self.validator = apigw.RequestValidator(
+            self,
+            "BodyValidator",
+            rest_api=self.api,
+            validate_request_body=True,
+            validate_request_parameters=True,
+        )
+        self.predict_model = self.api.add_model(
+            "PredictRequest", content_type="application/json", schema=PREDICT_BODY_SCHEMA
+        )
+        self.authorizer: apigw.IAuthorizer | None = None
+        if config.auth == "cognito":
+            assert config.cognito_user_pool_arn is not None
+            pool = cognito.UserPool.from_user_pool_arn(self, "UserPool", config.cognito_user_pool_arn)
+            self.authorizer = apigw.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[pool])
+        self.api_key: apigw.IApiKey | None = None
+        if config.auth == "api_key":
+            self.api_key = self.api.add_api_key("ApiKey", description=f"{settings.prefix} model API key")
+            plan = self.api.add_usage_plan(
+                "UsagePlan",
+                description=f"{settings.prefix}: throttle and quota per API key",
+                throttle=apigw.ThrottleSettings(
+                    rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
+                ),
+                quota=None
+                if config.quota_per_day is None
+                else apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
+            )
+            plan.add_api_key(self.api_key)
+            plan.add_api_stage(stage=self.stage)
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=self.api_key.key_id,
+                description="aws apigateway get-api-key --include-value",
+            )
+        self._gateway_responses()
+        self.models = self.api.root.add_resource("models")
+        self.web_acl = self._web_acl(config) if config.waf else None
+        CfnOutput(self, "ApiUrl", value=self.api.url, description="the API's base URL (the stage included)")
+
+    def _gateway_responses(self) -> None:
+        """API Gateway's own refusals in the functions' error shape: ``{"error": {"code", "message"}}``."""
+        for response_type, code in (
+            (apigw.ResponseType.BAD_REQUEST_BODY, "malformed_request"),
+            (apigw.ResponseType.THROTTLED, "throttled"),
+            (apigw.ResponseType.QUOTA_EXCEEDED, "quota_exceeded"),
+            (apigw.ResponseType.REQUEST_TOO_LARGE, "payload_too_large"),
+            (apigw.ResponseType.DEFAULT_4_XX, "client_error"),
+            (apigw.ResponseType.DEFAULT_5_XX, "gateway_error"),
+        ):
+            # messageString is the message already quoted for JSON; the validation error has no such form.
+            message = (
+                '"request body: expected a JSON object with either instances (a list) or inputs"'
+                if response_type == apigw.ResponseType.BAD_REQUEST_BODY
+                else "$context.error.messageString"
+            )
+            self.api.add_gateway_response(
+                f"Response{code.title().replace('_', '')}",
+                type=response_type,
+                templates={"application/json": f'{{"error": {{"code": "{code}", "message": {message}}}}}'},
+            )
+
+    def _method_options(self) -> dict[str, object]:
+        auth = self.config.auth
+        if auth == "iam":
+            return {"authorization_type": apigw.AuthorizationType.IAM}
+        if auth == "cognito":
+            return {"authorization_type": apigw.AuthorizationType.COGNITO, "authorizer": self.authorizer}
+        return {"authorization_type": apigw.AuthorizationType.NONE, "api_key_required": True}
+
+    def add_model(self, name: str, target: lambda_.IFunction) -> apigw.Resource:
+        """Routes for one model, integrated with ``target`` (the model's ``live`` alias)."""
+        resource = self.models.add_resource(name)
+        integration = apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(29))
+        options = self._method_options()
+        resource.add_resource("predict").add_method(
+            "POST",
+            integration,
+            request_validator=self.validator,
+            request_models={"application/json": self.predict_model},
+            **options,  # type: ignore[arg-type]
+        )
+        for action in ("metadata", "health"):
+            resource.add_resource(action).add_method("GET", integration, **options)  # type: ignore[arg-type]
+        CfnOutput(
+            self,
+            f"Route{name.title().replace('-', '')}",
+            value=self.api.url_for_path(f"/models/{name}/predict"),
+            description=f"POST predictions from model {name}",
+        )
+        return resource
+
+    def _web_acl(self, config: ApiSettings) -> wafv2.CfnWebACL:
+        def managed(name: str, priority: int, counted: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS",
+                        name=name,
+                        rule_action_overrides=[
+                            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                            )
+                            for rule in counted
+                        ]
+                        or None,
+                    )
+                ),
+                visibility_config=_visibility(name),
+            )
+
+        rate_limit = wafv2.CfnWebACL.RuleProperty(
+            name="RateLimitPerIp",
+            priority=0,
+            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=config.waf_rate_limit, aggregate_key_type="IP"
+                )
+            ),
+            visibility_config=_visibility("RateLimitPerIp"),
+        )
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=_visibility("ModelApi"),
+            rules=[
+                rate_limit,
+                managed("AWSManagedRulesAmazonIpReputationList", 1),
+                managed("AWSManagedRulesCommonRuleSet", 2, COMMON_RULES_COUNTED),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self, "WebAclAssociation", resource_arn=self.stage.stage_arn, web_acl_arn=acl.attr_arn
+        )
+        return acl
+
+
+def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+    )

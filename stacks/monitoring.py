@@ -1,0 +1,153 @@
+"""A dashboard and alarms per model, with cdk-monitoring-constructs."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_sns as sns
+from cdk_monitoring_constructs import (
+    AlarmFactoryDefaults,
+    CustomMetricGroup,
+    CustomMetricSearch,
+    DefaultDashboardFactory,
+    ErrorCountThreshold,
+    LatencyThreshold,
+    MetricStatistic,
+    MonitoringFacade,
+    SnsAlarmActionStrategy,
+)
+from constructs import Construct
+
+from mdk_runtime import telemetry
+from stacks.lambda_model import ALIAS, LambdaModel
+from stacks.settings import DeploySettings
+
+
+class ModelMonitoring(Construct):
+    """The model's dashboard: the alias's latency p50/p99, errors, throttles and concurrency (with alarms
+    to the topic), the model's own metrics (service-side latency, instances, errors by code, cold starts,
+    init duration) and the traffic split between versions during a rollout."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        served: LambdaModel,
+        settings: DeploySettings,
+        alarm_topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = served.model.name
+        prefix = f"{settings.prefix}-{name}"
+        self.facade = MonitoringFacade(
+            self,
+            "Facade",
+            alarm_factory_defaults=AlarmFactoryDefaults(
+                alarm_name_prefix=settings.prefix,
+                actions_enabled=True,
+                action=SnsAlarmActionStrategy(on_alarm_topic=alarm_topic),
+            ),
+            dashboard_factory=DefaultDashboardFactory(
+                self,
+                "Dashboards",
+                dashboard_name_prefix=prefix,
+                create_dashboard=True,
+                create_summary_dashboard=False,
+                create_alarm_dashboard=False,
+            ),
+        )
+        timeout_ms = served.model.lambda_.timeout_s * 1000
+        self.facade.monitor_lambda_function(
+            lambda_function=served.alias,
+            human_readable_name=f"{name} (alias {ALIAS})",
+            alarm_friendly_name=name,
+            add_latency_p99_alarm={
+                "Warning": LatencyThreshold(max_latency=Duration.millis(max(1, int(timeout_ms * 0.8))))
+            },
+            add_fault_count_alarm={"Critical": ErrorCountThreshold(max_error_count=5, datapoints_to_alarm=2)},
+            add_throttles_count_alarm={"Warning": ErrorCountThreshold(max_error_count=1)},
+        )
+        function_name = served.function.function_name
+        dims = {
+            telemetry.DIM_MODEL: name,
+            telemetry.DIM_SERVICE: telemetry.SERVICE,
+        }
+
+        def model_search(metric: str, statistic: MetricStatistic, label: str) -> CustomMetricSearch:
+            return CustomMetricSearch(
+                namespace=telemetry.NAMESPACE,
+                search_query=f'MetricName="{metric}"',
+                dimensions_map=dims,
+                statistic=statistic,
+                label=label,
+                period=Duration.minutes(1),
+            )
+
+        self.facade.monitor_custom(
+            alarm_friendly_name=f"{name}-model",
+            human_readable_name=f"{name}: model metrics by version",
+            metric_groups=[
+                CustomMetricGroup(
+                    title="Traffic split: invocations by executed version",
+                    metrics=[
+                        cloudwatch.MathExpression(
+                            expression=(
+                                "SEARCH('{AWS/Lambda,FunctionName,Resource,ExecutedVersion} "
+                                f'MetricName="Invocations" FunctionName="{function_name}" '
+                                f"Resource=\"{function_name}:{ALIAS}\"', 'Sum', 60)"
+                            ),
+                            using_metrics={},
+                            label="version",
+                            period=Duration.minutes(1),
+                        )
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Service-side latency (ms) p50 / p99 by model version",
+                    metrics=[
+                        model_search(
+                            telemetry.LATENCY, MetricStatistic.P50, "p50 ${PROP('Dim.ModelVersion')}"
+                        ),
+                        model_search(
+                            telemetry.LATENCY, MetricStatistic.P99, "p99 ${PROP('Dim.ModelVersion')}"
+                        ),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Instances scored and errors by kind",
+                    metrics=[
+                        model_search(
+                            telemetry.INSTANCES, MetricStatistic.SUM, "instances ${PROP('Dim.ModelVersion')}"
+                        ),
+                        model_search(
+                            telemetry.CLIENT_ERRORS, MetricStatistic.SUM, "4xx ${PROP('Dim.ModelVersion')}"
+                        ),
+                        model_search(
+                            telemetry.SERVER_ERRORS, MetricStatistic.SUM, "5xx ${PROP('Dim.ModelVersion')}"
+                        ),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Cold starts and init duration (ms)",
+                    metrics=[
+                        cloudwatch.Metric(
+                            namespace=telemetry.NAMESPACE,
+                            metric_name=telemetry.COLD_START,
+                            dimensions_map={
+                                "function_name": function_name,
+                                telemetry.DIM_SERVICE: telemetry.SERVICE,
+                            },
+                            statistic="Sum",
+                            label="cold starts",
+                            period=Duration.minutes(1),
+                        ),
+                        model_search(
+                            telemetry.INIT_DURATION,
+                            MetricStatistic.MAX,
+                            "init ms ${PROP('Dim.ModelVersion')}",
+                        ),
+                    ],
+                ),
+            ],
+        )

@@ -1,0 +1,83 @@
+"""cdk-nag (AwsSolutions and Serverless packs) on every stack, and every finding the kit acknowledges.
+
+Each acknowledgement names the rule and why it does not apply; the README lists them for review.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+from constructs import IConstruct
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    rule: str
+    reason: str
+
+
+XRAY_WILDCARD = Acknowledged(
+    "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+    "X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) supports no resource-level "
+    "permissions; the role holds no other wildcard",
+)
+SYNC_ONLY_DLQ = Acknowledged(
+    "Serverless::Serverless-LambdaDLQ",
+    "invoked synchronously only (API Gateway and the pre-traffic hook): a dead-letter queue applies "
+    "to asynchronous invocations, and callers get every failure as an HTTP status",
+)
+HOOK_DLQ = Acknowledged(
+    "Serverless::Serverless-LambdaDLQ",
+    "CodeDeploy waits for the hook's report: a hook that fails to report fails the deployment, which "
+    "rolls back; there is no event to redeliver later",
+)
+CODEDEPLOY_MANAGED_POLICY = Acknowledged(
+    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AWSCodeDeployRoleForLambdaLimited]",
+    "AWS's purpose-built, least-privilege policy for CodeDeploy Lambda deployments (alias updates, "
+    "alarm reads, hook invokes), kept current by AWS",
+)
+CODEDEPLOY_HOOK_QUALIFIERS = Acknowledged(
+    "AwsSolutions::AwsSolutions-IAM5[Resource::<HOOK>:*]",
+    "CodeDeploy may invoke the one pre-traffic hook function, any qualifier of it; no other function",
+)
+APIGW_LOGGING_ROLE = Acknowledged(
+    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AmazonAPIGatewayPushToCloudWatchLogs]",
+    "API Gateway's account-level logging role needs this AWS-managed policy (logs only); execution "
+    "and access logging (APIG1, APIG6) depend on it",
+)
+NOT_COGNITO = Acknowledged(
+    "AwsSolutions::AwsSolutions-COG4",
+    "the API is authenticated with IAM (SigV4) or API keys as configured (api.auth); Cognito user pool "
+    "authorizers are the 'cognito' option",
+)
+API_KEY_AUTH = Acknowledged(
+    "AwsSolutions::AwsSolutions-APIG4",
+    "api.auth is 'api_key' by choice: every method requires an API key of the usage plan (throttle and "
+    "quota per key); IAM (SigV4) is the default",
+)
+_IS_A_DLQ = (
+    "this queue is the dead-letter queue of the alarm e-mail subscription (the SNS redrive policy, which "
+    "cdk-nag does not follow); a dead-letter queue needs none of its own"
+)
+SNS_DLQ = (
+    Acknowledged("AwsSolutions::AwsSolutions-SQS3", _IS_A_DLQ),
+    Acknowledged("Serverless::Serverless-SQSRedrivePolicy", _IS_A_DLQ),
+)
+NO_WAF = Acknowledged(
+    "AwsSolutions::AwsSolutions-APIG3",
+    "WAF is opt-in (api.waf: true): a web ACL costs a monthly fee plus per request; the API is "
+    "authenticated and throttled without it",
+)
+
+
+def enable(app: cdk.App) -> None:
+    """Run both packs at synth: a finding that is not acknowledged fails ``cdk synth``."""
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
+
+
+def acknowledge(scope: IConstruct, *rules: Acknowledged) -> None:
+    cdk.Validations.of(scope).acknowledge(*(cdk.Acknowledgment(id=r.rule, reason=r.reason) for r in rules))

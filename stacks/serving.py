@@ -1,0 +1,55 @@
+"""The serving stack: every ``lambda`` model of the config behind one API, with alarms and dashboards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from mdk.config import KitConfig
+from stacks.alerts import AlarmTopic
+from stacks.lambda_model import LambdaModel
+from stacks.model_api import ModelApi
+from stacks.monitoring import ModelMonitoring
+from stacks.settings import DeploySettings
+
+
+class ServingStack(cdk.Stack):
+    """``<project>-<stage>-serving``: one deployment unit, so a model's alias and its API route change
+    together (no cross-stack export to untangle when a model is added or removed)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: KitConfig,
+        settings: DeploySettings,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"mdk {settings.prefix}: models served by Lambda behind one REST API",
+            **kwargs,
+        )
+        self.alarms = AlarmTopic(self, "Alarms", settings=settings, email=config.alarms.email)
+        self.api = ModelApi(self, "ModelApi", config=config.api, settings=settings)
+        self.models: dict[str, LambdaModel] = {}
+        for model in config.models:
+            if model.runtime != "lambda":
+                continue
+            served = LambdaModel(
+                self, f"Model-{model.name}", model=model, settings=settings, alarm_topic=self.alarms.topic
+            )
+            ModelMonitoring(
+                self,
+                f"Monitoring-{model.name}",
+                served=served,
+                settings=settings,
+                alarm_topic=self.alarms.topic,
+            )
+            self.api.add_model(model.name, served.alias)
+            self.models[model.name] = served
+        cdk.CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)

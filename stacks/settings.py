@@ -1,0 +1,60 @@
+"""Deployment settings that are not part of the model config: the stage and what happens on delete.
+
+They come from CDK context (``-c stage=prod``, ``-c destroy=true``), read once in ``app.py``; stacks take
+the resulting object and never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+
+STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A context value is invalid; the message names it and what was expected."""
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """Where and how a config is deployed."""
+
+    project: str
+    stage: str = "dev"
+    destroy: bool = False  # dev only: delete logs and other retained data with the stack
+    build_dir: Path = REPO / "build" / "cdk"  # image and function contexts written at synth
+
+    @property
+    def removal_policy(self) -> cdk.RemovalPolicy:
+        return cdk.RemovalPolicy.DESTROY if self.destroy else cdk.RemovalPolicy.RETAIN
+
+    def stack_name(self, component: str) -> str:
+        """``<project>-<stage>-<component>``."""
+        return f"{self.project}-{self.stage}-{component}"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.project}-{self.stage}"
+
+    @classmethod
+    def from_context(cls, app: cdk.App, project: str) -> DeploySettings:
+        stage = _text(app.node.try_get_context("stage"), "dev")
+        if not STAGE_PATTERN.match(stage):
+            raise SettingsError(
+                "context 'stage': expected lowercase letters and digits (at most 12, a letter first), "
+                f"got {stage!r}"
+            )
+        destroy_text = _text(app.node.try_get_context("destroy"), "false").lower()
+        if destroy_text not in ("true", "false"):
+            raise SettingsError(f"context 'destroy': expected true or false, got {destroy_text!r}")
+        return cls(project=project, stage=stage, destroy=destroy_text == "true")
+
+
+def _text(value: Any, default: str) -> str:
+    return default if value is None else str(value)

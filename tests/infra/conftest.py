@@ -1,0 +1,136 @@
+"""Synthesizing the CDK app from a config, the way ``app.py`` does, for template assertions."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from mdk.config import KitConfig, load_config
+from stacks import build, nag
+from stacks.settings import DeploySettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+# jsii runs the CDK in Node: the pinned Node 22 from package.json, as the Makefile arranges.
+os.environ["PATH"] = f"{REPO / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+@dataclass
+class Synth:
+    """One synthesized app: its config, stacks, templates (as assertions and as JSON) and output dir."""
+
+    config: KitConfig
+    stacks: list[cdk.Stack]
+    templates: dict[str, Template]
+    json: dict[str, dict[str, Any]]
+    outdir: Path
+
+    @property
+    def serving(self) -> Template:
+        return next(t for name, t in self.templates.items() if name.endswith("-serving"))
+
+    @property
+    def serving_json(self) -> dict[str, Any]:
+        return next(t for name, t in self.json.items() if name.endswith("-serving"))
+
+
+def synth_config(
+    config_path: Path, outdir: Path, *, context: dict[str, str] | None = None, with_nag: bool = True
+) -> Synth:
+    config = load_config(config_path)
+    app = cdk.App(outdir=str(outdir), context=context or {})
+    settings = DeploySettings.from_context(app, config.project)
+    settings = DeploySettings(
+        project=settings.project, stage=settings.stage, destroy=settings.destroy, build_dir=outdir / "build"
+    )
+    stacks = build(app, config, settings)
+    if with_nag:
+        nag.enable(app)
+    assembly = app.synth()  # raises on any cdk-nag finding that is not acknowledged
+    templates = {s.stack_name: Template.from_stack(s) for s in stacks}
+    as_json = {a.stack_name: a.template for a in assembly.stacks}
+    return Synth(config, stacks, templates, as_json, outdir)
+
+
+def write_config(directory: Path, text: str) -> Path:
+    """A config file whose artifacts are the repository's example models (absolute paths)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "models.yaml"
+    path.write_text(textwrap.dedent(text).replace("MODELS/", f"{REPO / 'models'}/"))
+    return path
+
+
+SynthFactory = Callable[..., Synth]
+
+
+@pytest.fixture(scope="session")
+def synth_repo_config(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The repository's models.yaml, as `npx cdk synth` builds it."""
+    return synth_config(REPO / "models.yaml", tmp_path_factory.mktemp("synth-default"))
+
+
+VARIANT = """
+    project: acme
+    api:
+      auth: api_key
+      throttle_rate: 20
+      throttle_burst: 40
+      quota_per_day: 50000
+      waf: true
+      waf_rate_limit: 500
+    alarms:
+      email: ml-oncall@example.com
+    models:
+      - name: iris-fast
+        artifact: MODELS/iris/v2/model.onnx
+        runtime: lambda
+        lambda:
+          memory_mb: 3538
+          timeout_s: 20
+          architecture: arm64
+          reserved_concurrency: 50
+          provisioned_concurrency: 5
+        rollout:
+          strategy: linear
+          percent: 15
+          interval_minutes: 4
+          max_errors: 3
+          p99_latency_ms: 250
+      - name: iris-big-bang
+        artifact: MODELS/iris/v1/model.onnx
+        runtime: lambda
+        rollout: {strategy: all_at_once}
+"""
+
+
+@pytest.fixture(scope="session")
+def synth_variant(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """API keys, WAF, a custom linear rollout, arm64, concurrency, an e-mail subscription; stage prod."""
+    directory = tmp_path_factory.mktemp("synth-variant")
+    path = write_config(directory, VARIANT)
+    return synth_config(path, directory / "out", context={"stage": "prod", "destroy": "true"})
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def one(template: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
