@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one full vCPU at 1,769 MB, up to 6 at 10,240 MB
 CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 def lambda_vcpus(memory_mb: int) -> int:
@@ -76,6 +77,12 @@ def resolve_providers(requested: Sequence[str] | None) -> list[str]:
         )
     if CPU_PROVIDER not in chosen:
         chosen.append(CPU_PROVIDER)
+    if CUDA_PROVIDER in chosen and hasattr(ort, "preload_dlls"):
+        # onnxruntime-gpu finds CUDA and cuDNN from NVIDIA's pip wheels only once they are preloaded.
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # noqa: BLE001 - logged; the session then falls back to the CPU
+            log.warning("could not preload the CUDA libraries: %s", exc)
     return chosen
 
 
@@ -187,6 +194,9 @@ def load_model(
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise ModelLoadError(f"onnxruntime cannot load {artifact.name}: {reason}") from exc
     loaded = time.perf_counter()
+    running = session.get_providers()
+    if chosen[0] != CPU_PROVIDER and chosen[0] not in running:
+        log.warning("%s could not start (no GPU or driver?): running on %s", chosen[0], ", ".join(running))
     model = Model.from_session(session, spec)
     warmup = model.warm_up() if warm_up else "disabled"
     done = time.perf_counter()

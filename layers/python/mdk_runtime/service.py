@@ -15,7 +15,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from mdk_runtime.codec import decode_json, decode_npy, dump_json, dump_npy, load_json, response_doc
+from mdk_runtime.codec import Batch, decode_json, decode_npy, dump_json, dump_npy, load_json, response_doc
 from mdk_runtime.errors import (
     MdkError,
     ModelLoadError,
@@ -25,16 +25,27 @@ from mdk_runtime.errors import (
     UnsupportedMediaType,
 )
 from mdk_runtime.model import LoadReport, Model, load_model
+from mdk_runtime.records import (
+    CSV,
+    JSONL,
+    JSONL_ALIASES,
+    Records,
+    decode_csv,
+    decode_jsonl,
+    dump_csv,
+    dump_jsonl,
+)
+from mdk_runtime.records import predictions as record_answers
 from mdk_runtime.spec import ModelSpec, read_spec
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 NPY = "application/x-npy"
+API_FORMATS = (JSON, NPY)  # what the Lambda function reads
+RECORD_FORMATS = (JSONL, CSV)  # what the SageMaker container reads besides (batch transform)
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invoke payload; SageMaker's is the same
 DEFAULT_MODEL_DIR = "/opt/ml/model"
-# What most clients send, answered without parsing (the hot path).
-COMMON_ACCEPT = {"*/*": JSON, JSON: JSON, NPY: NPY, "application/json, */*": JSON}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,20 @@ class Settings:
             max_body_bytes=int(raw_limit) if raw_limit else DEFAULT_MAX_BODY_BYTES,
             threads=int(raw_threads) if raw_threads else None,
         )
+
+
+@dataclass(slots=True)
+class Job:
+    """A decoded request: the batches to run, and how to answer once they ran."""
+
+    kind: str  # the request's media type
+    answer: str  # the response's media type
+    batches: list[Batch]
+    records: Records | None = None  # JSON Lines / CSV: which record is in which batch, and bad records
+
+    @property
+    def instances(self) -> int:
+        return sum(b.n for b in self.batches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,28 +126,32 @@ def media_type(header: str | None) -> tuple[str, dict[str, str]]:
     return kind.strip().lower(), params
 
 
-def negotiate(accept: str | None) -> str:
-    """The response type for an Accept header: JSON unless .npy is preferred; 406 if neither fits."""
-    if not accept or accept in COMMON_ACCEPT:
-        return COMMON_ACCEPT.get(accept or "", JSON)
-    best, best_q = "", 0.0
+def negotiate(accept: str | None, offers: tuple[str, ...] = (JSON, NPY), default: str = JSON) -> str:
+    """The response type for an Accept among ``offers``; wildcards get ``default``; 406 if none fits."""
+    if not accept or accept in ("*/*", default):
+        return default
+    if accept in offers:
+        return accept
+    best, best_q, best_specific = "", 0.0, False
     for item in accept.split(","):
         kind, params = media_type(item)
         try:
             q = float(params.get("q", "1"))
         except ValueError:
             q = 0.0
-        if kind in (JSON, "application/*", "*/*", "*"):
-            offer = JSON
-        elif kind == NPY:
-            offer = NPY
+        if kind in ("*/*", "*") or (kind.endswith("/*") and default.startswith(kind[:-1])):
+            offer, specific = default, False
+        elif kind in offers or (kind in JSONL_ALIASES and JSONL in offers):
+            offer, specific = (JSONL if kind in JSONL_ALIASES else kind), True
         else:
             continue
-        # Equal weights: the more specific type wins (application/x-npy over */*).
-        if q > best_q or (q == best_q and q > 0 and offer == NPY and kind == NPY):
-            best, best_q = offer, q
+        # Equal weights: a named type wins over a wildcard (application/x-npy over */*).
+        if q > best_q or (q == best_q and q > 0 and specific and not best_specific):
+            best, best_q, best_specific = offer, q, specific
     if not best:
-        raise NotAcceptable(f"cannot produce any type in Accept: {accept[:100]!r}; accept {JSON} or {NPY}")
+        raise NotAcceptable(
+            f"cannot produce any type in Accept: {accept[:100]!r}; accept {' or '.join(offers)}"
+        )
     return best
 
 
@@ -185,9 +214,19 @@ class InferenceService:
 
     # -- routes ---------------------------------------------------------------------------------
 
-    def predict(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
+    def predict(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        *,
+        formats: tuple[str, ...] = API_FORMATS,
+    ) -> Reply:
+        """Decode, run and encode in one go (the Lambda function's path)."""
         try:
-            return self._predict(body, content_type, accept)
+            job = self.prepare(body, content_type, accept, formats=formats)
+            assert self.model is not None
+            return self.finish(job, [self.model.run(b.feeds, b.n) for b in job.batches])
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
@@ -209,7 +248,15 @@ class InferenceService:
         reason = self.load_error.message if self.load_error is not None else "model not loaded"
         return ModelNotReady(f"model is not ready: {reason}")
 
-    def _predict(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
+    def prepare(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        *,
+        formats: tuple[str, ...] = API_FORMATS,
+    ) -> Job:
+        """Check and decode a request (raises MdkError); the batches then run, then :meth:`finish`."""
         model = self.model
         if model is None:
             raise self._not_ready()
@@ -219,22 +266,43 @@ class InferenceService:
                 f"request body is {len(body)} bytes, the limit is {limit} (the synchronous invoke payload); "
                 "score larger inputs with batch transform (a JSON Lines file in the batch inbox)"
             )
-        answer = negotiate(accept)
         kind, params = media_type(content_type)
+        kind = JSONL if kind in JSONL_ALIASES else (kind or JSON)
+        if kind not in formats:
+            raise UnsupportedMediaType(
+                f"Content-Type {kind[:100]!r} is not supported; send {' or '.join(formats)}"
+            )
+        if params.get("charset", "utf-8") not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(f"charset {params['charset'][:20]!r} is not supported; send UTF-8")
         sig = model.signature
-        if kind in ("", JSON):
-            charset = params.get("charset", "utf-8")
-            if charset not in ("utf-8", "utf8"):
-                raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8 JSON")
-            batch = decode_json(load_json(body), sig)
-        elif kind == NPY:
-            batch = decode_npy(body, sig)
-        else:
-            raise UnsupportedMediaType(f"Content-Type {kind[:100]!r} is not supported; send {JSON} or {NPY}")
-        outputs = model.run(batch.feeds, batch.n)
-        if answer == NPY:
-            return Reply(200, dump_npy(sig, outputs), NPY, instances=batch.n)
-        return Reply(200, dump_json(response_doc(sig, outputs, batch.n, batch.form)), JSON, instances=batch.n)
+        if kind in RECORD_FORMATS:
+            answer = negotiate(accept, (kind, JSONL, CSV, JSON) if kind == CSV else (JSONL, CSV, JSON), kind)
+            records = decode_jsonl(body, sig) if kind == JSONL else decode_csv(body, sig)
+            return Job(kind, answer, [batch for _, batch in records.groups], records)
+        answer = negotiate(accept, (JSON, NPY, JSONL) if JSONL in formats else (JSON, NPY), JSON)
+        batch = decode_json(load_json(body), sig) if kind == JSON else decode_npy(body, sig)
+        return Job(kind, answer, [batch])
+
+    def finish(self, job: Job, outputs: list[dict[str, Any]]) -> Reply:
+        """Encode the outputs of the job's batches (raises MdkError, e.g. a tensor .npy cannot carry)."""
+        assert self.model is not None
+        sig = self.model.signature
+        if job.records is not None:
+            answers = record_answers(sig, job.records, outputs)
+            if job.answer == CSV:
+                body = dump_csv(answers)
+            elif job.answer == JSON:
+                body = dump_json({"predictions": answers})
+            else:
+                body = dump_jsonl(answers)
+            return Reply(200, body, job.answer, instances=job.instances)
+        batch, out = job.batches[0], outputs[0]
+        if job.answer == NPY:
+            return Reply(200, dump_npy(sig, out), NPY, instances=batch.n)
+        doc = response_doc(sig, out, batch.n, batch.form)
+        if job.answer == JSONL and "predictions" in doc:
+            return Reply(200, dump_jsonl(list(doc["predictions"])), JSONL, instances=batch.n)
+        return Reply(200, dump_json(doc), JSON, instances=batch.n)
 
     def _build_metadata(self) -> bytes | None:
         if self.model is None:
