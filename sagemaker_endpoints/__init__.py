@@ -1,0 +1,1 @@
+"""The kit's SageMaker serving container (real-time endpoints and batch transform)."""
