@@ -8,9 +8,12 @@ config synthesizes to the same template.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ LAMBDA_DOCKERFILE = HANDLERS_DIR / "Dockerfile"
 # The modules of the inference function (the rollout hooks are a function of their own).
 INFERENCE_MODULES = ("__init__.py", "inference.py", "http.py", "api.py")
 IMAGE_MODEL_DIR = "model"  # the MODEL_DIR build argument, inside the context
+SAGEMAKER_DIR = REPO / "sagemaker_endpoints"
+SAGEMAKER_MODULES = ("__init__.py", "batching.py", "server.py", "serve.py")
 
 
 def load_example(model: ModelConfig) -> Any:
@@ -44,13 +49,17 @@ def load_example(model: ModelConfig) -> Any:
     return model.example
 
 
-def model_spec(model: ModelConfig, *, sha256: str | None = None) -> ModelSpec:
-    """The runtime's view of a configured model (what ``mdk-model.json`` holds)."""
-    digest = sha256 or file_sha256(model.artifact)
+def model_spec(model: ModelConfig, *, sha256: str | None = None, artifact: Path | None = None) -> ModelSpec:
+    """The runtime's view of a configured model (what ``mdk-model.json`` holds).
+
+    ``artifact`` stands for another file of the same model (a SageMaker variant's): its version is then
+    its own hash, unless the config names the model's version.
+    """
+    digest = sha256 or file_sha256(artifact or model.artifact)
     schema = model.schema_
     return ModelSpec(
         name=model.name,
-        version=model.version or digest[:12],
+        version=(model.version if artifact is None else None) or digest[:12],
         sha256=digest,
         artifact=ARTIFACT_FILE,
         description=model.description,
@@ -116,6 +125,21 @@ def image_context_files() -> dict[str, Path]:
     return files
 
 
+def sagemaker_context_files() -> dict[str, Path]:
+    """Path in the context -> source file, for the SageMaker serving image (both device builds)."""
+    files = {
+        "Dockerfile": SAGEMAKER_DIR / "Dockerfile",
+        "layers/constraints.txt": REPO / "layers" / "constraints.txt",
+        "sagemaker_endpoints/requirements-cpu.txt": SAGEMAKER_DIR / "requirements-cpu.txt",
+        "sagemaker_endpoints/requirements-gpu.txt": SAGEMAKER_DIR / "requirements-gpu.txt",
+    }
+    for source in sorted(RUNTIME_DIR.glob("*.py")):
+        files[f"layers/python/mdk_runtime/{source.name}"] = source
+    for name in SAGEMAKER_MODULES:
+        files[f"sagemaker_endpoints/{name}"] = SAGEMAKER_DIR / name
+    return files
+
+
 def write_image_context(model: ModelConfig, dest: Path) -> Path:
     """The build context of one model's Lambda image: Dockerfile, runtime, handler, bundle in ``model/``."""
     write_bundle(model, dest / IMAGE_MODEL_DIR)
@@ -147,3 +171,30 @@ def sync_files(files: dict[str, Path], dest: Path, *, keep: tuple[str, ...] = ()
             path.unlink()
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
+
+
+def write_model_tarball(model: ModelConfig, dest: Path, *, artifact: Path | None = None) -> Path:
+    """``model.tar.gz`` for SageMaker (unpacked into /opt/ml/model): the bundle, byte-identical when
+    nothing changed (fixed order, owners, modes and times), so its asset hash does not move."""
+    source = artifact or model.artifact
+    spec = model_spec(model, artifact=artifact)
+    members = {
+        ARTIFACT_FILE: source.read_bytes(),
+        SPEC_FILE: (json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n").encode(),
+    }
+    buf = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, data in sorted(members.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.is_file() or dest.read_bytes() != data:
+        _atomic_write(dest, data)
+    return dest

@@ -140,11 +140,110 @@ class LambdaSettings(_Frozen):
         return self
 
 
-class SageMakerSettings(_Frozen):
-    """How a ``sagemaker`` model's endpoint runs (completed by the SageMaker issue)."""
+INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+PRIMARY_VARIANT = "primary"
+# Instance families with local NVMe storage: SageMaker refuses a KMS volume key for them (their
+# instance store is encrypted by the hardware); and Graviton families, which would need an arm64 image.
+LOCAL_STORAGE_FAMILIES = frozenset(
+    {"c5d", "c6gd", "c6id", "m5d", "m6gd", "m6id", "r5d", "r6gd", "r6id", "g4dn", "g5", "g6", "g6e",
+     "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n"}
+)  # fmt: skip
+GRAVITON_FAMILIES = frozenset({"c6g", "c6gn", "c7g", "m6g", "m7g", "r6g", "r7g", "c6gd", "m6gd", "r6gd"})
 
-    instance_type: str = Field("ml.g4dn.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+def instance_family(instance_type: str) -> str:
+    return instance_type.split(".")[1]
+
+
+def is_gpu(instance_type: str) -> bool:
+    return instance_family(instance_type)[0] in "gp"
+
+
+class SageMakerVariant(_Frozen):
+    """Another variant on the endpoint: a second production variant (weighted traffic) or the shadow."""
+
+    name: Annotated[str, Field(pattern=VARIANT_NAME, max_length=63)]
+    artifact: Path | None = Field(None, description="its own model file (the model's artifact if unset)")
+    instance_type: str | None = Field(None, pattern=INSTANCE_TYPE)
     initial_instance_count: int = Field(1, ge=1, le=100)
+    weight: float = Field(
+        1.0, gt=0, le=1000, description="traffic weight; for the shadow, its sampling weight"
+    )
+
+    @field_validator("artifact", mode="after")
+    @classmethod
+    def _artifact_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = value if value.is_absolute() else _base_dir(info) / value
+        if value.suffix != ".onnx":
+            raise ValueError(f"expected an .onnx file, got {str(value)!r}")
+        if not path.is_file():
+            raise ValueError(f"file not found: {value}")
+        return path.resolve()
+
+
+class VpcSettings(_Frozen):
+    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")]] = Field(
+        min_length=1, max_length=16
+    )
+    security_group_ids: list[Annotated[str, Field(pattern=r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$")]] = Field(
+        min_length=1, max_length=5
+    )
+
+
+class SageMakerSettings(_Frozen):
+    """How a ``sagemaker`` model's endpoint runs. Rollouts use the model's ``rollout`` settings."""
+
+    instance_type: str = Field("ml.g4dn.xlarge", pattern=INSTANCE_TYPE)
+    initial_instance_count: int = Field(1, ge=1, le=100)
+    weight: float = Field(1.0, gt=0, le=1000, description="the primary variant's traffic weight")
+    variants: list[SageMakerVariant] = Field(default_factory=list, max_length=9)
+    shadow: SageMakerVariant | None = None
+    min_instances: int = Field(1, ge=1, le=100, description="autoscaling floor")
+    max_instances: int = Field(4, ge=1, le=100, description="autoscaling ceiling")
+    target_invocations_per_instance: int = Field(200, ge=1, le=100_000, description="per minute")
+    max_batch_size: int = Field(32, ge=1, le=65_536, description="dynamic batching: rows per inference")
+    max_batch_delay_ms: int = Field(2, ge=0, le=1000, description="dynamic batching: wait for more")
+    data_capture_percent: int = Field(0, ge=0, le=100, description="requests and answers captured to S3")
+    baking_minutes: int = Field(10, ge=0, le=60, description="watch the new fleet before the old one goes")
+    network_isolation: bool = False
+    vpc: VpcSettings | None = None
+
+    @model_validator(mode="after")
+    def _topology(self) -> SageMakerSettings:
+        problems = []
+        if self.shadow is not None and self.variants:
+            problems.append(
+                "a shadow variant needs exactly one production variant (AWS rejects anything else at deploy "
+                "time): remove 'variants' or 'shadow'"
+            )
+        names = (
+            [PRIMARY_VARIANT] + [v.name for v in self.variants] + ([self.shadow.name] if self.shadow else [])
+        )
+        if len(set(names)) != len(names):
+            problems.append(
+                f"variant names must be unique (and not {PRIMARY_VARIANT!r}), got {', '.join(names)}"
+            )
+        if not self.min_instances <= self.initial_instance_count <= self.max_instances:
+            problems.append(
+                f"expected min_instances <= initial_instance_count <= max_instances, got "
+                f"{self.min_instances} <= {self.initial_instance_count} <= {self.max_instances}"
+            )
+        types = [self.instance_type] + [
+            v.instance_type
+            for v in [*self.variants, *([self.shadow] if self.shadow else [])]
+            if v.instance_type
+        ]
+        graviton = [t for t in types if instance_family(t) in GRAVITON_FAMILIES]
+        if graviton:
+            problems.append(
+                f"Graviton (arm64) instances are not supported by the serving image: {graviton[0]}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class RolloutSettings(_Frozen):
