@@ -13,7 +13,4 @@ def build(app: cdk.App, config: KitConfig, settings: DeploySettings) -> list[cdk
     """Every stack of a config; tags go on the whole app."""
     cdk.Tags.of(app).add("mdk:project", settings.project)
     cdk.Tags.of(app).add("mdk:stage", settings.stage)
-    stacks: list[cdk.Stack] = []
-    if any(m.runtime == "lambda" for m in config.models):
-        stacks.append(ServingStack(app, settings.stack_name("serving"), config=config, settings=settings))
-    return stacks
+    return [ServingStack(app, settings.stack_name("serving"), config=config, settings=settings)]

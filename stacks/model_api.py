@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
@@ -177,6 +178,99 @@ class ModelApi(Construct):
             f"Route{name.title().replace('-', '')}",
             value=self.api.url_for_path(f"/models/{name}/predict"),
             description=f"POST predictions from model {name}",
+        )
+        return resource
+
+    def add_sagemaker_model(self, name: str, endpoint_name: str, endpoint_arn: str) -> apigw.Resource:
+        """``POST /models/<name>/predict`` straight to SageMaker's InvokeEndpoint (an AWS integration).
+
+        No function in between: no extra hop, cold start or cost per request, and the role may invoke
+        this one endpoint only. The Content-Type and Accept headers are forwarded; the container's own
+        status and body come back (SageMaker wraps a container's 4xx/5xx in a 424 ModelError, which the
+        response template unwraps), and SageMaker's own refusals are answered in the functions' shape.
+        """
+        role = iam.Role(
+            self,
+            f"InvokeRole{name.title().replace('-', '')}",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description=f"API Gateway invokes SageMaker endpoint of model {name}",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
+        )
+        unwrap = (
+            "#set($body = $util.parseJson($input.body))\n"
+            "#set($context.responseOverride.status = $body.OriginalStatusCode)\n"
+            "$body.OriginalMessage"
+        )
+        refusal = '{"error": {"code": "%s", "message": "%s"}}'
+        integration = apigw.AwsIntegration(
+            service="runtime.sagemaker",
+            path=f"endpoints/{endpoint_name}/invocations",
+            integration_http_method="POST",
+            options=apigw.IntegrationOptions(
+                credentials_role=role,
+                timeout=Duration.seconds(29),
+                passthrough_behavior=apigw.PassthroughBehavior.WHEN_NO_TEMPLATES,
+                request_parameters={
+                    "integration.request.header.Content-Type": "method.request.header.Content-Type",
+                    "integration.request.header.Accept": "method.request.header.Accept",
+                },
+                integration_responses=[
+                    apigw.IntegrationResponse(
+                        status_code="200",
+                        response_parameters={
+                            "method.response.header.Content-Type": "integration.response.header.Content-Type"
+                        },
+                    ),
+                    apigw.IntegrationResponse(
+                        selection_pattern="424",
+                        status_code="400",  # overridden by the container's own status
+                        response_templates={"application/json": unwrap},
+                    ),
+                    apigw.IntegrationResponse(
+                        selection_pattern="4\\d{2}",
+                        status_code="400",
+                        response_templates={
+                            "application/json": refusal
+                            % ("bad_request", "SageMaker refused the request (too large, or malformed)")
+                        },
+                    ),
+                    apigw.IntegrationResponse(
+                        selection_pattern="5\\d{2}",
+                        status_code="503",
+                        response_templates={
+                            "application/json": refusal
+                            % ("model_unavailable", "the model endpoint is unavailable")
+                        },
+                    ),
+                ],
+            ),
+        )
+        resource = self.models.add_resource(name)
+        resource.add_resource("predict").add_method(
+            "POST",
+            integration,
+            request_validator=self.validator,
+            request_models={"application/json": self.predict_model},
+            request_parameters={
+                "method.request.header.Content-Type": False,
+                "method.request.header.Accept": False,
+            },
+            method_responses=[
+                apigw.MethodResponse(
+                    status_code="200", response_parameters={"method.response.header.Content-Type": True}
+                ),
+                apigw.MethodResponse(status_code="400"),
+                apigw.MethodResponse(status_code="503"),
+            ],
+            **self._method_options(),  # type: ignore[arg-type]
+        )
+        CfnOutput(
+            self,
+            f"Route{name.title().replace('-', '')}",
+            value=self.api.url_for_path(f"/models/{name}/predict"),
+            description=f"POST predictions from model {name} (SageMaker endpoint)",
         )
         return resource
 

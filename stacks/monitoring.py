@@ -9,6 +9,8 @@ from cdk_monitoring_constructs import (
     AlarmFactoryDefaults,
     CustomMetricGroup,
     CustomMetricSearch,
+    CustomMetricWithAlarm,
+    CustomThreshold,
     DefaultDashboardFactory,
     ErrorCountThreshold,
     LatencyThreshold,
@@ -20,6 +22,7 @@ from constructs import Construct
 
 from mdk_runtime import telemetry
 from stacks.lambda_model import ALIAS, LambdaModel
+from stacks.sagemaker_model import SageMakerModel
 from stacks.settings import DeploySettings
 
 
@@ -150,4 +153,115 @@ class ModelMonitoring(Construct):
                     ],
                 ),
             ],
+        )
+
+
+class EndpointMonitoring(Construct):
+    """A SageMaker endpoint's dashboard and alarms: cdk-monitoring-constructs has no SageMaker monitor,
+    so these are its custom metric groups on ``AWS/SageMaker`` and ``/aws/sagemaker/Endpoints``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        served: SageMakerModel,
+        settings: DeploySettings,
+        alarm_topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = served.model.name
+        self.facade = MonitoringFacade(
+            self,
+            "Facade",
+            alarm_factory_defaults=AlarmFactoryDefaults(
+                alarm_name_prefix=settings.prefix,
+                actions_enabled=True,
+                action=SnsAlarmActionStrategy(on_alarm_topic=alarm_topic),
+            ),
+            dashboard_factory=DefaultDashboardFactory(
+                self,
+                "Dashboards",
+                dashboard_name_prefix=f"{settings.prefix}-{name}",
+                create_dashboard=True,
+                create_summary_dashboard=False,
+                create_alarm_dashboard=False,
+            ),
+        )
+        p99_us = served.model.rollout.p99_latency_ms * 1000
+        groups = []
+        for variant in served.variant_names:
+
+            def metric(
+                metric_name: str,
+                statistic: str,
+                label: str,
+                namespace: str = "AWS/SageMaker",
+                variant: str = variant,
+            ) -> cloudwatch.Metric:
+                return cloudwatch.Metric(
+                    namespace=namespace,
+                    metric_name=metric_name,
+                    dimensions_map={"EndpointName": served.endpoint_name, "VariantName": variant},
+                    statistic=statistic,
+                    label=label,
+                    period=Duration.minutes(1),
+                )
+
+            groups += [
+                CustomMetricGroup(
+                    title=f"{variant}: invocations and errors",
+                    metrics=[
+                        metric("Invocations", "Sum", "invocations"),
+                        metric("Invocation4XXErrors", "Sum", "4xx"),
+                        CustomMetricWithAlarm(
+                            metric=metric("Invocation5XXErrors", "Sum", "5xx"),
+                            alarm_friendly_name=f"{variant}-5xx",
+                            add_alarm={
+                                "Critical": CustomThreshold(
+                                    threshold=5,
+                                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                                    datapoints_to_alarm=2,
+                                    evaluation_periods=3,
+                                )
+                            },
+                        ),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title=f"{variant}: model and overhead latency (µs)",
+                    metrics=[
+                        metric("ModelLatency", "p50", "model p50"),
+                        CustomMetricWithAlarm(
+                            metric=metric("ModelLatency", "p99", "model p99"),
+                            alarm_friendly_name=f"{variant}-latency",
+                            add_alarm={
+                                "Warning": CustomThreshold(
+                                    threshold=p99_us,
+                                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                                    datapoints_to_alarm=3,
+                                    evaluation_periods=5,
+                                )
+                            },
+                        ),
+                        metric("OverheadLatency", "p99", "overhead p99"),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title=f"{variant}: utilisation (%)",
+                    metrics=[
+                        metric(m, "Average", m, "/aws/sagemaker/Endpoints")
+                        for m in (
+                            "CPUUtilization",
+                            "MemoryUtilization",
+                            "GPUUtilization",
+                            "GPUMemoryUtilization",
+                        )
+                    ],
+                ),
+            ]
+        self.facade.monitor_custom(
+            alarm_friendly_name=name,
+            human_readable_name=f"{name}: SageMaker endpoint",
+            metric_groups=groups,
         )

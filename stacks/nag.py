@@ -67,6 +67,26 @@ SNS_DLQ = (
     Acknowledged("AwsSolutions::AwsSolutions-SQS3", _IS_A_DLQ),
     Acknowledged("Serverless::Serverless-SQSRedrivePolicy", _IS_A_DLQ),
 )
+ACCESS_LOG_BUCKET = Acknowledged(
+    "AwsSolutions::AwsSolutions-S1",
+    "this is the server access log bucket the data buckets log to; logging it to itself would loop",
+)
+SAGEMAKER_ROLE_WILDCARDS = Acknowledged(
+    "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+    "ecr:GetAuthorizationToken and cloudwatch:PutMetricData take no resource (the latter is limited by a "
+    "condition to SageMaker's namespaces); with a VPC, SageMaker's network-interface actions take none "
+    "either",
+)
+CAPTURE_PREFIX_REASON = (
+    "SageMaker names data capture files by endpoint, variant and time under the model's prefix; the role "
+    "may put objects there only (no read, no delete, no other prefix)"
+)
+SAGEMAKER_LOG_STREAMS_REASON = (
+    "SageMaker names the log streams of the endpoint's log group after variants and instances; the role "
+    "may write that one group's streams only"
+)
+
+
 NO_WAF = Acknowledged(
     "AwsSolutions::AwsSolutions-APIG3",
     "WAF is opt-in (api.waf: true): a web ACL costs a monthly fee plus per request; the API is "

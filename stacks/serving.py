@@ -1,4 +1,4 @@
-"""The serving stack: every ``lambda`` model of the config behind one API, with alarms and dashboards."""
+"""The serving stack: every model of the config behind one API, with alarms and dashboards."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from mdk.config import KitConfig
 from stacks.alerts import AlarmTopic
 from stacks.lambda_model import LambdaModel
 from stacks.model_api import ModelApi
-from stacks.monitoring import ModelMonitoring
+from stacks.monitoring import EndpointMonitoring, ModelMonitoring
+from stacks.sagemaker_model import SageMakerModel, ServingImages
 from stacks.settings import DeploySettings
+from stacks.storage import Storage
 
 
 class ServingStack(cdk.Stack):
-    """``<project>-<stage>-serving``: one deployment unit, so a model's alias and its API route change
-    together (no cross-stack export to untangle when a model is added or removed)."""
+    """``<project>-<stage>-serving``: one deployment unit, so a model's alias or endpoint and its API
+    route change together (no cross-stack export to untangle when a model is added or removed)."""
 
     def __init__(
         self,
@@ -37,6 +39,35 @@ class ServingStack(cdk.Stack):
         self.alarms = AlarmTopic(self, "Alarms", settings=settings, email=config.alarms.email)
         self.api = ModelApi(self, "ModelApi", config=config.api, settings=settings)
         self.models: dict[str, LambdaModel] = {}
+        self.endpoints: dict[str, SageMakerModel] = {}
+        sagemaker_models = [m for m in config.models if m.runtime == "sagemaker"]
+        if sagemaker_models:
+            self.storage = Storage(self, "Storage", settings=settings)
+            self.capture = self.storage.add_bucket("DataCapture", prefix="data-capture/", expire_days=90)
+            self.images = ServingImages(self, "ServingImages", settings=settings)
+        for model in sagemaker_models:
+            endpoint = SageMakerModel(
+                self,
+                f"Endpoint-{model.name}",
+                model=model,
+                settings=settings,
+                images=self.images,
+                alarm_topic=self.alarms.topic,
+                capture_bucket=self.capture,
+                data_key=self.storage.key,
+            )
+            EndpointMonitoring(
+                self,
+                f"EndpointMonitoring-{model.name}",
+                served=endpoint,
+                settings=settings,
+                alarm_topic=self.alarms.topic,
+            )
+            arn = self.format_arn(
+                service="sagemaker", resource="endpoint", resource_name=endpoint.endpoint_name
+            )
+            self.api.add_sagemaker_model(model.name, endpoint.endpoint_name, arn)
+            self.endpoints[model.name] = endpoint
         for model in config.models:
             if model.runtime != "lambda":
                 continue

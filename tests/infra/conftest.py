@@ -49,7 +49,9 @@ def synth_config(
     config_path: Path, outdir: Path, *, context: dict[str, str] | None = None, with_nag: bool = True
 ) -> Synth:
     config = load_config(config_path)
-    app = cdk.App(outdir=str(outdir), context=context or {})
+    # The feature flags of cdk.json, as `cdk synth` passes them, then the test's own context.
+    flags = json.loads((REPO / "cdk.json").read_text())["context"]
+    app = cdk.App(outdir=str(outdir), context={**flags, **(context or {})})
     settings = DeploySettings.from_context(app, config.project)
     settings = DeploySettings(
         project=settings.project, stage=settings.stage, destroy=settings.destroy, build_dir=outdir / "build"
@@ -120,6 +122,42 @@ def synth_variant(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     directory = tmp_path_factory.mktemp("synth-variant")
     path = write_config(directory, VARIANT)
     return synth_config(path, directory / "out", context={"stage": "prod", "destroy": "true"})
+
+
+SAGEMAKER_VARIANTS = """
+    project: acme
+    models:
+      - name: scorer
+        artifact: MODELS/digits/v1/model.onnx
+        runtime: sagemaker
+        rollout: {strategy: linear, percent: 25, interval_minutes: 3, max_errors: 2, p99_latency_ms: 80}
+        sagemaker:
+          instance_type: ml.m5.large
+          initial_instance_count: 2
+          min_instances: 2
+          max_instances: 6
+          target_invocations_per_instance: 500
+          max_batch_size: 64
+          max_batch_delay_ms: 5
+          data_capture_percent: 20
+          baking_minutes: 15
+          network_isolation: true
+          vpc: {subnet_ids: [subnet-0abc1234def567890], security_group_ids: [sg-0123456789abcdef0]}
+          shadow: {name: candidate, artifact: MODELS/iris/v2/model.onnx, weight: 0.5}
+      - name: ab
+        artifact: MODELS/digits/v1/model.onnx
+        runtime: sagemaker
+        sagemaker:
+          instance_type: ml.g5.xlarge
+          weight: 3
+          variants: [{name: challenger, artifact: MODELS/iris/v2/model.onnx, weight: 1, instance_type: ml.c5.xlarge}]
+"""
+
+
+@pytest.fixture(scope="session")
+def synth_sagemaker(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    directory = tmp_path_factory.mktemp("synth-sagemaker")
+    return synth_config(write_config(directory, SAGEMAKER_VARIANTS), directory / "out")
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
@@ -162,9 +163,16 @@ def test_function_roles_write_only_their_own_log_group(synth_repo_config: Synth)
     assert len(lambda_roles) == 2
     for role in lambda_roles.values():
         assert "ManagedPolicyArns" not in role["Properties"]  # no AWSLambdaBasicExecutionRole
-    policies = dumps(resources(template, "AWS::IAM::Policy"))
-    assert "logs:CreateLogGroup" not in policies
-    assert '"Action": ["logs:CreateLogStream", "logs:PutLogEvents"]' in policies
+    lambda_policies = {
+        k: v
+        for k, v in resources(template, "AWS::IAM::Policy").items()
+        if any(r["Ref"] in lambda_roles for r in v["Properties"]["Roles"])
+    }
+    assert len(lambda_policies) == 2
+    for policy in lambda_policies.values():
+        text = dumps(policy)
+        assert "logs:CreateLogGroup" not in text
+        assert '"Action": ["logs:CreateLogStream", "logs:PutLogEvents"]' in text
 
 
 def test_custom_linear_rollout_arm64_and_concurrency(synth_variant: Synth) -> None:
@@ -211,9 +219,12 @@ def test_one_regional_rest_api_with_routes_per_model(synth_repo_config: Synth) -
         r["Properties"]["PathPart"]
         for r in resources(synth_repo_config.serving_json, "AWS::ApiGateway::Resource").values()
     )
-    assert parts == ["health", "iris", "metadata", "models", "predict"]
+    # iris (Lambda): predict, metadata, health; digits (SageMaker): predict
+    assert parts == ["digits", "health", "iris", "metadata", "models", "predict", "predict"]
     methods = [
-        m["Properties"] for m in resources(synth_repo_config.serving_json, "AWS::ApiGateway::Method").values()
+        m["Properties"]
+        for m in resources(synth_repo_config.serving_json, "AWS::ApiGateway::Method").values()
+        if m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
     ]
     assert sorted(m["HttpMethod"] for m in methods) == ["GET", "GET", "POST"]
     alias_id, _ = one(synth_repo_config.serving_json, "AWS::Lambda::Alias")
@@ -341,7 +352,7 @@ def test_alarm_topic_is_encrypted_and_tls_only(synth_repo_config: Synth, synth_v
     _, policy = one(template, "AWS::SNS::TopicPolicy")
     assert '"aws:SecureTransport": "false"' in dumps(policy)
     assert '"Effect": "Deny"' in dumps(policy)
-    _, key = one(template, "AWS::KMS::Key")
+    key = next(k for name, k in resources(template, "AWS::KMS::Key").items() if name.startswith("AlarmsKey"))
     assert key["Properties"]["EnableKeyRotation"] is True
     assert "cloudwatch.amazonaws.com" in dumps(key["Properties"]["KeyPolicy"])
     _, subscription = one(synth_variant.serving_json, "AWS::SNS::Subscription")
@@ -350,7 +361,8 @@ def test_alarm_topic_is_encrypted_and_tls_only(synth_repo_config: Synth, synth_v
 
 
 def test_dashboard_per_model_with_the_traffic_split(synth_repo_config: Synth, synth_variant: Synth) -> None:
-    _, dashboard = one(synth_repo_config.serving_json, "AWS::CloudWatch::Dashboard")
+    dashboards = resources(synth_repo_config.serving_json, "AWS::CloudWatch::Dashboard")
+    dashboard = next(d for name, d in dashboards.items() if name.startswith("Monitoringiris"))
     body = dumps(dashboard["Properties"]["DashboardBody"])
     assert "{AWS/Lambda,FunctionName,Resource,ExecutedVersion}" in body  # invocations by version
     for metric in (
@@ -374,7 +386,7 @@ def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:
     facade = {
         k: v["Properties"]
         for k, v in resources(template, "AWS::CloudWatch::Alarm").items()
-        if "NewVersion" not in k
+        if k.startswith("Monitoringiris")
     }
     names = sorted(p["AlarmName"] for p in facade.values())
     assert names == [
@@ -444,6 +456,7 @@ ROLLOUT_CONFIG = """
       - {name: iris, artifact: MODELS/iris/IRIS/model.onnx, runtime: lambda}
       - {name: digits, artifact: MODELS/digits/v1/model.onnx, runtime: sagemaker}
 """
+# everything of the serving stack that belongs to the iris model (and the API that routes to it)
 
 
 def _image_assets(synth: Synth) -> set[str]:
@@ -466,7 +479,8 @@ def test_unchanged_config_synthesizes_identically(tmp_path: Path) -> None:
 def test_changed_artifact_changes_the_image_and_publishes_a_new_version(tmp_path: Path) -> None:
     before = _synth_iris(tmp_path, "a", "v1")
     after = _synth_iris(tmp_path, "b", "v2")
-    assert _image_assets(before).isdisjoint(_image_assets(after))
+    # iris's image changes; the SageMaker serving image (no model inside) does not
+    assert len(_image_assets(before) - _image_assets(after)) == 1
     version_before, _ = one(before.serving_json, "AWS::Lambda::Version")
     version_after, _ = one(after.serving_json, "AWS::Lambda::Version")
     assert version_before != version_after  # a new AWS::Lambda::Version: the alias update starts a rollout
@@ -475,12 +489,38 @@ def test_changed_artifact_changes_the_image_and_publishes_a_new_version(tmp_path
     assert image_before != image_after
 
 
+def _owned_by(synth: Synth, prefixes: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in synth.serving_json["Resources"].items() if k.startswith(prefixes)}
+
+
 def test_a_change_to_another_model_leaves_this_one_alone(tmp_path: Path) -> None:
     before = _synth_iris(tmp_path, "a", "v1")
     other = tmp_path / "other-digits"
     shutil.copytree(REPO / "models", other)
     (other / "digits" / "v1" / "model.onnx").write_bytes((REPO / "models/iris/v2/model.onnx").read_bytes())
     text = ROLLOUT_CONFIG.replace("IRIS", "v1").replace("MODELS/digits", f"{other}/digits")
-    # a different digits artifact: the serving stack (Lambda models only) must not move at all
     after = synth_config(write_config(tmp_path / "c", text), tmp_path / "c" / "out", with_nag=False)
-    assert before.serving_json == after.serving_json
+    # iris's function, version, alias, hook, alarms, deployment group and dashboard do not move ...
+    iris = ("Modeliris", "Monitoringiris")
+    assert _owned_by(before, iris) == _owned_by(after, iris)
+    # ... while digits gets a new SageMaker model and endpoint config under the same endpoint
+    digits_before, digits_after = (
+        _owned_by(before, ("Endpointdigits",)),
+        _owned_by(after, ("Endpointdigits",)),
+    )
+    changed = sorted(k for k in digits_before if digits_before[k] != digits_after.get(k))
+    assert [re.sub(r"[0-9A-F]{8}$", "", k) for k in changed] == [
+        "EndpointdigitsExecutionRoleDefaultPolicy",  # may read the new artifact object
+        "EndpointdigitsModel",  # a new artifact: CloudFormation replaces the model (a new generated name),
+    ]  # hence the endpoint config that names it, and the endpoint rolls out the new config (blue/green)
+    endpoint_before = next(
+        v
+        for k, v in digits_before.items()
+        if k.startswith("EndpointdigitsEndpoint") and v["Type"] == "AWS::SageMaker::Endpoint"
+    )
+    endpoint_after = next(
+        v
+        for k, v in digits_after.items()
+        if k.startswith("EndpointdigitsEndpoint") and v["Type"] == "AWS::SageMaker::Endpoint"
+    )
+    assert endpoint_before["Properties"]["EndpointName"] == endpoint_after["Properties"]["EndpointName"]
