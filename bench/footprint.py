@@ -28,7 +28,9 @@ def _tree_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-def install_size(arch: str) -> dict[str, Any]:
+def install_size(arch: str, requirements: Path | None = None, label: str = "lambda image") -> dict[str, Any]:
+    """Installed size of ``requirements`` (the Lambda image's by default) for one architecture."""
+    requirements = requirements or REPO / "layers" / "requirements.txt"
     machine = ARCHES[arch]
     with tempfile.TemporaryDirectory(prefix=f"mdk-footprint-{arch}-") as tmp:
         target = Path(tmp) / "site"
@@ -37,7 +39,7 @@ def install_size(arch: str) -> dict[str, Any]:
                 sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                 "--only-binary=:all:", "--python-version=3.12", "--implementation=cp",
                 *_platforms(machine), "--target", str(target),
-                "-r", str(REPO / "layers" / "requirements.txt"), "-c", str(REPO / "layers" / "constraints.txt"),
+                "-r", str(requirements), "-c", str(REPO / "layers" / "constraints.txt"),
             ],
             check=True,
             capture_output=True,
@@ -54,6 +56,7 @@ def install_size(arch: str) -> dict[str, Any]:
         shutil.rmtree(target, ignore_errors=True)
     top = sorted(sizes.items(), key=lambda kv: kv[1], reverse=True)
     return {
+        "image": label,
         "arch": arch,
         "total_mib": round(total / 2**20, 1),
         "packages_mib": {k: round(v / 2**20, 1) for k, v in top if v >= 2**19},
