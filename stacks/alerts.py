@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -54,3 +56,30 @@ class AlarmTopic(Construct):
                 subscriptions.EmailSubscription(email, dead_letter_queue=self.undelivered)
             )
             nag.acknowledge(self.undelivered, *nag.SNS_DLQ)
+
+
+def rollback_alarm(
+    scope: Construct,
+    alarm_id: str,
+    *,
+    metric: cloudwatch.IMetric,
+    threshold: float,
+    description: str,
+    topic: sns.ITopic,
+) -> cloudwatch.Alarm:
+    """An alarm a deployment watches: one breaching minute rolls it back, and the topic hears of it.
+
+    No data (no traffic on the new version yet) is not a breach, or every quiet rollout would fail.
+    """
+    alarm = cloudwatch.Alarm(
+        scope,
+        alarm_id,
+        metric=metric,
+        threshold=threshold,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=description + "; rolls the deployment back",
+    )
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+    return alarm

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
@@ -17,6 +16,7 @@ from mdk.bundle import HANDLERS_DIR, IMAGE_MODEL_DIR, model_spec, write_function
 from mdk.config import ModelConfig, RolloutSettings
 from mdk_runtime import telemetry
 from stacks import nag
+from stacks.alerts import rollback_alarm
 from stacks.settings import DeploySettings
 
 ALIAS = "live"
@@ -197,21 +197,12 @@ class LambdaModel(Construct):
                 f"{model.name}: the new version's p99 duration is above {rollout.p99_latency_ms} ms",
             ),
         ]
-        alarms = []
-        for alarm_id, metric, threshold, description in specs:
-            alarm = cloudwatch.Alarm(
-                self,
-                alarm_id,
-                metric=metric,
-                threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description + "; rolls the deployment back",
+        return [
+            rollback_alarm(
+                self, alarm_id, metric=metric, threshold=threshold, description=description, topic=topic
             )
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-            alarms.append(alarm)
-        return alarms
+            for alarm_id, metric, threshold, description in specs
+        ]
 
     def _pre_traffic_hook(self, settings: DeploySettings) -> lambda_.Function:
         code = write_function_context(

@@ -7,7 +7,6 @@ from pathlib import Path
 from aws_cdk import ArnFormat, Aws, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -20,6 +19,7 @@ from constructs import Construct
 from mdk.bundle import model_spec, sagemaker_context_files, sync_files, write_model_tarball
 from mdk.config import LOCAL_STORAGE_FAMILIES, PRIMARY_VARIANT, ModelConfig, instance_family, is_gpu
 from stacks import nag
+from stacks.alerts import rollback_alarm
 from stacks.settings import DeploySettings
 
 ENDPOINT_NAME_MAX = 63
@@ -295,18 +295,16 @@ class SageMakerModel(Construct):
                     f"p99 model latency above {rollout.p99_latency_ms} ms",
                 ),
             ):
-                alarm = cloudwatch.Alarm(
-                    self,
-                    alarm_id,
-                    metric=metric,
-                    threshold=threshold,
-                    evaluation_periods=1,
-                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                    alarm_description=f"{self.model.name} variant {variant}: {what}; rolls a deployment back",
+                alarms.append(
+                    rollback_alarm(
+                        self,
+                        alarm_id,
+                        metric=metric,
+                        threshold=threshold,
+                        description=f"{self.model.name} variant {variant}: {what}",
+                        topic=topic,
+                    )
                 )
-                alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-                alarms.append(alarm)
         return alarms
 
     def _autoscaling(self, stack: Stack) -> None:
