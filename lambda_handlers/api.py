@@ -15,8 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lambda_handlers.http import match_route, unknown_route, wrong_method
 from mdk_runtime.errors import MalformedRequest, MdkError
+from mdk_runtime.media import JSON, NPY
 from mdk_runtime.openapi import ERROR_SCHEMA, request_schema, response_schema
-from mdk_runtime.service import JSON, NPY, InferenceService, Reply, error_reply
+from mdk_runtime.service import InferenceService, Reply, error_reply
 
 
 def _respond(reply: Reply) -> Response:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mdk_runtime.errors import MalformedRequest, MethodNotAllowed, RouteNotFound
-from mdk_runtime.service import JSON, Reply
+from mdk_runtime.media import JSON
+from mdk_runtime.service import Reply
 
 Action = Literal["predict", "metadata", "health"]
 METHODS: dict[str, str] = {"predict": "POST", "metadata": "GET", "health": "GET"}

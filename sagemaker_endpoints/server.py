@@ -28,8 +28,8 @@ from fastapi.responses import Response
 
 from mdk_runtime.codec import dump_json
 from mdk_runtime.errors import MdkError, ModelLoadError, ModelNotReady
-from mdk_runtime.records import CSV, JSONL
-from mdk_runtime.service import JSON, NPY, InferenceService, Reply, Settings, error_reply
+from mdk_runtime.media import CSV, JSON, JSONL, NPY
+from mdk_runtime.service import InferenceService, Reply, Settings, error_reply
 from sagemaker_endpoints.batching import DynamicBatcher
 
 log = logging.getLogger("mdk_runtime.server")

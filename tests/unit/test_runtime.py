@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from mdk_runtime.errors import ModelLoadError
+from mdk_runtime.media import JSON, NPY
 from mdk_runtime.model import default_threads, lambda_vcpus, load_model
-from mdk_runtime.service import JSON, NPY, InferenceService, Reply, Settings, negotiate
+from mdk_runtime.service import InferenceService, Reply, Settings, negotiate
 from tests import onnx_models
 from tests.conftest import ServiceFactory
 

@@ -15,18 +15,19 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mdk_runtime.codec import Batch, decode_json, dump_json, response_doc
+from mdk_runtime.codec import (
+    Batch,
+    classifier_lines,
+    decode_json,
+    dump_json_lines,
+    json_lines,
+    response_doc,
+)
 from mdk_runtime.errors import InvalidInput, MalformedRequest, MdkError, UnsupportedMediaType
+from mdk_runtime.media import CSV, JSONL, JSONL_ALIASES
 from mdk_runtime.schema import Signature
 
-JSONL = "application/jsonlines"
-JSONL_ALIASES = (
-    "application/jsonlines",
-    "application/jsonl",
-    "application/x-jsonlines",
-    "application/x-ndjson",
-)
-CSV = "text/csv"
+__all__ = ["CSV", "JSONL", "JSONL_ALIASES", "Records", "decode_csv", "decode_jsonl", "predictions"]
 
 
 @dataclass
@@ -47,6 +48,8 @@ def split_lines(body: bytes) -> list[bytes]:
     lines = body.split(b"\n")
     if lines and lines[-1].strip() == b"":
         lines.pop()
+    if b"\r" not in body:
+        return lines
     return [line.rstrip(b"\r") for line in lines]
 
 
@@ -81,8 +84,18 @@ def decode_jsonl(body: bytes, sig: Signature, *, chunk: int = 4096) -> Records:
     lines = split_lines(body)
     records = Records(count=len(lines))
     for start in range(0, len(lines), chunk):
+        end = min(start + chunk, len(lines))
+        # Fast path: the whole chunk parses as one array of exactly one value per line (no blank,
+        # broken or multi-value line); else line by line, to put each error on its line.
+        try:
+            values = orjson.loads(b"[" + b",".join(lines[start:end]) + b"]")
+        except orjson.JSONDecodeError:
+            values = None
+        if values is not None and len(values) == end - start:
+            _group(dict(zip(range(start, end), values, strict=True)), sig, records)
+            continue
         instances: dict[int, Any] = {}
-        for i in range(start, min(start + chunk, len(lines))):
+        for i in range(start, end):
             line = lines[i]
             if not line.strip():
                 records.errors[i] = MalformedRequest(f"line {i + 1}: empty record")
@@ -157,7 +170,25 @@ def predictions(sig: Signature, records: Records, outputs: list[dict[str, Any]])
 
 
 def dump_jsonl(answers: list[Any]) -> bytes:
-    return b"".join(dump_json(a) + b"\n" for a in answers)
+    return dump_json_lines(answers)
+
+
+def jsonl_answers(sig: Signature, records: Records, outputs: list[dict[str, Any]]) -> bytes:
+    """``dump_jsonl(predictions(...))``, written without building each row's objects where it can:
+    a classifier's rows come from templates (:func:`mdk_runtime.codec.classifier_lines`)."""
+    lines: list[bytes] = [b""] * records.count
+    for (numbers, batch), out in zip(records.groups, outputs, strict=True):
+        encoded = classifier_lines(sig, out, batch.n) if sig.classifier is not None else None
+        if encoded is None:
+            encoded = json_lines(response_doc(sig, out, batch.n, "instances")["predictions"])
+        if len(numbers) == records.count:  # one group of every line, in order: the common case
+            lines = encoded
+            continue
+        for line, text in zip(numbers, encoded, strict=True):
+            lines[line] = text
+    for line, error in records.errors.items():
+        lines[line] = dump_json_lines([error.to_body()])
+    return b"".join(lines)
 
 
 def dump_csv(answers: list[Any]) -> bytes:

@@ -24,6 +24,7 @@ from mdk_runtime.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from mdk_runtime.media import JSON, NPY
 from mdk_runtime.model import LoadReport, Model, load_model
 from mdk_runtime.records import (
     CSV,
@@ -34,14 +35,13 @@ from mdk_runtime.records import (
     decode_jsonl,
     dump_csv,
     dump_jsonl,
+    jsonl_answers,
 )
 from mdk_runtime.records import predictions as record_answers
 from mdk_runtime.spec import ModelSpec, read_spec
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-NPY = "application/x-npy"
 API_FORMATS = (JSON, NPY)  # what the Lambda function reads
 RECORD_FORMATS = (JSONL, CSV)  # what the SageMaker container reads besides (batch transform)
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invoke payload; SageMaker's is the same
@@ -288,13 +288,12 @@ class InferenceService:
         assert self.model is not None
         sig = self.model.signature
         if job.records is not None:
-            answers = record_answers(sig, job.records, outputs)
-            if job.answer == CSV:
-                body = dump_csv(answers)
-            elif job.answer == JSON:
-                body = dump_json({"predictions": answers})
+            if job.answer == JSONL:
+                body = jsonl_answers(sig, job.records, outputs)
+            elif job.answer == CSV:
+                body = dump_csv(record_answers(sig, job.records, outputs))
             else:
-                body = dump_jsonl(answers)
+                body = dump_json({"predictions": record_answers(sig, job.records, outputs)})
             return Reply(200, body, job.answer, instances=job.instances)
         batch, out = job.batches[0], outputs[0]
         if job.answer == NPY:
