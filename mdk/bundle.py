@@ -9,6 +9,7 @@ config synthesizes to the same template.
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import io
 import json
 import os
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mdk.config import ModelConfig
+from mdk.config import KitConfig, ModelConfig
 from mdk_runtime.spec import (
     ARTIFACT_FILE,
     SPEC_FILE,
@@ -197,4 +198,72 @@ def write_model_tarball(model: ModelConfig, dest: Path, *, artifact: Path | None
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.is_file() or dest.read_bytes() != data:
         _atomic_write(dest, data)
+    return dest
+
+
+# -- batch functions ---------------------------------------------------------------------------------
+
+# The zip-packaged batch functions (trigger, status, the prediction store's GET route).
+BATCH_MODULES = ("__init__.py", "batch_aws.py", "batch_trigger.py", "batch_status.py", "predictions.py")
+BATCH_CONFIG_FILE = "batch_models.json"
+# What their layer holds: the runtime's standard-library modules, and Powertools with its dependencies
+# (pure Python, copied from this environment's locked install: no download, no Docker at synth).
+LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "media.py")
+LAYER_DISTRIBUTIONS = ("aws-lambda-powertools", "jmespath", "typing-extensions")
+
+
+def batch_function_config(config: KitConfig, deployment: str) -> dict[str, Any]:
+    """The static settings of every model that takes batch files (``batch_models.json``)."""
+    models = {}
+    for model in config.models:
+        b = model.batch
+        if not b.enabled:
+            continue
+        models[model.name] = {
+            "version": model_spec(model).version,
+            "instance_type": b.instance_type,
+            "instance_count": b.instance_count,
+            "max_payload_mb": b.max_payload_mb,
+            "max_concurrent_transforms": b.max_concurrent_transforms,
+            "invocation_timeout_s": b.invocation_timeout_s,
+            "invocation_retries": b.invocation_retries,
+            "id_field": b.id_field,
+            "features_field": b.features_field,
+            "store": b.store is not None,
+            "store_ttl_days": b.store.ttl_days if b.store is not None else None,
+        }
+    return {"deployment": deployment, "models": models}
+
+
+def write_batch_function_context(config: KitConfig, deployment: str, dest: Path) -> Path:
+    """The code of the batch functions: their modules and the models' batch settings."""
+    config_file = dest / "lambda_handlers" / BATCH_CONFIG_FILE
+    files = {f"lambda_handlers/{name}": HANDLERS_DIR / name for name in BATCH_MODULES}
+    data = (json.dumps(batch_function_config(config, deployment), indent=2, sort_keys=True) + "\n").encode()
+    if config_file.is_file() and config_file.read_bytes() == data:
+        files[f"lambda_handlers/{BATCH_CONFIG_FILE}"] = config_file  # unchanged: keep it
+        sync_files(files, dest)
+    else:
+        sync_files(files, dest)
+        _atomic_write(config_file, data)
+    return dest
+
+
+def batch_layer_files() -> dict[str, Path]:
+    """Path in the layer -> source file (``python/`` is what Lambda puts on the path)."""
+    files = {f"python/mdk_runtime/{name}": RUNTIME_DIR / name for name in LAYER_RUNTIME_MODULES}
+    for name in LAYER_DISTRIBUTIONS:
+        dist = importlib.metadata.distribution(name)
+        for entry in dist.files or []:
+            rel = entry.as_posix()
+            if "__pycache__" in rel or rel.endswith(".pyc") or rel.startswith(".."):
+                continue
+            if ".dist-info/" in rel and not rel.endswith(("/METADATA", "/LICENSE", "/licenses")):
+                continue  # RECORD, INSTALLER, direct_url.json: facts about this machine's install
+            files[f"python/{rel}"] = Path(str(dist.locate_file(entry)))
+    return files
+
+
+def write_batch_layer(dest: Path) -> Path:
+    sync_files(batch_layer_files(), dest)
     return dest

@@ -295,14 +295,35 @@ class AlarmSettings(_Frozen):
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+class StoreSettings(_Frozen):
+    """The prediction store: a finished run's predictions kept by record id, served by the API."""
+
+    ttl_days: int | None = Field(
+        90, ge=1, le=3650, description="days a stored prediction is kept (null: until overwritten)"
+    )
+
+
+FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
 class BatchSettings(_Frozen):
-    """Batch transform for files dropped into the model's inbox (completed by the batch issue)."""
+    """Batch transform of the files dropped into ``incoming/<model>/`` of the batch bucket."""
 
     enabled: bool = True
     instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     instance_count: int = Field(1, ge=1, le=100)
-    max_payload_mb: int = Field(6, ge=1, le=100)
-    max_concurrent_transforms: int = Field(1, ge=1, le=100)
+    max_payload_mb: int = Field(6, ge=1, le=100, description="MB of records per request to the container")
+    max_concurrent_transforms: int = Field(1, ge=1, le=100, description="requests in flight per instance")
+    invocation_timeout_s: int = Field(600, ge=1, le=3600, description="per request to the container")
+    invocation_retries: int = Field(1, ge=0, le=3, description="SageMaker's retries of a failed request")
+    id_field: Annotated[str, Field(pattern=FIELD_NAME)] | None = Field(
+        None,
+        description="records are JSON objects with this id and `features_field`; outputs carry the id",
+    )
+    features_field: Annotated[str, Field(pattern=FIELD_NAME)] = Field(
+        "features", description="with id_field: the member holding the instance the model scores"
+    )
+    store: StoreSettings | None = Field(None, description="keep predictions by id, served by the API")
 
     @model_validator(mode="after")
     def _aws_limits(self) -> BatchSettings:
@@ -312,6 +333,10 @@ class BatchSettings(_Frozen):
                 "max_payload_mb x max_concurrent_transforms must be <= 100 (SageMaker's limit), "
                 f"got {product}"
             )
+        if self.store is not None and self.id_field is None:
+            raise ValueError("store needs id_field: stored predictions are looked up by each record's id")
+        if self.id_field is not None and self.id_field == self.features_field:
+            raise ValueError("id_field and features_field must differ")
         return self
 
 
@@ -632,6 +657,11 @@ def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
             loaded = Model.from_session(session, spec)
             if spec.example is not None:
                 loaded.warm_up()
+            if model.batch.enabled and not loaded.signature.batched:
+                problems.append(
+                    f"models[{i}].batch.enabled: the model takes one instance per request (no batch "
+                    "dimension), and batch transform sends many; set batch.enabled: false"
+                )
         except MdkError as exc:
             message = exc.message
             prefix = f"models[{i}]."

@@ -1,0 +1,226 @@
+"""The batch pieces every side shares: names, line counting, preflight, output tally, reconciliation."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mdk.bundle import batch_function_config
+from mdk.config import ConfigError, parse_config
+from mdk_runtime import batch
+from mdk_runtime.batch import BatchInputError
+from mdk_runtime.records import split_lines
+
+REPO = Path(__file__).resolve().parents[2]
+CREATED = datetime(2026, 11, 29, 10, 15, 2, tzinfo=UTC)
+
+
+def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+@given(
+    st.lists(st.sampled_from([b"[1,2]", b"", b"  ", b"x\r", b'{"a":1}', b"\r"]), max_size=30),
+    st.booleans(),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+)
+def test_a_file_has_as_many_records_as_the_container_reads(
+    lines: list[bytes], final_newline: bool, cuts: list[int]
+) -> None:
+    """However S3 cuts the stream, the trigger counts the lines the container will answer."""
+    body = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    scan = batch.scan_lines(pieces(body, cuts))
+    assert scan.lines == len(split_lines(body))
+    assert list(batch.iter_lines(pieces(body, cuts))) == split_lines(body)
+
+
+def test_scan_reports_the_longest_line_and_blank_ones() -> None:
+    scan = batch.scan_lines([b"ab\n\nabcdef\r\nx"])
+    assert (scan.lines, scan.blank_lines, scan.longest_bytes, scan.longest_line) == (4, 1, 6, 3)
+    assert scan.first_line == b"ab"
+    assert scan.to_json() == {"lines": 4, "bytes": 13, "blank_lines": 1, "longest_line_bytes": 6}
+
+
+def test_gzip_is_read_through_and_bad_gzip_is_named() -> None:
+    data = b"1,2\n3,4\n"
+    assert b"".join(batch.chunks(io.BytesIO(gzip.compress(data)), gzipped=True, size=3)) == data
+    with pytest.raises(BatchInputError, match="not valid gzip"):
+        list(batch.chunks(io.BytesIO(b"plain"), gzipped=True))
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("incoming/iris/a.jsonl", ("iris", "a.jsonl")),
+        ("incoming/iris/2026/11/a b.csv", ("iris", "2026/11/a b.csv")),
+    ],
+)
+def test_inbox_keys(key: str, expected: tuple[str, str]) -> None:
+    assert batch.parse_inbox_key(key) == expected
+
+
+@pytest.mark.parametrize(
+    "key", ["incoming/a.jsonl", "results/iris/a.jsonl", "incoming//a.jsonl", "incoming/iris/"]
+)
+def test_keys_outside_a_models_inbox_are_refused(key: str) -> None:
+    with pytest.raises(BatchInputError) as caught:
+        batch.parse_inbox_key(key)
+    assert caught.value.field == "key"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.jsonl", ("application/jsonlines", False)),
+        ("A.NDJSON", ("application/jsonlines", False)),
+        ("a.csv.gz", ("text/csv", True)),
+    ],
+)
+def test_formats_from_the_file_name(name: str, expected: tuple[str, bool]) -> None:
+    assert batch.input_format(name) == expected
+
+
+def test_run_ids_and_job_names_are_deterministic_and_fit() -> None:
+    run = batch.run_id("b", "incoming/iris/a.jsonl", "0055AED6DCD90281E5", CREATED)
+    assert run == batch.run_id("b", "incoming/iris/a.jsonl", "0055AED6DCD90281E5", CREATED)
+    assert run.startswith("20261129T101502Z-")
+    assert run != batch.run_id("b", "incoming/iris/a.jsonl", "0055AED6DCD90281E6", CREATED)
+    name = batch.job_name("a-very-long-project-name-dev", "a-long-model-name-indeed", run)
+    assert len(name) <= 63
+    assert name.startswith(batch.job_prefix("a-very-long-project-name-dev"))
+    assert name.endswith(run)
+
+
+def test_preflight_limits() -> None:
+    scan = batch.scan_lines([b"x" * (1024 * 1024 + 1) + b"\n"])
+    [problem] = batch.preflight(scan, "application/jsonlines", max_payload_mb=1)
+    assert (problem.code, problem.field) == ("record_too_large", "line 1")
+    assert batch.preflight(batch.scan_lines([b'{"id": 1, "features": [1]}\n']), "application/jsonlines",
+                           max_payload_mb=1, id_field="id", features_field="features") == []  # fmt: skip
+
+
+def test_tally_counts_errors_in_plain_and_joined_output() -> None:
+    out = b"\n".join(
+        [
+            b'{"label": "setosa"}',
+            b'{"error": {"code": "invalid_input", "message": "bad"}}',
+            b"",  # between two requests' answers
+            b'{"id": 3, "SageMakerOutput": {"error": {"code": "malformed_request", "message": "x"}}}',
+            b'{"id": 4, "SageMakerOutput": {"label": "error"}}',
+            b"{broken",
+        ]
+    )
+    tally = batch.tally_output([out])
+    assert tally.lines == 5
+    assert tally.error_lines == 2
+    assert tally.unreadable_lines == 0  # no "error" key on the broken line: counted as output only
+    assert tally.errors_by_code == {"invalid_input": 1, "malformed_request": 1}
+    assert [e["line"] for e in tally.first_errors] == [2, 3]
+
+
+def test_reconcile_needs_every_line() -> None:
+    manifest = batch.new_manifest(
+        run="r", model="m", state=batch.IN_PROGRESS, message="", source={"lines": 3}
+    )
+    full = batch.tally_output([b"1\n2\n3\n"])
+    assert batch.reconcile(manifest, full, files=["s3://b/o.out"]) == (batch.COMPLETED, "3 lines scored")
+    short = batch.tally_output([b"1\n2\n"])
+    state, message = batch.reconcile(manifest, short, files=["s3://b/o.out"])
+    assert state == batch.INCOMPLETE
+    assert "2 of 3 lines (1 missing)" in message
+    assert batch.reconcile(manifest, batch.OutputTally(), files=[])[0] == batch.INCOMPLETE
+    extra = batch.tally_output([b"1\n2\n3\n4\n"])
+    assert "no longer line up" in batch.reconcile(manifest, extra, files=["x"])[1]
+
+
+def test_times_from_events_and_apis() -> None:
+    assert batch.iso(1796033473000) == "2026-11-30T10:11:13.000000Z"
+    assert batch.iso("2026-11-29T10:15:02Z") == "2026-11-29T10:15:02.000000Z"
+    assert batch.iso(None) is None
+    assert batch.seconds_between("2026-11-29T10:00:00Z", "2026-11-29T10:20:00Z") == 1200.0
+
+
+def model(
+    batch_settings: dict[str, object], artifact: str = "models/iris/v1/model.onnx"
+) -> dict[str, object]:
+    return {"name": "m", "artifact": artifact, "runtime": "lambda", "batch": batch_settings}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"store": {}}, "models[0].batch: store needs id_field"),
+        (
+            {"max_payload_mb": 50, "max_concurrent_transforms": 3},
+            "must be <= 100 (SageMaker's limit), got 150",
+        ),
+        ({"id_field": "x", "features_field": "x"}, "id_field and features_field must differ"),
+        ({"id_field": "1bad"}, "models[0].batch.id_field"),
+        ({"invocation_timeout_s": 4000}, "models[0].batch.invocation_timeout_s"),
+    ],
+)
+def test_batch_config_errors(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"models": [model(settings)]}, base_dir=REPO, check_models=False)
+    assert message in str(caught.value)
+
+
+def test_batch_settings_reach_the_functions() -> None:
+    config = parse_config(
+        {
+            "project": "p",
+            "models": [model({"id_field": "id", "store": {"ttl_days": 7}, "max_payload_mb": 2})],
+        },
+        base_dir=REPO,
+        check_models=False,
+    )
+    settings = batch_function_config(config, "p-dev")
+    assert settings["deployment"] == "p-dev"
+    assert settings["models"]["m"] | {"version": "?"} == {
+        "version": "?",
+        "instance_type": "ml.m5.large",
+        "instance_count": 1,
+        "max_payload_mb": 2,
+        "max_concurrent_transforms": 1,
+        "invocation_timeout_s": 600,
+        "invocation_retries": 1,
+        "id_field": "id",
+        "features_field": "features",
+        "store": True,
+        "store_ttl_days": 7,
+    }
+    assert json.dumps(settings)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(st.floats(0, 8, width=32), min_size=4, max_size=4).map(lambda r: json.dumps(r).encode()),
+            st.sampled_from([b"", b"{bad", b"[1, 2]", b'{"x": 1}', b"[1, 2, 3, 4]"]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_fast_json_lines_writer_writes_what_the_general_one_does(
+    iris_service: Any, lines: list[bytes]
+) -> None:
+    """Classifier rows from templates are byte for byte the rows the object path writes."""
+    from mdk_runtime.records import decode_jsonl, dump_jsonl, jsonl_answers, predictions
+
+    model = iris_service.model
+    records = decode_jsonl(b"\n".join(lines) + b"\n", model.signature)
+    outputs = [model.run(group.feeds, group.n) for _, group in records.groups]
+    fast = jsonl_answers(model.signature, records, outputs)
+    assert fast == dump_jsonl(predictions(model.signature, records, outputs))
+    assert len(fast.splitlines()) == len(lines)
