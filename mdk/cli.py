@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check the model config.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+batch_app = typer.Typer(
+    help="Batch transform, locally: what the deployed pipeline does.", no_args_is_help=True
+)
+app.add_typer(batch_app, name="batch")
 
 out = Console()
 err = Console(stderr=True)
@@ -143,6 +147,47 @@ def serve(
     if not server.started:
         raise CliError(f"could not listen on {host}:{port} (see the message above)")
     out.print("stopped")
+
+
+@batch_app.command("run")
+def batch_run(
+    file: Annotated[Path, typer.Argument(help="records: .jsonl, .ndjson or .csv (optionally .gz)")],
+    name: Annotated[
+        str | None, typer.Option("--model", "-m", help="model (default: the config's default)")
+    ] = None,
+    results: Annotated[Path, typer.Option(help="where results/<model>/<run>/ go")] = Path("build")
+    / "results",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Score a file as a SageMaker batch transform would, with the kit's serving container, locally.
+
+    The same checks, request packing, per-record errors and status manifest as the deployed pipeline;
+    exits 1 unless every line was accounted for.
+    """
+    from mdk.local.transform import run_file
+
+    model = _pick(_load(config), name)
+    if not file.is_file():
+        raise CliError(f"FILE: not found: {file}")
+    if not model.batch.enabled:
+        raise CliError(f"model {model.name!r} has batch.enabled: false in the config")
+    manifest = run_file(model, file, results, bundle_dir=BUNDLES_DIR / model.name)
+    source, output = manifest["input"], manifest.get("output") or {}
+    style = "green" if manifest["state"] == "Completed" else "red"
+    out.print(f"[{style}]{manifest['state']}[/{style}]: {manifest['message']}", highlight=False)
+    for error in manifest["errors"]:
+        out.print(f"  {error['field']}: {error['message']}", highlight=False)
+    if output:
+        out.print(
+            f"  input lines {source.get('lines')}, output lines {output.get('lines')}, "
+            f"errors {output.get('error_lines')} {output.get('errors_by_code') or ''}",
+            highlight=False,
+        )
+        for path in output.get("files", []):
+            out.print(f"  output:   {path}", highlight=False)
+    out.print(f"  manifest: {manifest['manifest']}", highlight=False)
+    if manifest["state"] != "Completed":
+        raise typer.Exit(1)
 
 
 @app.command()

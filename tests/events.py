@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote_plus
 
 EVENTS = Path(__file__).parent / "events"
 Version = Literal["v1", "v2"]
@@ -89,3 +90,40 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 10_000
+
+
+@cache
+def _recorded_file(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return data
+
+
+def s3_object_created(
+    bucket: str, key: str, *, version_id: str | None, sequencer: str, size: int, etag: str = "0"
+) -> dict[str, Any]:
+    """EventBridge's "Object Created" for one object (the key URL-encoded, as S3 sends it)."""
+    event = copy.deepcopy(_recorded_file("s3-object-created.json"))
+    event["resources"] = [f"arn:aws:s3:::{bucket}"]
+    event["detail"]["bucket"]["name"] = bucket
+    obj = event["detail"]["object"]
+    obj.update(key=quote_plus(key, safe="/"), size=size, etag=etag, sequencer=sequencer)
+    if version_id is None:
+        del obj["version-id"]
+    else:
+        obj["version-id"] = version_id
+    return event
+
+
+def transform_state_change(
+    job_name: str, status: str, *, output_path: str, failure_reason: str | None = None
+) -> dict[str, Any]:
+    """EventBridge's "SageMaker Transform Job State Change" for one of the kit's jobs."""
+    event = copy.deepcopy(_recorded_file("sagemaker-transform-job-state-change.json"))
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:transform-job/{job_name}"
+    event["resources"] = [arn]
+    detail = event["detail"]
+    detail.update(TransformJobName=job_name, TransformJobArn=arn, TransformJobStatus=status)
+    detail["TransformOutput"]["S3OutputPath"] = output_path
+    if failure_reason is not None:
+        detail["FailureReason"] = failure_reason
+    return event

@@ -60,3 +60,27 @@ def test_usage_errors(args: list[str]) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "Usage" in result.stderr or "Invalid value" in result.stderr or "No such command" in result.stderr
+
+
+def test_batch_run_scores_a_file_and_accounts_for_every_line(tmp_path: Path) -> None:
+    data = tmp_path / "day.jsonl"
+    data.write_text('[5.1, 3.5, 1.4, 0.2]\n{"bad": \n[6.7, 3.0, 5.2, 2.3]\n')
+    result = mdk("batch", "run", str(data), "--model", "iris", "--results", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "Completed: 3 lines: 2 scored, 1 rejected" in result.stdout
+    [output] = (tmp_path / "out" / "iris").glob("*/output/day.jsonl.out")
+    answers = output.read_text().splitlines()
+    assert len(answers) == 3
+    assert '"malformed_request"' in answers[1]
+
+
+def test_batch_run_refuses_bad_files_with_the_reason(tmp_path: Path) -> None:
+    data = tmp_path / "day.txt"
+    data.write_text("1,2,3,4\n")
+    result = mdk("batch", "run", str(data), "--model", "iris", "--results", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "Rejected" in result.stdout
+    assert "key: expected a file ending in .csv, .jsonl, .ndjson" in result.stdout
+    missing = mdk("batch", "run", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2
+    assert "FILE: not found" in missing.stderr

@@ -1,0 +1,163 @@
+"""What the batch functions share: their settings, AWS clients, the manifest in S3 and the alert topic.
+
+Zip-packaged with the batch handlers; ``mdk_runtime`` (standard-library parts only) and Powertools come
+from the kit's Lambda layer, boto3 from the Lambda runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from botocore.exceptions import ClientError
+
+from mdk_runtime.batch import ALERTING, now_iso
+
+SERVICE = "mdk-batch"
+NAMESPACE = "mdk"
+CONFIG_FILE = Path(__file__).with_name("batch_models.json")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+# Metric names (dimension Model), shared with the stack's dashboard and alarms.
+RUNS_STARTED = "BatchRunsStarted"
+RUNS_REJECTED = "BatchRunsRejected"
+RUNS_COMPLETED = "BatchRunsCompleted"
+RUNS_INCOMPLETE = "BatchRunsIncomplete"
+RUNS_FAILED = "BatchRunsFailed"
+RECORDS_IN = "BatchRecordsIn"
+RECORDS_OUT = "BatchRecordsOut"
+RECORD_ERRORS = "BatchRecordErrors"
+RUN_SECONDS = "BatchRunSeconds"
+STORED = "PredictionsStored"
+
+
+@dataclass(frozen=True)
+class BatchModel:
+    """One model's batch settings, as the stack wrote them (see ``mdk.bundle.batch_function_config``)."""
+
+    name: str
+    version: str
+    sagemaker_model: str
+    instance_type: str
+    instance_count: int
+    max_payload_mb: int
+    max_concurrent_transforms: int
+    invocation_timeout_s: int
+    invocation_retries: int
+    id_field: str | None
+    features_field: str
+    store: bool
+    store_ttl_days: int | None
+
+
+@dataclass(frozen=True)
+class BatchEnv:
+    bucket: str
+    deployment: str  # <project>-<stage>: job names start with it
+    models: Mapping[str, BatchModel]
+    idempotency_table: str
+    topic_arn: str
+    data_key_arn: str | None
+    store_table: str | None
+    self_bus: str = "default"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] = os.environ) -> BatchEnv:
+        path = Path(environ.get("MDK_BATCH_CONFIG", str(CONFIG_FILE)))
+        static = json.loads(path.read_text(encoding="utf-8"))
+        names = json.loads(environ.get("MDK_SAGEMAKER_MODELS", "{}"))
+        models = {
+            name: BatchModel(name=name, sagemaker_model=names.get(name, ""), **settings)
+            for name, settings in static["models"].items()
+        }
+        return cls(
+            bucket=environ["MDK_BATCH_BUCKET"],
+            deployment=static["deployment"],
+            models=models,
+            idempotency_table=environ["MDK_IDEMPOTENCY_TABLE"],
+            topic_arn=environ["MDK_ALERT_TOPIC_ARN"],
+            data_key_arn=environ.get("MDK_DATA_KEY_ARN") or None,
+            store_table=environ.get("MDK_STORE_TABLE") or None,
+        )
+
+
+@lru_cache(maxsize=1)
+def env() -> BatchEnv:
+    return BatchEnv.load()
+
+
+@lru_cache(maxsize=8)
+def client(service: str) -> Any:
+    return boto3.client(service)
+
+
+def reset() -> None:
+    """Forget settings and clients (tests switch environments between cases)."""
+    env.cache_clear()
+    client.cache_clear()
+
+
+def read_manifest(bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    manifest: dict[str, Any] = json.loads(body)
+    return manifest
+
+
+def write_manifest(bucket: str, key: str, manifest: dict[str, Any]) -> None:
+    manifest["updated"] = now_iso()
+    client("s3").put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=(json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode(),
+        ContentType="application/json",
+    )
+
+
+def publish_outcome(manifest: dict[str, Any], manifest_uri: str) -> bool:
+    """An SNS alert for a run that needs a person (rejected, failed, stopped, incomplete)."""
+    state = manifest["state"]
+    if state not in ALERTING:
+        return False
+    source = manifest.get("input") or {}
+    subject = f"mdk batch {state}: {manifest['model']} {source.get('key', '')}"
+    lines = [
+        f"Batch run {manifest['run_id']} of model {manifest['model']}: {state}.",
+        manifest.get("message", ""),
+        "",
+        f"Input:    s3://{source.get('bucket', '?')}/{source.get('key', '?')}",
+        f"Manifest: {manifest_uri}",
+    ]
+    lines += [f"- {e['field']}: {e['message']}" for e in manifest.get("errors", [])]
+    job = manifest.get("job") or {}
+    if job.get("failure_reason"):
+        lines.append(f"SageMaker: {job['failure_reason']}")
+    client("sns").publish(
+        TopicArn=env().topic_arn,
+        Subject=_subject(subject),
+        Message="\n".join(lines),
+        MessageAttributes={
+            "model": {"DataType": "String", "StringValue": manifest["model"]},
+            "state": {"DataType": "String", "StringValue": state},
+        },
+    )
+    return True
+
+
+def _subject(text: str) -> str:
+    """SNS subjects: ASCII, no line breaks, at most 100 characters."""
+    clean = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+    return clean[:100]

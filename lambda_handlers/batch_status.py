@@ -1,0 +1,292 @@
+"""Batch status: a transform job reached Completed, Failed or Stopped; tell the run's manifest, and people.
+
+SageMaker's "Completed" is not proof: a job can complete with missing output. So the output is read
+back and reconciled with the line count the trigger measured: every input line must have its output
+line (a prediction or a per-record error). Failed, stopped or short runs alert through SNS. A run of a
+model with a prediction store then loads its predictions into DynamoDB, in pages; when the function's
+time runs short it hands the rest to itself through an EventBridge event, so no file is too large.
+SageMaker may send an event more than once: the work is idempotent on job name and state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambda_handlers import batch_aws
+from lambda_handlers.batch_aws import client, env, logger, metrics
+from mdk_runtime import batch
+
+STORE_SOURCE = "mdk.batch"
+STORE_DETAIL_TYPE = "Prediction Store Load"
+STORE_PAGE = 500  # lines between checks of the remaining time
+STORE_RESERVE_MS = 60_000  # hand over when less than this is left
+MAX_ITEM_BYTES = 350_000  # DynamoDB's item limit is 400 KB; leave room for the other attributes
+
+IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="[name, status]",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=7 * 24 * 3600,
+)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    IDEMPOTENCY.register_lambda_context(context)
+    if event.get("source") == STORE_SOURCE and event.get("detail-type") == STORE_DETAIL_TYPE:
+        return continue_store(event["detail"], context)
+    detail = event.get("detail") or {}
+    status = detail.get("TransformJobStatus")
+    if status not in batch.TERMINAL_JOB_STATES:
+        return {"state": "Ignored", "reason": f"job state {status!r} is not final"}
+    job = {
+        "name": detail["TransformJobName"],
+        "status": status,
+        "arn": detail.get("TransformJobArn"),
+        "failure_reason": detail.get("FailureReason"),
+        "output_path": (detail.get("TransformOutput") or {}).get("S3OutputPath"),
+        "created": batch.iso(detail.get("CreationTime")),
+        "started": batch.iso(detail.get("TransformStartTime")),
+        "ended": batch.iso(detail.get("TransformEndTime")),
+    }
+    logger.append_keys(job=job["name"], job_status=status)
+    result: dict[str, Any] = _finish_once()(job=job, context=context)
+    return result
+
+
+@lru_cache(maxsize=1)
+def _finish_once() -> Any:
+    persistence = DynamoDBPersistenceLayer(table_name=env().idempotency_table)
+    return idempotent_function(
+        data_keyword_argument="job", config=IDEMPOTENCY, persistence_store=persistence
+    )(finish_run)
+
+
+def finish_run(job: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if not job.get("output_path"):
+        describe = client("sagemaker").describe_transform_job(TransformJobName=job["name"])
+        job["output_path"] = describe["TransformOutput"]["S3OutputPath"]
+    bucket, output_prefix = batch.parse_s3_uri(job["output_path"])
+    output_prefix = output_prefix if output_prefix.endswith("/") else output_prefix + "/"
+    results = output_prefix.removesuffix(batch.OUTPUT_DIR)
+    manifest_key = results + batch.MANIFEST
+    manifest = batch_aws.read_manifest(bucket, manifest_key) or _lost_manifest(results, job)
+
+    manifest["job"] = {**(manifest.get("job") or {}), "name": job["name"], "arn": job["arn"]}
+    if job.get("failure_reason"):
+        manifest["job"]["failure_reason"] = job["failure_reason"]
+    timings = manifest.setdefault("timings", {})
+    timings.update({k: job[k] for k in ("created", "started", "ended") if job.get(k)})
+    timings["seconds"] = batch.seconds_between(job.get("created"), job.get("ended"))
+
+    files = _output_files(bucket, output_prefix)
+    tally = batch.OutputTally()
+    for key in files:
+        tally.add(_tally(bucket, key))
+    state, message = batch.reconcile(manifest, tally, files=[f"s3://{bucket}/{k}" for k in files])
+    if job["status"] == "Failed":
+        state = batch.FAILED
+        message = f"SageMaker: {job.get('failure_reason') or 'the job failed (no reason given)'}"
+    elif job["status"] == "Stopped":
+        state = batch.STOPPED
+        message = "the job was stopped before it finished; output may be partial"
+    manifest["state"], manifest["message"] = state, message
+    model = env().models.get(manifest["model"])
+    if state == batch.COMPLETED and model is not None and model.store:
+        manifest["store"] = {
+            "state": "Loading",
+            "table": env().store_table,
+            **dict.fromkeys(("stored", "skipped_errors", "missing_id", "too_large", "next_line"), 0),
+        }
+    batch_aws.write_manifest(bucket, manifest_key, manifest)
+    alerted = batch_aws.publish_outcome(manifest, f"s3://{bucket}/{manifest_key}")
+    _emit(manifest, tally, state)
+    logger.info(
+        "batch run finished", extra={"state": state, "run_id": manifest["run_id"], "alerted": alerted}
+    )
+    result = {"state": state, "run_id": manifest["run_id"], "manifest": manifest_key, "alerted": alerted}
+    if manifest.get("store"):
+        result["store"] = load_store(bucket, manifest_key, manifest, files, 0, context)
+    return result
+
+
+def _lost_manifest(results: str, job: dict[str, Any]) -> dict[str, Any]:
+    """A job of ours without a manifest (deleted by hand?): report what the job itself tells."""
+    parts = results.rstrip("/").split("/")
+    model, run = (parts[1], parts[2]) if len(parts) >= 3 else ("_unsorted", job["name"])
+    manifest = batch.new_manifest(run=run, model=model, state=batch.INCOMPLETE, message="", source={})
+    manifest["errors"].append(
+        {"code": "manifest_missing", "field": "manifest", "message": "the run's manifest was not found"}
+    )
+    return manifest
+
+
+def _output_files(bucket: str, prefix: str) -> list[str]:
+    paginator = client("s3").get_paginator("list_objects_v2")
+    keys = [
+        obj["Key"]
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+        if obj["Key"].endswith(batch.OUTPUT_SUFFIX)
+    ]
+    return sorted(keys)
+
+
+def _tally(bucket: str, key: str) -> batch.OutputTally:
+    with client("s3").get_object(Bucket=bucket, Key=key)["Body"] as body:
+        return batch.tally_output(batch.chunks(body))
+
+
+def _emit(manifest: dict[str, Any], tally: batch.OutputTally, state: str) -> None:
+    metrics.add_dimension(name="Model", value=manifest["model"][:64])
+    name = {
+        batch.COMPLETED: batch_aws.RUNS_COMPLETED,
+        batch.INCOMPLETE: batch_aws.RUNS_INCOMPLETE,
+    }.get(state, batch_aws.RUNS_FAILED)
+    metrics.add_metric(name=name, unit="Count", value=1)
+    metrics.add_metric(name=batch_aws.RECORDS_OUT, unit="Count", value=tally.lines)
+    metrics.add_metric(name=batch_aws.RECORD_ERRORS, unit="Count", value=tally.error_lines)
+    seconds = (manifest.get("timings") or {}).get("seconds")
+    if seconds is not None:
+        metrics.add_metric(name=batch_aws.RUN_SECONDS, unit="Seconds", value=seconds)
+
+
+# -- the prediction store ------------------------------------------------------------------------
+
+
+def continue_store(detail: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The next pages of a store load, handed over by an earlier invocation."""
+    bucket, manifest_key = str(detail.get("bucket")), str(detail.get("manifest"))
+    if bucket != env().bucket or not manifest_key.startswith(batch.RESULTS):
+        logger.warning("store continuation for another bucket or prefix: ignored", extra={"detail": detail})
+        return {"state": "Ignored"}
+    manifest = batch_aws.read_manifest(bucket, manifest_key)
+    if manifest is None or not manifest.get("store"):
+        return {"state": "Ignored", "reason": "no store load in this manifest"}
+    if manifest["store"].get("state") == "Loaded":
+        return {"state": "Loaded", "stored": manifest["store"]["stored"]}  # a repeated event
+    files = [batch.parse_s3_uri(uri)[1] for uri in manifest["output"]["files"]]
+    return load_store(bucket, manifest_key, manifest, files, int(detail.get("next_line", 0)), context)
+
+
+def load_store(  # noqa: PLR0917 - one load's coordinates, always passed in this order
+    bucket: str,
+    manifest_key: str,
+    manifest: dict[str, Any],
+    files: list[str],
+    start: int,
+    context: LambdaContext,
+) -> dict[str, Any]:
+    """Put each scored record under (model, id), from output line ``start`` on (0-based).
+
+    Writing an item again writes the same item, so a page repeated after a crash is harmless.
+    """
+    settings = env()
+    model = settings.models[manifest["model"]]
+    assert settings.store_table is not None
+    store = manifest["store"]
+    if start != store.get("next_line", 0):
+        logger.warning("continuation out of step with the manifest", extra={"start": start, "store": store})
+        start = int(store.get("next_line", 0))
+    expires = int(time.time()) + model.store_ttl_days * 86400 if model.store_ttl_days else None
+    table = _table(settings.store_table)
+    line = 0
+    handed_over = False
+    # Leaving the block flushes the writer: a page is in the table before the manifest counts it.
+    with table.batch_writer(overwrite_by_pkeys=["model", "id"]) as writer:
+        for raw in _output_lines(bucket, files):
+            if line >= start:
+                _store_line(writer, raw, model, manifest, store, expires)
+            line += 1
+            page_done = line > start and line % STORE_PAGE == 0
+            if page_done and context.get_remaining_time_in_millis() < STORE_RESERVE_MS:
+                handed_over = True
+                break
+    store["next_line"] = line
+    if handed_over:
+        batch_aws.write_manifest(bucket, manifest_key, manifest)
+        _hand_over(bucket, manifest_key, line)
+        return {"state": "Loading", "next_line": line, "stored": store["stored"]}
+    store["state"] = "Loaded"
+    batch_aws.write_manifest(bucket, manifest_key, manifest)
+    metrics.add_dimension(name="Model", value=model.name)
+    metrics.add_metric(name=batch_aws.STORED, unit="Count", value=store["stored"])
+    logger.info("predictions stored", extra={"store": store})
+    return {"state": "Loaded", "stored": store["stored"]}
+
+
+def _output_lines(bucket: str, files: list[str]) -> Any:
+    """The non-blank lines of the output files, in order (the numbering the manifest's counts use)."""
+    for key in files:
+        with client("s3").get_object(Bucket=bucket, Key=key)["Body"] as body:
+            for raw in batch.iter_lines(batch.chunks(body)):
+                if raw.strip():
+                    yield raw
+
+
+def _store_line(  # noqa: PLR0917 - called from one loop
+    writer: Any,
+    raw: bytes,
+    model: batch_aws.BatchModel,
+    manifest: dict[str, Any],
+    store: dict[str, Any],
+    expires: int | None,
+) -> None:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        store["skipped_errors"] += 1
+        return
+    answer = record.get(batch.JOINED_OUTPUT) if isinstance(record, dict) else None
+    record_id = record.get(model.id_field) if isinstance(record, dict) else None
+    if answer is None or batch.error_of(answer) is not None:
+        store["skipped_errors"] += 1
+        return
+    if isinstance(record_id, bool) or not isinstance(record_id, str | int) or str(record_id) == "":
+        store["missing_id"] += 1
+        return
+    prediction = json.dumps(answer, separators=(",", ":"))
+    if len(prediction) > MAX_ITEM_BYTES or len(str(record_id).encode()) > 1024:
+        store["too_large"] += 1
+        return
+    item: dict[str, Any] = {
+        "model": model.name,
+        "id": str(record_id),
+        "prediction": prediction,
+        "model_version": manifest.get("model_version") or model.version,
+        "run_id": manifest["run_id"],
+        "stored_at": batch.now_iso(),
+    }
+    if expires is not None:
+        item["expires_at"] = expires
+    writer.put_item(Item=item)
+    store["stored"] += 1
+
+
+def _table(name: str) -> Any:
+    import boto3
+
+    return boto3.resource("dynamodb").Table(name)
+
+
+def _hand_over(bucket: str, manifest_key: str, next_line: int) -> None:
+    entry = {
+        "Source": STORE_SOURCE,
+        "DetailType": STORE_DETAIL_TYPE,
+        "Detail": json.dumps({"bucket": bucket, "manifest": manifest_key, "next_line": next_line}),
+        "EventBusName": env().self_bus,
+    }
+    response = client("events").put_events(Entries=[entry])
+    if response.get("FailedEntryCount"):
+        raise RuntimeError(f"could not hand the store load over: {response['Entries']}")
+    logger.info("store load handed over", extra={"next_line": next_line})

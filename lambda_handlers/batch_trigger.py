@@ -1,0 +1,318 @@
+"""Batch trigger: a file created under ``incoming/<model>/`` starts exactly one SageMaker transform job.
+
+S3 events are at-least-once and unordered, and EventBridge's asynchronous invoke may repeat too. Two
+guards make a repeat harmless: Powertools idempotency (DynamoDB) keyed on bucket, key and sequencer,
+and a job name derived from the same three, so SageMaker itself answers ``ResourceInUse`` for a job
+that already exists. An overwrite of the key has a new sequencer, so it is a new run.
+
+Before a job starts, the file is checked (model, format, empty, a record larger than a request) in
+one streaming pass that also counts its lines; a refused file gets a ``_status.json`` manifest with
+the reasons in its results folder and an SNS alert. The exact object version is copied to
+``staging/`` so the job scores what was uploaded even if the key is overwritten meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from lambda_handlers import batch_aws
+from lambda_handlers.batch_aws import BatchModel, client, env, logger, metrics
+from mdk_runtime import batch
+from mdk_runtime.batch import BatchInputError
+from mdk_runtime.media import JSONL
+
+IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, sequencer]",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=7 * 24 * 3600,  # longer than any redelivery of an S3 event
+)
+# Errors worth a retry by Lambda's asynchronous invoke (then the dead-letter queue): the same request
+# may succeed a minute later. Anything else from CreateTransformJob is a refusal to report.
+RETRYABLE = frozenset(
+    {"ThrottlingException", "InternalFailure", "ServiceUnavailable", "RequestLimitExceeded"}
+)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    IDEMPOTENCY.register_lambda_context(context)
+    notification = S3EventBridgeNotificationEvent(event)
+    obj = event.get("detail", {}).get("object", {})
+    ref = {
+        "bucket": notification.detail.bucket.name,
+        "key": notification.detail.object.key,  # URL-decoded by Powertools
+        "version_id": obj.get("version-id"),  # absent if the bucket is not versioned
+        "sequencer": obj.get("sequencer"),
+        "size": obj.get("size"),
+        "etag": obj.get("etag"),
+        "event_time": event.get("time"),
+    }
+    logger.append_keys(key=ref["key"], sequencer=ref["sequencer"])
+    if ref["key"].endswith("/") and not ref["size"]:
+        logger.info("a folder marker, not a file: nothing to score")
+        return {"state": "Ignored", "reason": "folder marker"}
+    result: dict[str, Any] = _start_once()(ref=ref)
+    return result
+
+
+@lru_cache(maxsize=1)
+def _start_once() -> Any:
+    """``start_run`` behind the idempotency guard (built on first use, so tests can switch tables)."""
+    persistence = DynamoDBPersistenceLayer(table_name=env().idempotency_table)
+    return idempotent_function(
+        data_keyword_argument="ref", config=IDEMPOTENCY, persistence_store=persistence
+    )(start_run)
+
+
+def start_run(ref: dict[str, Any]) -> dict[str, Any]:
+    """Check the file, then start its job; every outcome leaves a manifest."""
+    settings = env()
+    bucket, key = ref["bucket"], ref["key"]
+    source = {
+        "bucket": bucket,
+        "key": key,
+        "version_id": ref.get("version_id"),
+        "sequencer": ref["sequencer"],
+        "size": ref.get("size"),
+        "etag": ref.get("etag"),
+    }
+    model_name, name = _model_and_name(key)
+    created = _event_time(ref.get("event_time"))
+    try:
+        model_name, name = batch.parse_inbox_key(key)
+        model = _batch_model(settings.models, model_name)
+        content_type, gzipped = batch.input_format(name)
+        source.update(format=content_type, compression="gzip" if gzipped else None)
+        scan, created = _scan(bucket, key, ref.get("version_id"), gzipped, created)
+        source.update(scan.to_json())
+        problems = batch.preflight(
+            scan,
+            content_type,
+            max_payload_mb=model.max_payload_mb,
+            id_field=model.id_field,
+            features_field=model.features_field,
+        )
+    except BatchInputError as exc:
+        problems = [exc]
+    run = batch.run_id(bucket, key, ref["sequencer"], created)
+    if problems:
+        return _reject(bucket, model_name, run, source, problems)
+    return _start_job(bucket, model, name, run, source, content_type, gzipped)
+
+
+def _model_and_name(key: str) -> tuple[str, str]:
+    """Best effort for a manifest's location when the key itself is refused."""
+    parts = key[len(batch.INCOMING) :].split("/", 1) if key.startswith(batch.INCOMING) else []
+    if len(parts) == 2 and parts[0]:
+        return parts[0], parts[1]
+    return "_unsorted", key.rsplit("/", 1)[-1] or "file"
+
+
+def _batch_model(models: dict[str, BatchModel] | Any, name: str) -> BatchModel:
+    model: BatchModel | None = models.get(name)
+    if model is None:
+        known = ", ".join(sorted(models)) or "none"
+        raise BatchInputError(
+            "unknown_model",
+            "key",
+            f"no model named {name[:64]!r} takes batch files in this deployment (models: {known}); "
+            "upload to incoming/<model>/<file>",
+        )
+    return model
+
+
+def _event_time(value: Any) -> datetime:
+    parsed = batch.iso(value) if value else None
+    if parsed:
+        try:
+            return datetime.fromisoformat(parsed.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def _scan(
+    bucket: str, key: str, version_id: str | None, gzipped: bool, created: datetime
+) -> tuple[batch.LineScan, datetime]:
+    """One streaming pass over the exact version the event names: lines, longest, first line."""
+    args = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
+    try:
+        response = client("s3").get_object(**args)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code in ("NoSuchKey", "NoSuchVersion", "404"):
+            raise BatchInputError(
+                "object_gone", "key", "the object (this version) was deleted before it could be read"
+            ) from None
+        raise
+    created = response.get("LastModified", created)
+    with response["Body"] as body:
+        return batch.scan_lines(batch.chunks(body, gzipped=gzipped)), created
+
+
+def _reject(
+    bucket: str, model: str, run: str, source: dict[str, Any], problems: list[BatchInputError]
+) -> dict[str, Any]:
+    first = problems[0]
+    manifest = batch.new_manifest(
+        run=run,
+        model=model,
+        state=batch.REJECTED,
+        message=f"not started: {first.field}: {first.message}",
+        source=source,
+    )
+    manifest["errors"] = [p.to_json() for p in problems]
+    key = batch.manifest_key(model, run)
+    batch_aws.write_manifest(bucket, key, manifest)
+    batch_aws.publish_outcome(manifest, f"s3://{bucket}/{key}")
+    metrics.add_dimension(name="Model", value=model[:64])
+    metrics.add_metric(name=batch_aws.RUNS_REJECTED, unit="Count", value=1)
+    logger.warning("batch file refused", extra={"run_id": run, "errors": manifest["errors"]})
+    return {"state": batch.REJECTED, "run_id": run, "manifest": key, "errors": manifest["errors"]}
+
+
+def _start_job(  # noqa: PLR0917 - the run's coordinates, from start_run only
+    bucket: str,
+    model: BatchModel,
+    name: str,
+    run: str,
+    source: dict[str, Any],
+    content_type: str,
+    gzipped: bool,
+) -> dict[str, Any]:
+    settings = env()
+    s3 = client("s3")
+    staged = batch.staging_key(model.name, run, name)
+    copy_source = {"Bucket": bucket, "Key": source["key"]}
+    if source.get("version_id"):
+        copy_source["VersionId"] = source["version_id"]
+    s3.copy(copy_source, bucket, staged)  # managed copy: multipart above 8 MB, any size
+
+    job_name = batch.job_name(settings.deployment, model.name, run)
+    results = batch.results_prefix(model.name, run)
+    manifest_key = results + batch.MANIFEST
+    manifest = batch.new_manifest(
+        run=run,
+        model=model.name,
+        state=batch.IN_PROGRESS,
+        message=f"transform job {job_name} started for {source['lines']} lines",
+        source=source,
+    )
+    manifest["model_version"] = model.version
+    manifest["job"] = {
+        "name": job_name,
+        "arn": None,
+        "sagemaker_model": model.sagemaker_model,
+        "instance_type": model.instance_type,
+        "instance_count": model.instance_count,
+        "max_payload_mb": model.max_payload_mb,
+        "max_concurrent_transforms": model.max_concurrent_transforms,
+        "staged_input": f"s3://{bucket}/{staged}",
+    }
+    manifest["output"] = {"prefix": f"s3://{bucket}/{results}{batch.OUTPUT_DIR}"}
+    # The manifest exists before the job: the status function always finds what to reconcile against.
+    batch_aws.write_manifest(bucket, manifest_key, manifest)
+
+    request = transform_job_request(
+        model, job_name=job_name, run=run, bucket=bucket, staged=staged, results=results,
+        content_type=content_type, gzipped=gzipped, data_key_arn=settings.data_key_arn,
+    )  # fmt: skip
+    sagemaker = client("sagemaker")
+    try:
+        arn = sagemaker.create_transform_job(**request)["TransformJobArn"]
+        logger.info("transform job started", extra={"job": job_name, "run_id": run})
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code == "ResourceInUse":
+            # A repeated event whose first delivery started the job: the job is the proof.
+            arn = sagemaker.describe_transform_job(TransformJobName=job_name)["TransformJobArn"]
+            logger.info("transform job already started", extra={"job": job_name})
+        elif code in RETRYABLE:
+            raise  # Lambda retries the event; after the last retry it lands in the dead-letter queue
+        else:
+            manifest["state"] = batch.FAILED
+            manifest["message"] = f"SageMaker refused to start the job: {code}"
+            manifest["job"]["failure_reason"] = exc.response["Error"].get("Message", code)[:1024]
+            batch_aws.write_manifest(bucket, manifest_key, manifest)
+            batch_aws.publish_outcome(manifest, f"s3://{bucket}/{manifest_key}")
+            metrics.add_dimension(name="Model", value=model.name)
+            metrics.add_metric(name=batch_aws.RUNS_FAILED, unit="Count", value=1)
+            logger.error("transform job refused", extra={"job": job_name, "code": code})
+            return {"state": batch.FAILED, "run_id": run, "manifest": manifest_key, "job": job_name}
+    manifest["job"]["arn"] = arn
+    manifest["timings"]["started"] = batch.now_iso()
+    batch_aws.write_manifest(bucket, manifest_key, manifest)
+    metrics.add_dimension(name="Model", value=model.name)
+    metrics.add_metric(name=batch_aws.RUNS_STARTED, unit="Count", value=1)
+    metrics.add_metric(name=batch_aws.RECORDS_IN, unit="Count", value=source["lines"])
+    return {"state": batch.IN_PROGRESS, "run_id": run, "manifest": manifest_key, "job": job_name}
+
+
+def transform_job_request(
+    model: BatchModel,
+    *,
+    job_name: str,
+    run: str,
+    bucket: str,
+    staged: str,
+    results: str,
+    content_type: str,
+    gzipped: bool,
+    data_key_arn: str | None,
+) -> dict[str, Any]:
+    """CreateTransformJob's arguments: one record per line, as many per request as fit the payload."""
+    request: dict[str, Any] = {
+        "TransformJobName": job_name,
+        "ModelName": model.sagemaker_model,
+        "BatchStrategy": "MultiRecord",
+        "MaxPayloadInMB": model.max_payload_mb,
+        "MaxConcurrentTransforms": model.max_concurrent_transforms,
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": model.invocation_timeout_s,
+            "InvocationsMaxRetries": model.invocation_retries,
+        },
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{staged}"}},
+            "ContentType": content_type,
+            "CompressionType": "Gzip" if gzipped else "None",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": f"s3://{bucket}/{results}{batch.OUTPUT_DIR}",
+            "Accept": JSONL,
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {
+            "InstanceType": model.instance_type,
+            "InstanceCount": model.instance_count,
+        },
+        "Tags": [
+            {"Key": "mdk:model", "Value": model.name},
+            {"Key": "mdk:model-version", "Value": model.version},
+            {"Key": "mdk:run-id", "Value": run},
+        ],
+    }
+    if data_key_arn:
+        request["TransformOutput"]["KmsKeyId"] = data_key_arn
+        request["TransformResources"]["VolumeKmsKeyId"] = data_key_arn
+    if model.id_field is not None:
+        # The container sees only the instance; SageMaker joins each answer back to its record and
+        # keeps the id next to it: {"<id_field>": ..., "SageMakerOutput": <answer>}.
+        request["DataProcessing"] = {
+            "InputFilter": f"$.{model.features_field}",
+            "JoinSource": "Input",
+            "OutputFilter": f"$['{model.id_field}','{batch.JOINED_OUTPUT}']",
+        }
+    return request

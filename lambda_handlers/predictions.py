@@ -1,0 +1,76 @@
+"""``GET /models/{name}/predictions/{id}``: a prediction a batch run stored, by the record's id.
+
+API Gateway authenticates the call as it does every model route; this function reads one item of the
+prediction store and answers in the API's shapes (errors as ``{"error": {"code", "message"}}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mdk_runtime.errors import MalformedRequest, MdkError, RouteNotFound
+
+logger = Logger(service="mdk-predictions")
+MAX_ID_BYTES = 1024  # DynamoDB's limit for a sort key
+
+
+@lru_cache(maxsize=1)
+def _table() -> Any:
+    return boto3.resource("dynamodb").Table(os.environ["MDK_STORE_TABLE"])
+
+
+@lru_cache(maxsize=1)
+def _models() -> frozenset[str]:
+    return frozenset(filter(None, os.environ.get("MDK_STORE_MODELS", "").split(",")))
+
+
+def reset() -> None:
+    _table.cache_clear()
+    _models.cache_clear()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        return _reply(200, lookup(event))
+    except MdkError as exc:
+        return _reply(exc.status, exc.to_body())
+
+
+def lookup(event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("httpMethod", "GET") != "GET":
+        raise MalformedRequest("only GET reads stored predictions")
+    params = event.get("pathParameters") or {}
+    model, record_id = params.get("name"), params.get("id")
+    if not model or model not in _models():
+        raise RouteNotFound("this model keeps no prediction store (batch.store in the config)", field="name")
+    record_id = record_id or ""  # REST APIs hand path parameters over decoded
+    if not record_id or len(record_id.encode()) > MAX_ID_BYTES:
+        raise MalformedRequest(f"expected a record id of 1 to {MAX_ID_BYTES} bytes", field="id")
+    item = _table().get_item(Key={"model": model, "id": record_id}).get("Item")
+    if item is None:
+        raise RouteNotFound("no stored prediction for this id (not scored yet, or expired)", field="id")
+    logger.info("stored prediction served", extra={"model": model, "run_id": item.get("run_id")})
+    return {
+        "model": model,
+        "id": item["id"],
+        "prediction": json.loads(item["prediction"]),
+        "model_version": item.get("model_version"),
+        "run_id": item.get("run_id"),
+        "stored_at": item.get("stored_at"),
+    }
+
+
+def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "body": json.dumps(body),
+    }

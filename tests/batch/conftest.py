@@ -1,0 +1,220 @@
+"""The batch pipeline against moto: the bucket, tables, topic and SageMaker models the stack creates.
+
+The functions run in process with real EventBridge event shapes and real boto3 calls (moto answers);
+their settings are written by the same code ``cdk synth`` uses (``mdk.bundle.batch_function_config``).
+Alerts reach an SQS queue subscribed to the topic, so tests read them as a subscriber would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambda_handlers import batch_aws, batch_status, batch_trigger, predictions
+from mdk.bundle import batch_function_config
+from mdk.config import KitConfig, parse_config
+from tests.events import FakeLambdaContext, s3_object_created, transform_state_change
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYMENT = "mdk-test"
+BUCKET = "mdk-test-batch"
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/mdk-test-batch"
+
+
+def batch_config() -> KitConfig:
+    """iris twice: plain records, and records with ids whose predictions are stored."""
+    data = {
+        "project": "mdk",
+        "models": [
+            {
+                "name": "iris",
+                "artifact": "models/iris/v1/model.onnx",
+                "runtime": "lambda",
+                "schema": {"labels": ["setosa", "versicolor", "virginica"]},
+                "batch": {"max_payload_mb": 1},
+            },
+            {
+                "name": "iris-ids",
+                "artifact": "models/iris/v2/model.onnx",
+                "runtime": "lambda",
+                "schema": {"labels": ["setosa", "versicolor", "virginica"]},
+                "batch": {"id_field": "id", "store": {"ttl_days": 30}, "max_payload_mb": 2},
+            },
+            {
+                "name": "iris-off",
+                "artifact": "models/iris/v1/model.onnx",
+                "runtime": "lambda",
+                "batch": {"enabled": False},
+            },
+        ],
+    }
+    return parse_config(data, base_dir=REPO, check_models=False)
+
+
+@dataclass
+class Pipeline:
+    """Handles on the moto resources and the functions, as the deployed stack would wire them."""
+
+    config: KitConfig
+    alerts_queue: str
+    context: FakeLambdaContext = field(default_factory=FakeLambdaContext)
+    s3: Any = None
+    sqs: Any = None
+    sagemaker: Any = None
+    dynamodb: Any = None
+    uploads: list[str] = field(default_factory=list)
+
+    def put(self, key: str, body: bytes) -> dict[str, Any]:
+        """Upload a file and return the EventBridge event S3 sends for it."""
+        response = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        head = self.s3.head_object(Bucket=BUCKET, Key=key, VersionId=response["VersionId"])
+        sequencer = f"{int(head['LastModified'].timestamp() * 1e6):016X}{len(self.uploads):04d}"
+        self.uploads.append(key)
+        return s3_object_created(
+            BUCKET, key, version_id=response["VersionId"], sequencer=sequencer, size=len(body)
+        )
+
+    def trigger(self, event: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = batch_trigger.handler(event, self.context)
+        return result
+
+    def status(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        result: dict[str, Any] = batch_status.handler(event, context or self.context)
+        return result
+
+    def state_change(self, job_name: str, status: str, **extra: Any) -> dict[str, Any]:
+        job = self.sagemaker.describe_transform_job(TransformJobName=job_name)
+        return transform_state_change(
+            job_name, status, output_path=job["TransformOutput"]["S3OutputPath"], **extra
+        )
+
+    def manifest(self, key: str) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        return manifest
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """SNS notifications delivered to the subscribed queue since the last call."""
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=self.alerts_queue, MaxNumberOfMessages=10)
+            if not batch.get("Messages"):
+                return messages
+            for message in batch["Messages"]:
+                messages.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.alerts_queue, ReceiptHandle=message["ReceiptHandle"])
+
+    def jobs(self) -> list[str]:
+        return [j["TransformJobName"] for j in self.sagemaker.list_transform_jobs()["TransformJobSummaries"]]
+
+    def write_output(self, job_name: str, name: str, lines: list[bytes]) -> str:
+        """What a transform job writes: ``<output path>/<input name>.out``."""
+        job = self.sagemaker.describe_transform_job(TransformJobName=job_name)
+        _, prefix = job["TransformOutput"]["S3OutputPath"][5:].split("/", 1)
+        key = f"{prefix.rstrip('/')}/{name}.out"
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"\n".join(lines) + b"\n")
+        return key
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+def _forget() -> None:
+    batch_aws.reset()
+    batch_trigger._start_once.cache_clear()
+    batch_status._finish_once.cache_clear()
+    predictions.reset()
+
+
+@pytest.fixture
+def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    config = batch_config()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName="idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName="predictions",
+        KeySchema=[
+            {"AttributeName": "model", "KeyType": "HASH"},
+            {"AttributeName": "id", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "model", "AttributeType": "S"},
+            {"AttributeName": "id", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sns = boto3.client("sns", region_name=REGION)
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "false"}
+    )
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    names = {}
+    for model in config.models:
+        name = f"{DEPLOYMENT}-batch-{model.name}"
+        sagemaker.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={
+                "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mdk-serving:cpu",
+                "ModelDataUrl": f"s3://assets/{model.name}/model.tar.gz",
+            },
+        )
+        names[model.name] = name
+
+    settings_file = tmp_path / "batch_models.json"
+    settings_file.write_text(json.dumps(batch_function_config(config, DEPLOYMENT)))
+    for name, value in {
+        "MDK_BATCH_CONFIG": str(settings_file),
+        "MDK_BATCH_BUCKET": BUCKET,
+        "MDK_SAGEMAKER_MODELS": json.dumps(names),
+        "MDK_IDEMPOTENCY_TABLE": "idempotency",
+        "MDK_ALERT_TOPIC_ARN": topic,
+        "MDK_STORE_TABLE": "predictions",
+        "MDK_STORE_MODELS": "iris-ids",
+        "MDK_DATA_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "POWERTOOLS_METRICS_NAMESPACE": "mdk",
+    }.items():
+        monkeypatch.setenv(name, value)
+    _forget()
+    yield Pipeline(
+        config=config,
+        alerts_queue=queue,
+        s3=s3,
+        sqs=sqs,
+        sagemaker=sagemaker,
+        dynamodb=dynamodb,
+    )
+    _forget()

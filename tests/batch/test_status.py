@@ -1,0 +1,246 @@
+"""Upload to manifest: the trigger, a transform of the real container, the status function, the store.
+
+moto records transform jobs but runs nothing, so the job's work is done here by the kit's local
+transform (``mdk.local.transform``) against the real serving container, reading the staged input from
+and writing the output to (moto's) S3 exactly where SageMaker would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import boto3
+import pytest
+
+from lambda_handlers import predictions
+from mdk.bundle import write_bundle
+from mdk.local.transform import TransformSettings, container, transform
+from mdk_runtime import batch
+from tests.batch.conftest import BUCKET, Pipeline, batch_config
+from tests.events import FakeLambdaContext, api_event, response_json
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+@pytest.fixture(scope="module")
+def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The serving container (its real entry point, in a process) for each model of the batch config."""
+    config = batch_config()
+    root = tmp_path_factory.mktemp("batch-bundles")
+    with (
+        container(write_bundle(config.model("iris"), root / "iris")) as (iris, _),
+        container(write_bundle(config.model("iris-ids"), root / "iris-ids")) as (iris_ids, _),
+    ):
+        yield {"iris": iris, "iris-ids": iris_ids}
+
+
+def run_job(pipeline: Pipeline, job_name: str, url: str) -> int:
+    """Do what SageMaker does for the job: read its input, score it, write ``<name>.out``."""
+    job = pipeline.sagemaker.describe_transform_job(TransformJobName=job_name)
+    _, in_key = batch.parse_s3_uri(job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
+    processing = job.get("DataProcessing") or {}
+    settings = TransformSettings(
+        content_type=job["TransformInput"]["ContentType"],
+        max_payload_mb=job["MaxPayloadInMB"],
+        max_concurrent_transforms=job["MaxConcurrentTransforms"],
+        id_field="id" if processing.get("JoinSource") == "Input" else None,
+        gzipped=job["TransformInput"]["CompressionType"] == "Gzip",
+    )
+    source = pipeline.s3.get_object(Bucket=BUCKET, Key=in_key)["Body"]
+    sink = io.BytesIO()
+    result = transform(source, sink, url=url, settings=settings)
+    out = pipeline.write_output(job_name, in_key.rsplit("/", 1)[-1], [])
+    pipeline.s3.put_object(Bucket=BUCKET, Key=out, Body=sink.getvalue())
+    return result.input_lines
+
+
+@dataclass
+class ShortOfTime(FakeLambdaContext):
+    """A context whose function is always about to time out (every page hands over)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 1_000
+
+
+def test_a_file_with_bad_lines_completes_with_every_line_accounted_for(
+    pipeline: Pipeline, containers: dict[str, str]
+) -> None:
+    lines = [json.dumps(r).encode() for r in ROWS] * 200
+    lines[100] = b"{not json"
+    lines[250] = b"[1.0, 2.0]"
+    started = pipeline.trigger(pipeline.put("incoming/iris/mixed.jsonl", b"\n".join(lines) + b"\n"))
+    assert run_job(pipeline, started["job"], containers["iris"]) == 600
+
+    result = pipeline.status(pipeline.state_change(started["job"], "Completed"))
+
+    assert result["state"] == batch.COMPLETED
+    manifest = pipeline.manifest(started["manifest"])
+    assert manifest["state"] == batch.COMPLETED
+    assert manifest["input"]["lines"] == manifest["output"]["lines"] == 600
+    assert manifest["output"]["error_lines"] == 2
+    assert manifest["output"]["missing_lines"] == 0
+    assert [(e["line"], e["code"]) for e in manifest["output"]["first_errors"]] == [
+        (101, "malformed_request"),
+        (251, "invalid_input"),
+    ]
+    assert manifest["message"] == "600 lines: 598 scored, 2 rejected (see output)"
+    assert manifest["timings"]["seconds"] == 1200.0  # from the event's CreationTime to TransformEndTime
+    # The output lines up with the input: line 2 is line 2's prediction.
+    out_key = manifest["output"]["files"][0].split(f"{BUCKET}/", 1)[1]
+    answers = pipeline.s3.get_object(Bucket=BUCKET, Key=out_key)["Body"].read().splitlines()
+    assert json.loads(answers[1])["label"] == "virginica"
+    assert "error" in json.loads(answers[100])
+    assert pipeline.alerts() == []
+
+
+def test_stored_predictions_are_served_by_id(pipeline: Pipeline, containers: dict[str, str]) -> None:
+    records = [json.dumps({"id": f"r{i}", "features": ROWS[i % 3]}).encode() for i in range(40)]
+    records[7] = json.dumps({"id": "r7", "features": [1.0]}).encode()  # scored as an error: not stored
+    started = pipeline.trigger(pipeline.put("incoming/iris-ids/ids.jsonl", b"\n".join(records)))
+    run_job(pipeline, started["job"], containers["iris-ids"])
+
+    result = pipeline.status(pipeline.state_change(started["job"], "Completed"))
+
+    assert result["store"] == {"state": "Loaded", "stored": 39}
+    store = pipeline.manifest(started["manifest"])["store"]
+    assert store["stored"] == 39
+    assert store["skipped_errors"] == 1
+    assert store["table"] == "predictions"
+
+    def get(model: str, record_id: str) -> tuple[int, Any]:
+        event = api_event("v1", "GET", f"/models/{model}/predictions/{record_id}", body=None)
+        event["resource"] = "/models/{name}/predictions/{id}"
+        event["pathParameters"] = {"name": model, "id": record_id}
+        response = predictions.handler(event, cast(Any, FakeLambdaContext()))
+        return response["statusCode"], response_json(response)
+
+    status, body = get("iris-ids", "r1")
+    assert status == 200
+    assert body["prediction"]["label"] == "virginica"
+    assert body["run_id"] == started["run_id"]
+    assert body["model_version"] == pipeline.manifest(started["manifest"])["model_version"]
+    assert get("iris-ids", "r7") == (
+        404,
+        {"error": {"code": "not_found", "message": "no stored prediction for this id (not scored yet, "
+                   "or expired)", "field": "id"}},
+    )  # fmt: skip
+    status, body = get("iris", "r1")
+    assert (status, body["error"]["field"]) == (404, "name")
+    status, body = get("iris-ids", "x" * 1025)
+    assert (status, body["error"]["code"]) == (400, "malformed_request")
+
+
+def test_a_large_store_load_hands_itself_over_until_done(
+    pipeline: Pipeline, containers: dict[str, str]
+) -> None:
+    records = [json.dumps({"id": i, "features": ROWS[i % 3]}).encode() for i in range(1200)]
+    started = pipeline.trigger(pipeline.put("incoming/iris-ids/big.jsonl", b"\n".join(records)))
+    run_job(pipeline, started["job"], containers["iris-ids"])
+    # Hand-over events go to the default bus; a rule delivers them to a queue the test reads.
+    bus = boto3.client("events")
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="handovers")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus.put_rule(Name="handovers", EventPattern=json.dumps({"source": ["mdk.batch"]}))
+    bus.put_targets(Rule="handovers", Targets=[{"Id": "q", "Arn": arn}])
+
+    first = pipeline.status(pipeline.state_change(started["job"], "Completed"), ShortOfTime())
+    assert first["store"] == {"state": "Loading", "next_line": 500, "stored": 500}
+    rounds = 0
+    while True:
+        [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        handover = json.loads(message["Body"])
+        assert (handover["source"], handover["detail-type"]) == ("mdk.batch", "Prediction Store Load")
+        result = pipeline.status(handover, ShortOfTime())
+        rounds += 1
+        if result["state"] == "Loaded":
+            break
+    assert rounds == 2
+    assert pipeline.manifest(started["manifest"])["store"]["stored"] == 1200
+    count = pipeline.dynamodb.scan(TableName="predictions", Select="COUNT")["Count"]
+    assert count == 1200
+    # A repeated hand-over after the end changes nothing.
+    assert pipeline.status(handover, ShortOfTime()) == {"state": "Loaded", "stored": 1200}
+
+
+def test_completed_with_short_output_is_an_alert(pipeline: Pipeline) -> None:
+    started = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", b"[1,2,3,4]\n" * 10))
+    pipeline.write_output(started["job"], "a.jsonl", [b'{"label":"setosa"}'] * 7)
+
+    result = pipeline.status(pipeline.state_change(started["job"], "Completed"))
+
+    assert result["state"] == batch.INCOMPLETE
+    manifest = pipeline.manifest(started["manifest"])
+    assert manifest["output"]["missing_lines"] == 3
+    assert "7 of 10 lines (3 missing)" in manifest["message"]
+    [alert] = pipeline.alerts()
+    assert alert["Subject"] == "mdk batch Incomplete: iris incoming/iris/a.jsonl"
+    assert "7 of 10 lines" in alert["Message"]
+
+
+def test_completed_without_output_is_an_alert(pipeline: Pipeline) -> None:
+    started = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", b"[1,2,3,4]\n" * 10))
+    assert pipeline.status(pipeline.state_change(started["job"], "Completed"))["state"] == batch.INCOMPLETE
+    assert "wrote no output" in pipeline.manifest(started["manifest"])["message"]
+    assert len(pipeline.alerts()) == 1
+
+
+def test_a_failed_job_is_reported_once(pipeline: Pipeline) -> None:
+    started = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", b"[1,2,3,4]\n" * 10))
+    reason = "AlgorithmError: See job logs for more information"
+    event = pipeline.state_change(started["job"], "Failed", failure_reason=reason)
+
+    first = pipeline.status(event)
+    again = pipeline.status(event)  # SageMaker may send a state change more than once
+
+    assert first == again
+    assert first["state"] == batch.FAILED
+    manifest = pipeline.manifest(started["manifest"])
+    assert manifest["state"] == batch.FAILED
+    assert manifest["job"]["failure_reason"] == reason
+    assert manifest["message"] == f"SageMaker: {reason}"
+    [alert] = pipeline.alerts()
+    assert reason in alert["Message"]
+    assert alert["MessageAttributes"]["model"]["Value"] == "iris"
+
+
+def test_a_stopped_job_is_reported(pipeline: Pipeline) -> None:
+    started = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", b"[1,2,3,4]\n"))
+    assert pipeline.status(pipeline.state_change(started["job"], "Stopped"))["state"] == batch.STOPPED
+    [alert] = pipeline.alerts()
+    assert "stopped" in alert["Message"]
+
+
+def test_states_that_are_not_final_are_ignored(pipeline: Pipeline) -> None:
+    started = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", b"[1,2,3,4]\n"))
+    assert pipeline.status(pipeline.state_change(started["job"], "InProgress"))["state"] == "Ignored"
+    assert pipeline.manifest(started["manifest"])["state"] == batch.IN_PROGRESS
+
+
+def test_local_runs_write_the_same_manifest(tmp_path: Path) -> None:
+    """``mdk batch run``'s path: preflight, transform and reconcile without AWS."""
+    from mdk.local.transform import run_file
+
+    model = batch_config().model("iris")
+    data = tmp_path / "day.csv"
+    data.write_text("5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n1,2\n")
+    manifest = run_file(model, data, tmp_path / "results", bundle_dir=tmp_path / "bundle")
+    assert manifest["state"] == batch.COMPLETED
+    assert (manifest["input"]["lines"], manifest["output"]["lines"], manifest["output"]["error_lines"]) == (
+        3,
+        3,
+        1,
+    )
+    written = json.loads(Path(manifest["manifest"]).read_text())
+    assert written["run_id"] == manifest["run_id"]
+    header = tmp_path / "header.csv"
+    header.write_text("a,b,c,d\n1,2,3,4\n")
+    refused = run_file(model, header, tmp_path / "results", bundle_dir=tmp_path / "bundle")
+    assert refused["state"] == batch.REJECTED
+    assert refused["errors"][0]["code"] == "csv_header"
