@@ -126,6 +126,7 @@ class ModelApi(Construct):
             )
         self._gateway_responses()
         self.models = self.api.root.add_resource("models")
+        self.model_resources: dict[str, apigw.Resource] = {}
         self.web_acl = self._web_acl(config) if config.waf else None
         CfnOutput(self, "ApiUrl", value=self.api.url, description="the API's base URL (the stage included)")
 
@@ -161,7 +162,7 @@ class ModelApi(Construct):
 
     def add_model(self, name: str, target: lambda_.IFunction) -> apigw.Resource:
         """Routes for one model, integrated with ``target`` (the model's ``live`` alias)."""
-        resource = self.models.add_resource(name)
+        resource = self._model_resource(name)
         integration = apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(29))
         options = self._method_options()
         resource.add_resource("predict").add_method(
@@ -247,7 +248,7 @@ class ModelApi(Construct):
                 ],
             ),
         )
-        resource = self.models.add_resource(name)
+        resource = self._model_resource(name)
         resource.add_resource("predict").add_method(
             "POST",
             integration,
@@ -271,6 +272,30 @@ class ModelApi(Construct):
             f"Route{name.title().replace('-', '')}",
             value=self.api.url_for_path(f"/models/{name}/predict"),
             description=f"POST predictions from model {name} (SageMaker endpoint)",
+        )
+        return resource
+
+    def _model_resource(self, name: str) -> apigw.Resource:
+        resource = self.model_resources.get(name)
+        if resource is None:
+            resource = self.model_resources[name] = self.models.add_resource(name)
+        return resource
+
+    def add_predictions(self, name: str, target: lambda_.IFunction) -> apigw.Resource:
+        """``GET /models/<name>/predictions/{id}``: stored batch predictions, with the model's auth."""
+        resource = self._model_resource(name).add_resource("predictions").add_resource("{id}")
+        resource.add_method(
+            "GET",
+            apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(10)),
+            request_validator=self.validator,
+            request_parameters={"method.request.path.id": True},
+            **self._method_options(),  # type: ignore[arg-type]
+        )
+        CfnOutput(
+            self,
+            f"Predictions{name.title().replace('-', '')}",
+            value=self.api.url_for_path(f"/models/{name}/predictions/{{id}}"),
+            description=f"GET a stored batch prediction of model {name} by record id",
         )
         return resource
 

@@ -86,6 +86,41 @@ SAGEMAKER_LOG_STREAMS_REASON = (
     "may write that one group's streams only"
 )
 
+_IS_BATCH_DLQ = (
+    "this queue is the dead-letter queue of the batch functions and of their EventBridge targets; it "
+    "alarms on its first message, and a dead-letter queue needs none of its own"
+)
+BATCH_DLQ = (
+    Acknowledged("AwsSolutions::AwsSolutions-SQS3", _IS_BATCH_DLQ),
+    Acknowledged("Serverless::Serverless-SQSRedrivePolicy", _IS_BATCH_DLQ),
+)
+ASYNC_FAILURE_DESTINATION = Acknowledged(
+    "Serverless::Serverless-LambdaDLQ",
+    "invoked asynchronously by EventBridge: failures after two retries go to the on-failure destination "
+    "(the batch dead-letter queue, which alarms), which records the error with the event",
+)
+BATCH_JOBS_REASON = (
+    "transform jobs are named per run (<deployment>-<model>-<run id>); the role may act on this "
+    "deployment's jobs only"
+)
+BATCH_INCOMING_REASON = (
+    "the trigger reads the uploaded files, whatever their names, under incoming/ of the batch bucket only"
+)
+BATCH_STAGING_REASON = (
+    "the trigger copies each run's input to staging/<model>/<run>/ (no read, no delete, no other prefix)"
+)
+BATCH_RESULTS_REASON = (
+    "run manifests and outputs live under results/<model>/<run>/; the batch functions read and write "
+    "there only"
+)
+TRANSFORM_PREFIXES_REASON = (
+    "a model's transform jobs read its staged inputs (staging/<model>/) and write its results "
+    "(results/<model>/) under run folders named at run time; no other prefix, no delete"
+)
+TRANSFORM_LOG_STREAMS_REASON = (
+    "SageMaker writes a transform job's logs to streams named after the job and instance in its shared "
+    "/aws/sagemaker/TransformJobs group; the role may write only streams of this deployment's jobs"
+)
 
 NO_WAF = Acknowledged(
     "AwsSolutions::AwsSolutions-APIG3",

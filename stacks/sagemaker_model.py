@@ -360,43 +360,56 @@ class SageMakerModel(Construct):
         )
 
     def _grant_logs_and_metrics(self) -> None:
-        stack = Stack.of(self)
-        group = f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name=name,
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                    for name in (group, f"{group}:log-stream:*")
-                ],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
-            )
-        )
-        nag.acknowledge(
+        grant_logs_and_metrics(
             self.role,
-            nag.SAGEMAKER_ROLE_WILDCARDS,
-            nag.Acknowledged(
-                "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
-                f"log-group:/aws/sagemaker/Endpoints/<AWS::StackName>-{self.model.name}:log-stream:*]",
-                nag.SAGEMAKER_LOG_STREAMS_REASON,
-            ),
+            group=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            streams="*",
+            group_in_nag=f"/aws/sagemaker/Endpoints/<AWS::StackName>-{self.model.name}",
+            reason=nag.SAGEMAKER_LOG_STREAMS_REASON,
         )
+
+
+def grant_logs_and_metrics(
+    role: iam.Role, *, group: str, streams: str, group_in_nag: str, reason: str
+) -> None:
+    """What every SageMaker execution role needs: its log group's ``streams``, and metrics in
+    SageMaker's namespaces (PutMetricData takes no resource: a condition on the namespace instead)."""
+    stack = Stack.of(role)
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
+            resources=[
+                stack.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+                for name in (group, f"{group}:log-stream:{streams}")
+            ],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
+        )
+    )
+    nag.acknowledge(
+        role,
+        nag.SAGEMAKER_ROLE_WILDCARDS,
+        nag.Acknowledged(
+            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+            f"log-group:{group_in_nag}:log-stream:{streams}]",
+            reason,
+        ),
+    )
 
 
 def _traffic_routing(

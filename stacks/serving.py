@@ -9,6 +9,7 @@ from constructs import Construct
 
 from mdk.config import KitConfig
 from stacks.alerts import AlarmTopic
+from stacks.batch import BatchPipeline
 from stacks.lambda_model import LambdaModel
 from stacks.model_api import ModelApi
 from stacks.monitoring import EndpointMonitoring, ModelMonitoring
@@ -33,7 +34,7 @@ class ServingStack(cdk.Stack):
         super().__init__(
             scope,
             construct_id,
-            description=f"mdk {settings.prefix}: models served by Lambda behind one REST API",
+            description=f"mdk {settings.prefix}: models on Lambda and SageMaker behind one REST API, batch",
             **kwargs,
         )
         self.alarms = AlarmTopic(self, "Alarms", settings=settings, email=config.alarms.email)
@@ -41,10 +42,12 @@ class ServingStack(cdk.Stack):
         self.models: dict[str, LambdaModel] = {}
         self.endpoints: dict[str, SageMakerModel] = {}
         sagemaker_models = [m for m in config.models if m.runtime == "sagemaker"]
-        if sagemaker_models:
+        batch_models = [m for m in config.models if m.batch.enabled]
+        if sagemaker_models or batch_models:
             self.storage = Storage(self, "Storage", settings=settings)
-            self.capture = self.storage.add_bucket("DataCapture", prefix="data-capture/", expire_days=90)
             self.images = ServingImages(self, "ServingImages", settings=settings)
+        if sagemaker_models:
+            self.capture = self.storage.add_bucket("DataCapture", prefix="data-capture/", expire_days=90)
         for model in sagemaker_models:
             endpoint = SageMakerModel(
                 self,
@@ -83,4 +86,16 @@ class ServingStack(cdk.Stack):
             )
             self.api.add_model(model.name, served.alias)
             self.models[model.name] = served
+        self.batch: BatchPipeline | None = None
+        if batch_models:
+            self.batch = BatchPipeline(
+                self,
+                "Batch",
+                config=config,
+                settings=settings,
+                storage=self.storage,
+                images=self.images,
+                alarms=self.alarms,
+                api=self.api,
+            )
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)

@@ -109,10 +109,21 @@ VARIANT = """
           interval_minutes: 4
           max_errors: 3
           p99_latency_ms: 250
+        batch:
+          instance_type: ml.c5.xlarge
+          instance_count: 2
+          max_payload_mb: 10
+          max_concurrent_transforms: 4
+          invocation_timeout_s: 120
+          invocation_retries: 2
+          id_field: customer_id
+          features_field: measurements
+          store: {ttl_days: 30}
       - name: iris-big-bang
         artifact: MODELS/iris/v1/model.onnx
         runtime: lambda
         rollout: {strategy: all_at_once}
+        batch: {enabled: false}
 """
 
 
@@ -151,6 +162,7 @@ SAGEMAKER_VARIANTS = """
           instance_type: ml.g5.xlarge
           weight: 3
           variants: [{name: challenger, artifact: MODELS/iris/v2/model.onnx, weight: 1, instance_type: ml.c5.xlarge}]
+        batch: {instance_type: ml.g4dn.xlarge}
 """
 
 

@@ -31,8 +31,11 @@ def fn_id(synth: Synth, model: str) -> str:
 def test_only_lambda_models_get_a_function(synth_repo_config: Synth) -> None:
     assert [s.stack_name for s in synth_repo_config.stacks] == ["mdk-dev-serving"]
     functions = resources(synth_repo_config.serving_json, "AWS::Lambda::Function")
-    # iris (lambda) gets its function and its pre-traffic hook; digits runs on SageMaker
+    # iris (lambda) gets its function and its pre-traffic hook; digits runs on SageMaker; the batch
+    # pipeline has its trigger and status functions (no store in this config: no predictions route)
     assert sorted(re.sub(r"[0-9A-F]{8}$", "", k) for k in functions) == [
+        "BatchStatus",
+        "BatchTrigger",
         "ModelirisFunction",
         "ModelirisPreTrafficHook",
     ]
@@ -160,7 +163,7 @@ def test_function_roles_write_only_their_own_log_group(synth_repo_config: Synth)
     template = synth_repo_config.serving_json
     roles = resources(template, "AWS::IAM::Role")
     lambda_roles = {k: v for k, v in roles.items() if "lambda.amazonaws.com" in dumps(v)}
-    assert len(lambda_roles) == 2
+    assert len(lambda_roles) == 4  # iris, its hook, the batch trigger and status functions
     for role in lambda_roles.values():
         assert "ManagedPolicyArns" not in role["Properties"]  # no AWSLambdaBasicExecutionRole
     lambda_policies = {
@@ -168,7 +171,7 @@ def test_function_roles_write_only_their_own_log_group(synth_repo_config: Synth)
         for k, v in resources(template, "AWS::IAM::Policy").items()
         if any(r["Ref"] in lambda_roles for r in v["Properties"]["Roles"])
     }
-    assert len(lambda_policies) == 2
+    assert len(lambda_policies) == 4
     for policy in lambda_policies.values():
         text = dumps(policy)
         assert "logs:CreateLogGroup" not in text
@@ -291,7 +294,7 @@ def test_gateway_refusals_use_the_functions_error_shape(synth_repo_config: Synth
 def test_api_keys_usage_plan_and_waf_sized_for_ml_payloads(synth_variant: Synth) -> None:
     template = synth_variant.serving_json
     methods = [m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()]
-    assert len(methods) == 6  # two models, three routes each
+    assert len(methods) == 7  # two models, three routes each, and the stored predictions of iris-fast
     assert all(m["ApiKeyRequired"] is True and m["AuthorizationType"] == "NONE" for m in methods)
     _, plan = one(template, "AWS::ApiGateway::UsagePlan")
     assert plan["Properties"]["Throttle"] == {"RateLimit": 20, "BurstLimit": 40}
@@ -377,7 +380,8 @@ def test_dashboard_per_model_with_the_traffic_split(synth_repo_config: Synth, sy
     ):
         assert metric in body, metric
     assert dashboard["Properties"]["DashboardName"] == "mdk-dev-iris"
-    assert len(resources(synth_variant.serving_json, "AWS::CloudWatch::Dashboard")) == 2
+    # two models, and the batch pipeline's
+    assert len(resources(synth_variant.serving_json, "AWS::CloudWatch::Dashboard")) == 3
 
 
 def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:

@@ -1,0 +1,597 @@
+"""The batch pipeline: files dropped into S3 come back as predictions, a status manifest and alerts.
+
+S3 (EventBridge notifications) -> rule -> trigger function (idempotent) -> SageMaker transform job with
+the kit's serving container -> job state change -> rule -> status function -> ``_status.json``, metrics,
+SNS alerts, and optionally the prediction store (DynamoDB) behind ``GET /models/{name}/predictions/{id}``.
+Both functions are zip-packaged; the runtime's standard-library modules and Powertools are their layer.
+Failed deliveries and invocations land in one dead-letter queue that alarms.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from cdk_monitoring_constructs import (
+    AlarmFactoryDefaults,
+    CustomMetricGroup,
+    DefaultDashboardFactory,
+    ErrorCountThreshold,
+    MaxMessageCountThreshold,
+    MonitoringFacade,
+    SnsAlarmActionStrategy,
+)
+from constructs import Construct
+
+from lambda_handlers import batch_aws
+from mdk.bundle import write_batch_function_context, write_batch_layer, write_model_tarball
+from mdk.config import KitConfig, ModelConfig, is_gpu
+from mdk_runtime import batch
+from stacks import nag
+from stacks.alerts import AlarmTopic
+from stacks.lambda_model import LOG_RETENTION, function_role
+from stacks.model_api import ModelApi
+from stacks.sagemaker_model import ServingImages, grant_logs_and_metrics
+from stacks.settings import DeploySettings
+from stacks.storage import Storage
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCH = lambda_.Architecture.ARM_64
+TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
+# Requests to the container during batch: many records per request, so larger batches than online.
+BATCH_MAX_BATCH_SIZE = 1024
+
+
+class BatchPipeline(Construct):
+    """Everything batch for the models with ``batch.enabled``.
+
+    Exposes ``bucket``, ``trigger``, ``status``, ``dead_letters``, ``idempotency``, ``store`` (or None),
+    ``predictions`` (or None) and ``transform_models`` (model name -> its SageMaker model).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: KitConfig,
+        settings: DeploySettings,
+        storage: Storage,
+        images: ServingImages,
+        alarms: AlarmTopic,
+        api: ModelApi,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        alarm_topic = alarms.topic
+        models = [m for m in config.models if m.batch.enabled]
+        stack = Stack.of(self)
+        self.key = storage.key
+        self.bucket = storage.add_bucket("Batch", prefix="batch/", expire_days=365)
+        self.bucket.add_lifecycle_rule(id="StagedInputs", prefix=batch.STAGING, expiration=Duration.days(7))
+        # S3 -> EventBridge natively (no notification custom resource, no Lambda to run it).
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.add_property_override(
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+        )
+        self.idempotency = dynamodb.Table(
+            self,
+            "Idempotency",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="expiration",
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=settings.removal_policy,
+        )
+        stored = [m for m in models if m.batch.store is not None]
+        self.store: dynamodb.Table | None = None
+        if stored:
+            self.store = dynamodb.Table(
+                self,
+                "PredictionStore",
+                partition_key=dynamodb.Attribute(name="model", type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+                time_to_live_attribute="expires_at",
+                encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+                encryption_key=self.key,
+                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                    point_in_time_recovery_enabled=True
+                ),
+                removal_policy=settings.removal_policy,
+            )
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=settings.removal_policy,
+        )
+        nag.acknowledge(self.dead_letters, *nag.BATCH_DLQ)
+
+        build = settings.build_dir / settings.prefix / "batch"
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Layer",
+            code=lambda_.Code.from_asset(str(write_batch_layer(build / "layer"))),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCH],
+            description="mdk batch: the runtime's standard-library modules and Powertools",
+        )
+        self.code = lambda_.Code.from_asset(
+            str(write_batch_function_context(config, settings.prefix, build / "functions"))
+        )
+
+        self.transform_models = {
+            m.name: TransformModel(
+                self, f"Model-{m.name}", model=m, settings=settings, images=images, bucket=self.bucket,
+                data_key=self.key,
+            )
+            for m in models
+        }  # fmt: skip
+        names = stack.to_json_string(
+            {n: t.cfn_model.attr_model_name for n, t in self.transform_models.items()}
+        )
+        environment = {
+            "MDK_BATCH_BUCKET": self.bucket.bucket_name,
+            "MDK_SAGEMAKER_MODELS": names,
+            "MDK_IDEMPOTENCY_TABLE": self.idempotency.table_name,
+            "MDK_ALERT_TOPIC_ARN": alarm_topic.topic_arn,
+            "MDK_DATA_KEY_ARN": self.key.key_arn,
+            "POWERTOOLS_SERVICE_NAME": batch_aws.SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": batch_aws.NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        if self.store is not None:
+            environment["MDK_STORE_TABLE"] = self.store.table_name
+
+        self.trigger = self._function(
+            "Trigger",
+            "lambda_handlers.batch_trigger.handler",
+            environment,
+            "mdk batch: checks each uploaded file and starts its transform job, once",
+        )
+        self.status = self._function(
+            "Status",
+            "lambda_handlers.batch_status.handler",
+            environment,
+            "mdk batch: reconciles finished transform jobs, writes manifests, alerts, loads the store",
+        )
+        self._grant(alarms, list(self.transform_models.values()))
+        self._rules()
+        self.predictions = self._predictions(api, stored) if self.store is not None else None
+        self._monitoring(alarm_topic, models)
+        CfnOutput(self, "BatchBucket", value=self.bucket.bucket_name, description="batch inbox and results")
+        for m in models:
+            CfnOutput(
+                self,
+                f"Inbox{m.name.title().replace('-', '')}",
+                value=f"s3://{self.bucket.bucket_name}/{batch.INCOMING}{m.name}/",
+                description=f"files for model {m.name} go here; results under results/{m.name}/",
+            )
+
+    # -- functions ----------------------------------------------------------------------------------
+
+    def _function(
+        self, construct_id: str, handler: str, environment: dict[str, str], description: str
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self, f"{construct_id}Logs", retention=LOG_RETENTION, removal_policy=self.settings.removal_policy
+        )
+        role = function_role(self, f"{construct_id}Role", log_group, description)
+        function = lambda_.Function(
+            self,
+            construct_id,
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCH,
+            handler=handler,
+            code=self.code,
+            layers=[self.layer],
+            # Reading a large file (trigger) or loading a large output into the store (status) takes
+            # time; the status function hands a store load over to itself before its limit.
+            timeout=Duration.minutes(15),
+            memory_size=1024,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            role=role,
+            environment=environment,
+            # Asynchronous invocations (EventBridge) that still fail after two retries are kept here,
+            # with the error (an on-failure destination records more than a dead-letter queue).
+            on_failure=destinations.SqsDestination(self.dead_letters),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+        )
+        nag.acknowledge(role, nag.XRAY_WILDCARD)
+        nag.acknowledge(function, nag.ASYNC_FAILURE_DESTINATION)
+        return function
+
+    def _grant(self, alarms: AlarmTopic, transform_models: list[TransformModel]) -> None:
+        stack = Stack.of(self)
+        jobs = stack.format_arn(
+            service="sagemaker",
+            resource="transform-job",
+            resource_name=batch.job_prefix(self.settings.prefix) + "*",
+        )
+        trigger, status = self.trigger, self.status
+        # Trigger: read uploads (any version), stage copies, write manifests, start its own jobs.
+        trigger.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[self.bucket.arn_for_objects(f"{batch.INCOMING}*")],
+            )
+        )
+        trigger.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[
+                    self.bucket.arn_for_objects(f"{batch.STAGING}*"),
+                    self.bucket.arn_for_objects(f"{batch.RESULTS}*"),
+                ],
+            )
+        )
+        trigger.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateTransformJob",
+                    "sagemaker:DescribeTransformJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[jobs],
+            )
+        )
+        trigger.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[t.role.role_arn for t in transform_models],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        # SageMaker uses the data key for the job's volumes and output on the caller's behalf.
+        trigger.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[self.key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+        # Status: read manifests and outputs, write manifests, describe its jobs, hand over store loads.
+        status.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(f"{batch.RESULTS}*")],
+            )
+        )
+        status.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{batch.RESULTS}*"]}},
+            )
+        )
+        status.add_to_role_policy(
+            iam.PolicyStatement(actions=["sagemaker:DescribeTransformJob"], resources=[jobs])
+        )
+        status.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[stack.format_arn(service="events", resource="event-bus", resource_name="default")],
+            )
+        )
+        for function in (trigger, status):
+            self.key.grant(function, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+            # What Powertools idempotency does: put (conditional), get, update, delete its records.
+            self.idempotency.grant(
+                function,
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            )
+            # Publish to the alarm topic (grant_publish would add kms:GenerateDataKey* on its key).
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["sns:Publish"], resources=[alarms.topic.topic_arn])
+            )
+            alarms.key.grant(function, "kms:Decrypt", "kms:GenerateDataKey")
+        if self.store is not None:
+            self.store.grant(status, "dynamodb:BatchWriteItem", "dynamodb:PutItem")
+        bucket_id = stack.get_logical_id(self.bucket.node.default_child)  # type: ignore[arg-type]
+        job_rule = (
+            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:transform-job/{batch.job_prefix(self.settings.prefix)}*]"
+        )
+        assert trigger.role is not None
+        assert status.role is not None
+        nag.acknowledge(
+            trigger.role,
+            nag.Acknowledged(job_rule, nag.BATCH_JOBS_REASON),
+            *(
+                nag.Acknowledged(f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{p}*]", reason)
+                for p, reason in (
+                    (batch.INCOMING, nag.BATCH_INCOMING_REASON),
+                    (batch.STAGING, nag.BATCH_STAGING_REASON),
+                    (batch.RESULTS, nag.BATCH_RESULTS_REASON),
+                )
+            ),
+        )
+        nag.acknowledge(
+            status.role,
+            nag.Acknowledged(job_rule, nag.BATCH_JOBS_REASON),
+            nag.Acknowledged(
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{batch.RESULTS}*]",
+                nag.BATCH_RESULTS_REASON,
+            ),
+        )
+
+    def _rules(self) -> None:
+        uploads = events.Rule(
+            self,
+            "Uploads",
+            description="files created under incoming/ of the batch bucket start a run",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [self.bucket.bucket_name]},
+                    # Every key under incoming/ (the function, not the rule, refuses other suffixes, so
+                    # a file of the wrong type gets a manifest and an alert instead of silence).
+                    "object": {"key": [{"prefix": batch.INCOMING}]},
+                },
+            ),
+        )
+        uploads.add_target(self._target(self.trigger))
+        finished = events.Rule(
+            self,
+            "JobsFinished",
+            description="this deployment's transform jobs reaching a final state",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Transform Job State Change"],
+                detail={
+                    "TransformJobName": [{"prefix": batch.job_prefix(self.settings.prefix)}],
+                    "TransformJobStatus": list(batch.TERMINAL_JOB_STATES),
+                },
+            ),
+        )
+        finished.add_target(self._target(self.status))
+        from lambda_handlers.batch_status import STORE_DETAIL_TYPE, STORE_SOURCE
+
+        handovers = events.Rule(
+            self,
+            "StoreHandovers",
+            description="the status function's own hand-over of a long prediction store load",
+            event_pattern=events.EventPattern(
+                source=[STORE_SOURCE],
+                detail_type=[STORE_DETAIL_TYPE],
+                detail={"bucket": [self.bucket.bucket_name]},
+            ),
+        )
+        handovers.add_target(self._target(self.status))
+
+    def _target(self, function: lambda_.IFunction) -> targets.LambdaFunction:
+        # Events EventBridge cannot deliver (throttled, permissions) for a day go to the same DLQ.
+        return targets.LambdaFunction(
+            function,
+            dead_letter_queue=self.dead_letters,
+            retry_attempts=185,
+            max_event_age=Duration.hours(24),
+        )
+
+    def _predictions(self, api: ModelApi, stored: list[ModelConfig]) -> lambda_.Function:
+        assert self.store is not None
+        function = self._function(
+            "Predictions",
+            "lambda_handlers.predictions.handler",
+            {
+                "MDK_STORE_TABLE": self.store.table_name,
+                "MDK_STORE_MODELS": ",".join(m.name for m in stored),
+                "POWERTOOLS_SERVICE_NAME": "mdk-predictions",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            "mdk: serves stored batch predictions by record id",
+        )
+        function_cfn = function.node.default_child
+        assert isinstance(function_cfn, lambda_.CfnFunction)
+        function_cfn.add_property_override("Timeout", 10)
+        function_cfn.add_property_override("MemorySize", 256)
+        self.store.grant(function, "dynamodb:GetItem")
+        self.key.grant_decrypt(function)
+        nag.acknowledge(function, nag.SYNC_ONLY_DLQ)
+        for model in stored:
+            api.add_predictions(model.name, function)
+        return function
+
+    def _monitoring(self, topic: sns.ITopic, models: list[ModelConfig]) -> None:
+        facade = MonitoringFacade(
+            self,
+            "Monitoring",
+            alarm_factory_defaults=AlarmFactoryDefaults(
+                alarm_name_prefix=f"{self.settings.prefix}-batch",
+                actions_enabled=True,
+                action=SnsAlarmActionStrategy(on_alarm_topic=topic),
+            ),
+            dashboard_factory=DefaultDashboardFactory(
+                self,
+                "Dashboards",
+                dashboard_name_prefix=f"{self.settings.prefix}-batch",
+                create_dashboard=True,
+                create_summary_dashboard=False,
+                create_alarm_dashboard=False,
+            ),
+        )
+        for function, name in ((self.trigger, "trigger"), (self.status, "status")):
+            facade.monitor_lambda_function(
+                lambda_function=function,
+                alarm_friendly_name=name,
+                human_readable_name=f"batch {name} function",
+                add_fault_count_alarm={"Warning": ErrorCountThreshold(max_error_count=0)},
+            )
+        facade.monitor_sqs_queue(
+            queue=self.dead_letters,
+            alarm_friendly_name="dead-letters",
+            human_readable_name="batch dead letters (events and invocations that failed for good)",
+            add_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
+        )
+        groups = []
+        for model in models:
+
+            def metric(name: str, label: str, model: str = model.name) -> cloudwatch.Metric:
+                return cloudwatch.Metric(
+                    namespace=batch_aws.NAMESPACE,
+                    metric_name=name,
+                    dimensions_map={"Model": model, "service": batch_aws.SERVICE},
+                    statistic="Sum",
+                    label=label,
+                    period=Duration.hours(1),
+                )
+
+            groups += [
+                CustomMetricGroup(
+                    title=f"{model.name}: runs",
+                    metrics=[
+                        metric(batch_aws.RUNS_STARTED, "started"),
+                        metric(batch_aws.RUNS_COMPLETED, "completed"),
+                        metric(batch_aws.RUNS_INCOMPLETE, "incomplete"),
+                        metric(batch_aws.RUNS_FAILED, "failed"),
+                        metric(batch_aws.RUNS_REJECTED, "rejected"),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title=f"{model.name}: records",
+                    metrics=[
+                        metric(batch_aws.RECORDS_IN, "in"),
+                        metric(batch_aws.RECORDS_OUT, "out"),
+                        metric(batch_aws.RECORD_ERRORS, "rejected records"),
+                        metric(batch_aws.STORED, "stored"),
+                    ],
+                ),
+            ]
+        facade.monitor_custom(
+            alarm_friendly_name="runs", human_readable_name="batch runs by model", metric_groups=groups
+        )
+
+
+class TransformModel(Construct):
+    """The SageMaker model a model's transform jobs run: the kit's serving container (the GPU build for a
+    GPU batch instance type, else the CPU build) with the model's tarball, and a role that may read only
+    the model's staged inputs and write only its results."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        model: ModelConfig,
+        settings: DeploySettings,
+        images: ServingImages,
+        bucket: s3.IBucket,
+        data_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        b = model.batch
+        device = "gpu" if is_gpu(b.instance_type) else "cpu"
+        self.role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"mdk batch transform of {model.name}: its staged inputs in, its results out",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(f"{batch.STAGING}{model.name}/*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{batch.STAGING}{model.name}/*"]}},
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[bucket.arn_for_objects(f"{batch.RESULTS}{model.name}/*")],
+            )
+        )
+        data_key.grant(
+            self.role,
+            "kms:CreateGrant",
+            "kms:Decrypt",
+            "kms:DescribeKey",
+            "kms:Encrypt",
+            "kms:GenerateDataKey",
+        )
+        bucket_id = Stack.of(self).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
+        nag.acknowledge(
+            self.role,
+            *(
+                nag.Acknowledged(
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}{model.name}/*]",
+                    nag.TRANSFORM_PREFIXES_REASON,
+                )
+                for prefix in (batch.STAGING, batch.RESULTS)
+            ),
+        )
+        grant_logs_and_metrics(
+            self.role,
+            group=TRANSFORM_LOGS,
+            streams=batch.job_prefix(settings.prefix) + "*",
+            group_in_nag=TRANSFORM_LOGS,
+            reason=nag.TRANSFORM_LOG_STREAMS_REASON,
+        )
+        image = images.image(device)
+        image.repository.grant_pull(self.role)
+        tarball = write_model_tarball(
+            model, settings.build_dir / settings.prefix / "sagemaker" / model.name / "batch" / "model.tar.gz"
+        )
+        asset = s3_assets.Asset(self, "Artifact", path=str(tarball))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]
+            )
+        )
+        sm = model.sagemaker if model.runtime == "sagemaker" else None
+        self.cfn_model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image.image_uri,
+                model_data_url=asset.s3_object_url,
+                environment={
+                    "MDK_DEVICE": device,
+                    "MDK_MAX_BATCH_SIZE": str(BATCH_MAX_BATCH_SIZE),
+                    "MDK_MAX_BATCH_DELAY_MS": "0",
+                    "MDK_MAX_PAYLOAD_MB": str(b.max_payload_mb),
+                    "MDK_MAX_CONCURRENT_TRANSFORMS": str(b.max_concurrent_transforms),
+                    "MDK_MAX_BODY_BYTES": str(b.max_payload_mb * batch.MiB + 1024),
+                },
+            ),
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                subnets=sm.vpc.subnet_ids, security_group_ids=sm.vpc.security_group_ids
+            )
+            if sm is not None and sm.vpc is not None
+            else None,
+            enable_network_isolation=sm.network_isolation if sm is not None else None,
+        )
+        self.cfn_model.node.add_dependency(self.role)

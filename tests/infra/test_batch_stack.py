@@ -1,0 +1,230 @@
+"""The batch pipeline's resources: bucket, rules, functions, tables, transform models, alarms, route."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.infra.conftest import Synth, dumps, one, resources
+
+
+def by_prefix(template: dict[str, Any], kind: str, prefix: str) -> dict[str, Any]:
+    [(_, found)] = [(k, v) for k, v in resources(template, kind).items() if k.startswith(prefix)]
+    return found
+
+
+def statements(template: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    policies = [
+        v
+        for v in resources(template, "AWS::IAM::Policy").values()
+        if any(r["Ref"].startswith(role_prefix) for r in v["Properties"]["Roles"])
+    ]
+    return [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    value = statement["Action"]
+    return value if isinstance(value, list) else [value]
+
+
+def test_batch_bucket_is_encrypted_tls_only_logged_and_sends_events(synth_repo_config: Synth) -> None:
+    template = synth_repo_config.serving_json
+    bucket = by_prefix(template, "AWS::S3::Bucket", "StorageBatch")["Properties"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert sse["BucketKeyEnabled"] is True
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["LoggingConfiguration"]["LogFilePrefix"] == "batch/"
+    assert bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
+    rules = {r.get("Prefix"): r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["staging/"]["ExpirationInDays"] == 7  # staged copies go after a week
+    assert rules[None]["ExpirationInDays"] == 365
+    policy = by_prefix(template, "AWS::S3::BucketPolicy", "StorageBatch")
+    assert '"aws:SecureTransport": "false"' in dumps(policy)
+    # No custom resource: S3 talks to EventBridge natively.
+    assert not [k for k, v in template["Resources"].items() if v["Type"].startswith("Custom::")]
+
+
+def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: Synth) -> None:
+    template = synth_repo_config.serving_json
+    rules = {k: v["Properties"] for k, v in resources(template, "AWS::Events::Rule").items()}
+    uploads = next(v for k, v in rules.items() if k.startswith("BatchUploads"))
+    pattern = uploads["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"] == {"key": [{"prefix": "incoming/"}]}
+    assert pattern["detail"]["bucket"]["name"] == [
+        {
+            "Ref": next(
+                k
+                for k in template["Resources"]
+                if k.startswith("StorageBatch") and template["Resources"][k]["Type"] == "AWS::S3::Bucket"
+            )
+        }
+    ]
+    [target] = uploads["Targets"]
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("BatchTrigger")
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("BatchDeadLetters")
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+
+    finished = next(v for k, v in rules.items() if k.startswith("BatchJobsFinished"))
+    assert finished["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Transform Job State Change"],
+        "detail": {
+            "TransformJobName": [{"prefix": "mdk-dev-"}],
+            "TransformJobStatus": ["Completed", "Failed", "Stopped"],
+        },
+    }
+    assert finished["Targets"][0]["Arn"]["Fn::GetAtt"][0].startswith("BatchStatus")
+    handovers = next(v for k, v in rules.items() if k.startswith("BatchStoreHandovers"))
+    assert handovers["EventPattern"]["source"] == ["mdk.batch"]
+    assert handovers["Targets"][0]["Arn"]["Fn::GetAtt"][0].startswith("BatchStatus")
+
+
+def test_functions_are_zip_packaged_with_the_layer_and_a_failure_destination(
+    synth_repo_config: Synth,
+) -> None:
+    template = synth_repo_config.serving_json
+    layer = one(template, "AWS::Lambda::LayerVersion")[0]
+    for name, handler in (("BatchTrigger", "batch_trigger"), ("BatchStatus", "batch_status")):
+        function = by_prefix(template, "AWS::Lambda::Function", name)["Properties"]
+        assert function["Handler"] == f"lambda_handlers.{handler}.handler"
+        assert function["Runtime"] == "python3.14"
+        assert function["Architectures"] == ["arm64"]
+        assert function["Layers"] == [{"Ref": layer}]
+        assert function["TracingConfig"] == {"Mode": "Active"}
+        assert function["Timeout"] == 900
+        env = function["Environment"]["Variables"]
+        assert set(env) >= {
+            "MDK_BATCH_BUCKET",
+            "MDK_SAGEMAKER_MODELS",
+            "MDK_IDEMPOTENCY_TABLE",
+            "MDK_ALERT_TOPIC_ARN",
+            "MDK_DATA_KEY_ARN",
+        }
+        # Each model's transform model name, resolved at deploy time.
+        assert "BatchModeliris" in dumps(env["MDK_SAGEMAKER_MODELS"])
+        assert "BatchModeldigits" in dumps(env["MDK_SAGEMAKER_MODELS"])
+    configs = resources(template, "AWS::Lambda::EventInvokeConfig")
+    assert len(configs) == 2
+    for config in configs.values():
+        props = config["Properties"]
+        assert props["MaximumRetryAttempts"] == 2
+        destination = props["DestinationConfig"]["OnFailure"]["Destination"]
+        assert destination["Fn::GetAtt"][0].startswith("BatchDeadLetters")
+
+
+def test_idempotency_table_expires_records_and_is_recoverable(synth_repo_config: Synth) -> None:
+    template = synth_repo_config.serving_json
+    [table] = resources(template, "AWS::DynamoDB::Table").values()  # no store in this config
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+
+
+def test_transform_models_use_the_serving_container_by_device(synth_sagemaker: Synth) -> None:
+    template = synth_sagemaker.serving_json
+    transform = {
+        k: v["Properties"]
+        for k, v in resources(template, "AWS::SageMaker::Model").items()
+        if k.startswith("BatchModel")
+    }
+    assert len(transform) == 2
+    scorer = next(v for k, v in transform.items() if k.startswith("BatchModelscorer"))
+    ab = next(v for k, v in transform.items() if k.startswith("BatchModelab"))
+    assert scorer["PrimaryContainer"]["Environment"]["MDK_DEVICE"] == "cpu"  # ml.m5.large by default
+    assert ab["PrimaryContainer"]["Environment"]["MDK_DEVICE"] == "gpu"  # batch on ml.g4dn.xlarge
+    assert scorer["PrimaryContainer"]["Environment"]["MDK_MAX_BODY_BYTES"] == str(6 * 1024 * 1024 + 1024)
+    # The endpoint's network settings apply to its batch jobs too.
+    assert scorer["EnableNetworkIsolation"] is True
+    assert scorer["VpcConfig"]["Subnets"] == ["subnet-0abc1234def567890"]
+
+
+def test_roles_are_least_privilege(synth_repo_config: Synth) -> None:
+    template = synth_repo_config.serving_json
+    text = dumps(resources(template, "AWS::IAM::Policy"))
+    assert "s3:DeleteObject" not in text
+    assert '"s3:*"' not in text
+    assert '"sagemaker:*"' not in text
+
+    trigger = statements(template, "BatchTriggerRole")
+    create = next(s for s in trigger if "sagemaker:CreateTransformJob" in actions(s))
+    assert dumps(create["Resource"]).endswith(':transform-job/mdk-dev-*"]]}')
+    pass_role = next(s for s in trigger if "iam:PassRole" in actions(s))
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert all("BatchModel" in dumps(r) for r in pass_role["Resource"])
+    reads = next(s for s in trigger if "s3:GetObjectVersion" in actions(s))
+    assert dumps(reads["Resource"]).endswith('/incoming/*"]]}')
+
+    status = statements(template, "BatchStatusRole")
+    assert not [s for s in status if "sagemaker:CreateTransformJob" in actions(s)]
+    listing = next(s for s in status if "s3:ListBucket" in actions(s))
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["results/*"]}}
+
+    transform = statements(template, "BatchModelirisExecutionRole")
+    gets = [s for s in transform if actions(s) == ["s3:GetObject"]]
+    assert any('/staging/iris/*"]]}' in dumps(s["Resource"]) for s in gets)
+    puts = next(s for s in transform if "s3:PutObject" in actions(s))
+    assert dumps(puts["Resource"]).endswith('/results/iris/*"]]}')
+
+
+def test_dead_letters_and_function_errors_alarm(synth_repo_config: Synth) -> None:
+    template = synth_repo_config.serving_json
+    alarms = [v["Properties"] for v in resources(template, "AWS::CloudWatch::Alarm").values()]
+    dlq = [a for a in alarms if "ApproximateNumberOfMessagesVisible" in dumps(a.get("Metrics"))]
+    assert len(dlq) == 1
+    assert dlq[0]["Threshold"] == 0
+    assert dlq[0]["ComparisonOperator"] == "GreaterThanThreshold"
+    assert dlq[0]["AlarmActions"]
+    names = [a.get("AlarmName") for a in alarms]
+    assert "mdk-dev-batch-trigger-Fault-Count-Warning" in names
+    assert "mdk-dev-batch-status-Fault-Count-Warning" in names
+    dashboard = by_prefix(template, "AWS::CloudWatch::Dashboard", "BatchDashboards")["Properties"]
+    assert dashboard["DashboardName"] == "mdk-dev-batch"
+    body = dumps(dashboard["DashboardBody"])
+    for metric in ("BatchRunsFailed", "BatchRecordsIn", "BatchRecordErrors", "PredictionsStored"):
+        assert metric in body
+
+
+def test_prediction_store_and_its_route(synth_variant: Synth) -> None:
+    template = synth_variant.serving_json
+    tables = resources(template, "AWS::DynamoDB::Table")
+    store = next(v["Properties"] for k, v in tables.items() if k.startswith("BatchPredictionStore"))
+    assert store["KeySchema"] == [
+        {"AttributeName": "model", "KeyType": "HASH"},
+        {"AttributeName": "id", "KeyType": "RANGE"},
+    ]
+    assert store["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    function = by_prefix(template, "AWS::Lambda::Function", "BatchPredictions")["Properties"]
+    assert function["Environment"]["Variables"]["MDK_STORE_MODELS"] == "iris-fast"
+    reads = statements(template, "BatchPredictionsRole")
+    dynamo = [a for s in reads for a in actions(s) if a.startswith("dynamodb:")]
+    assert dynamo == ["dynamodb:GetItem"]
+    writes = statements(template, "BatchStatusRole")
+    assert sorted(a for s in writes for a in actions(s) if a.startswith("dynamodb:Batch")) == [
+        "dynamodb:BatchWriteItem"
+    ]
+    [route] = [
+        v["Properties"]
+        for v in resources(template, "AWS::ApiGateway::Method").values()
+        if v["Properties"]["HttpMethod"] == "GET"
+        and "BatchPredictions" in dumps(v["Properties"]["Integration"])
+    ]
+    assert route["ApiKeyRequired"] is True  # the API's auth (api_key in this config)
+    assert route["RequestParameters"] == {"method.request.path.id": True}
+    paths = [v["Properties"]["PathPart"] for v in resources(template, "AWS::ApiGateway::Resource").values()]
+    assert "predictions" in paths
+    assert "{id}" in paths
+    # The transform job settings reach the functions (batch_models.json in their code).
+    transform = next(
+        v["Properties"]
+        for k, v in resources(template, "AWS::SageMaker::Model").items()
+        if k.startswith("BatchModelirisfast")
+    )
+    assert transform["PrimaryContainer"]["Environment"]["MDK_MAX_CONCURRENT_TRANSFORMS"] == "4"
+    assert not [k for k in resources(template, "AWS::SageMaker::Model") if "bigbang" in k.lower()]
+    assert json.loads(json.dumps(store))  # serialisable: a sanity check on the template
