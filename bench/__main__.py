@@ -48,6 +48,7 @@ TARGETS = {
     "init_ratio": 1.5,  # INIT under the RIE vs a bare onnxruntime handler
     "mlp_ratio": 1.5,  # 64-row request of the 1M-parameter model vs raw inference, end to end
     "serving_ratio": 0.7,  # the SageMaker container's throughput vs raw at its effective batch size
+    "batch_ratio": 0.7,  # the container's JSON Lines path vs a minimal orjson/numpy/onnxruntime pipeline
 }
 
 
@@ -171,6 +172,30 @@ def serving_container(*, seconds: float) -> dict[str, Any]:
     return out
 
 
+def batch_figures(made: dict[str, Path], tmp: Path, *, quick: bool) -> dict[str, Any]:
+    """The JSON Lines path vs the reference pipeline (in process), and a 1M-line file end to end."""
+    import orjson
+
+    from bench import batch
+
+    out: dict[str, Any] = {"chunk": batch.CHUNK, "path": {}}
+    for name, count in (("iris", 20_480 if quick else 204_800), ("mlp", 4_096 if quick else 16_384)):
+        lines = [orjson.dumps(row) for row in rows_for(name, count).round(4).tolist()]
+        artifact = made[name] / "model.onnx"
+        reference = batch.reference_rows_per_s(artifact, lines)
+        container = batch.container_path_rows_per_s(made[name], lines)
+        out["path"][name] = {
+            "lines": count,
+            "reference_rows_per_s": round(reference, 1),
+            "container_rows_per_s": round(container, 1),
+            "ratio": round(container / reference, 3),
+        }
+    lines_e2e = 100_000 if quick else 1_000_000
+    data = batch.write_lines(tmp / "batch-iris.jsonl", rows_for("iris", lines_e2e))
+    out["end_to_end"] = batch.end_to_end(made["iris"], data)
+    return out
+
+
 def staged_size(task_root: Path) -> float:
     return round(sum(f.stat().st_size for f in task_root.rglob("*") if f.is_file()) / 2**20, 1)
 
@@ -266,6 +291,31 @@ def report_md(results: dict[str, Any]) -> str:
             f"| {name} | {s['parameters']:,} | {s['rows_per_s']} | {s['effective_batch']} | "
             f"{s['raw_rows_per_s_at_effective_batch']} | {s['ratio']} |"
         )
+    bt = results["batch"]
+    lines += [
+        "",
+        f"## Batch: the container's JSON Lines path vs a reference pipeline ({bt['chunk']}-line chunks, one thread)",
+        "",
+        "Reference: orjson parse of the chunk -> numpy -> session.run -> orjson dump of each row. Container",
+        "path: what /invocations does with an application/jsonlines body (per-line errors, labels).",
+        "",
+        "| model | lines | reference rows/s | container rows/s | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for name, b in bt["path"].items():
+        lines.append(
+            f"| {name} | {b['lines']:,} | {b['reference_rows_per_s']:,} | {b['container_rows_per_s']:,} | "
+            f"{b['ratio']} |"
+        )
+    e2e = bt["end_to_end"]
+    lines += [
+        "",
+        f"End to end, as a transform job runs (container process + local transform runner, "
+        f"{e2e['requests']} MultiRecord requests of <= 6 MB): {e2e['lines']:,} lines "
+        f"({e2e['input_mib']} MiB in, {e2e['output_mib']} MiB out) in {e2e['seconds']} s = "
+        f"{e2e['rows_per_s']:,} rows/s; {e2e['output_lines']:,} output lines. Peak RSS: container "
+        f"{e2e['container_peak_rss_mib']} MiB, runner {e2e['runner_peak_rss_mib']} MiB.",
+    ]
     fp = results["footprint"]
     lines += [
         "",
@@ -349,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     print("serving container ...", file=sys.stderr)
     results["serving"] = serving_container(seconds=4.0 if args.quick else 15.0)
 
+    print("batch ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="mdk-bench-batch-") as tmp_dir:
+        results["batch"] = batch_figures(bundles(Path(tmp_dir)), Path(tmp_dir), quick=args.quick)
+
     print("footprint ...", file=sys.stderr)
     results["footprint"] = [footprint.install_size(arch) for arch in ("x86_64", "arm64")]
     sagemaker = REPO / "sagemaker_endpoints"
@@ -391,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serving_ratio = TARGETS["serving_ratio"]
     results["targets"] = {
+        "batch, the container's JSON Lines path / the reference pipeline, iris": verdict_at_least(
+            results["batch"]["path"]["iris"]["ratio"], TARGETS["batch_ratio"], unit="x"
+        ),
+        "batch, the same with the 1M-parameter MLP": verdict_at_least(
+            results["batch"]["path"]["mlp"]["ratio"], TARGETS["batch_ratio"], unit="x"
+        ),
         "serving container, 32 single-row clients, 21M-parameter model, vs raw at the batch it reached": (
             verdict_at_least(results["serving"]["mlp-21m"]["ratio"], serving_ratio, unit="x")
         ),
