@@ -7,8 +7,8 @@ memory of scoring a 1M-line file end to end.
    and probabilities for a classifier). Rows per second, best of ``repeat`` passes.
 2. End to end, as a transform job runs: the serving container (its own process) and the local
    transform runner (MultiRecord requests of ``max_payload_mb``), over a 1M-line file. Rows per second
-   and the peak RSS of both processes (``VmHWM`` of the container, ``ru_maxrss`` of the runner, which
-   is this module run in a subprocess so earlier benchmarks do not count).
+   and the peak RSS of both processes (``VmHWM`` of each: the runner is this module run in a subprocess,
+   so earlier benchmarks do not count).
 
 ``python -m bench.batch e2e BUNDLE FILE`` is the subprocess of part 2 (prints JSON).
 """
@@ -16,7 +16,7 @@ memory of scoring a 1M-line file end to end.
 from __future__ import annotations
 
 import json
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -125,7 +125,8 @@ def _e2e(bundle: Path, data: Path, max_payload_mb: int) -> dict[str, Any]:
         with data.open("rb") as source, output.open("wb") as sink:
             result = transform(source, sink, url=url, settings=settings)
         container_peak_kib = _vm_hwm_kib(process.pid)
-    runner_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: the latter survives exec, so it would report the parent's size at fork.
+    runner_peak_kib = _vm_hwm_kib(os.getpid())
     return {
         "lines": result.input_lines,
         "output_lines": result.tally.lines,

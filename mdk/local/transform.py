@@ -134,7 +134,7 @@ def transform(
     opened: list[http.client.HTTPConnection] = []
     client = _Client(url, opened)
     joined = settings.id_field is not None
-    limit = settings.max_payload_mb * MiB
+    limit = settings.max_payload_mb * batch.MB
     tally = batch.OutputTally()
     counts = {"lines": 0, "requests": 0}
 

@@ -102,7 +102,10 @@ def test_run_ids_and_job_names_are_deterministic_and_fit() -> None:
 
 
 def test_preflight_limits() -> None:
-    scan = batch.scan_lines([b"x" * (1024 * 1024 + 1) + b"\n"])
+    # MB as 10^6 bytes: the stricter reading of SageMaker's MaxPayloadInMB
+    fits = batch.scan_lines([b"x" * 1_000_000 + b"\n"])
+    assert batch.preflight(fits, "application/jsonlines", max_payload_mb=1) == []
+    scan = batch.scan_lines([b"x" * 1_000_001 + b"\n"])
     [problem] = batch.preflight(scan, "application/jsonlines", max_payload_mb=1)
     assert (problem.code, problem.field) == ("record_too_large", "line 1")
     assert batch.preflight(batch.scan_lines([b'{"id": 1, "features": [1]}\n']), "application/jsonlines",

@@ -31,6 +31,9 @@ JOINED_OUTPUT = "SageMakerOutput"  # where SageMaker puts the prediction when it
 JOB_NAME_MAX = 63
 MiB = 1024 * 1024
 CHUNK = MiB
+# SageMaker does not say whether MaxPayloadInMB counts 10^6 or 2^20 bytes: a record is checked against
+# the smaller, and the container accepts the larger (plus slack) so no request of the job is refused.
+MB = 1_000_000
 
 FORMATS = {".jsonl": JSONL, ".ndjson": JSONL, ".csv": CSV}
 GZIP_SUFFIX = ".gz"
@@ -219,7 +222,7 @@ def preflight(
         what = "no records" if scan.lines == 0 else f"no records, only {scan.lines} blank lines"
         problems.append(BatchInputError("empty_file", "file", f"the file holds {what}"))
         return problems
-    limit = max_payload_mb * MiB
+    limit = max_payload_mb * MB
     if scan.longest_bytes > limit:
         problems.append(
             BatchInputError(
