@@ -191,8 +191,18 @@ class BatchPipeline(Construct):
     # -- functions ----------------------------------------------------------------------------------
 
     def _function(
-        self, construct_id: str, handler: str, environment: dict[str, str], description: str
+        self,
+        construct_id: str,
+        handler: str,
+        environment: dict[str, str],
+        description: str,
+        *,
+        timeout_s: int = 900,
+        memory_mb: int = 1024,
+        asynchronous: bool = True,
     ) -> lambda_.Function:
+        """A zip function on the layer. ``asynchronous`` (EventBridge invokes it): two retries, then the
+        on-failure destination (the dead-letter queue), which records the error with the event."""
         log_group = logs.LogGroup(
             self, f"{construct_id}Logs", retention=LOG_RETENTION, removal_policy=self.settings.removal_policy
         )
@@ -206,22 +216,20 @@ class BatchPipeline(Construct):
             handler=handler,
             code=self.code,
             layers=[self.layer],
-            # Reading a large file (trigger) or loading a large output into the store (status) takes
-            # time; the status function hands a store load over to itself before its limit.
-            timeout=Duration.minutes(15),
-            memory_size=1024,
+            # The trigger reads whole files and the status function loads stores: Lambda's maximum,
+            # and the store load hands itself over before it.
+            timeout=Duration.seconds(timeout_s),
+            memory_size=memory_mb,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             role=role,
             environment=environment,
-            # Asynchronous invocations (EventBridge) that still fail after two retries are kept here,
-            # with the error (an on-failure destination records more than a dead-letter queue).
-            on_failure=destinations.SqsDestination(self.dead_letters),
-            retry_attempts=2,
-            max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.dead_letters) if asynchronous else None,
+            retry_attempts=2 if asynchronous else None,
+            max_event_age=Duration.hours(6) if asynchronous else None,
         )
         nag.acknowledge(role, nag.XRAY_WILDCARD)
-        nag.acknowledge(function, nag.ASYNC_FAILURE_DESTINATION)
+        nag.acknowledge(function, nag.ASYNC_FAILURE_DESTINATION if asynchronous else nag.SYNC_ONLY_DLQ)
         return function
 
     def _grant(self, alarms: AlarmTopic, transform_models: list[TransformModel]) -> None:
@@ -407,14 +415,12 @@ class BatchPipeline(Construct):
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
             "mdk: serves stored batch predictions by record id",
+            timeout_s=10,
+            memory_mb=256,
+            asynchronous=False,  # API Gateway calls it and gets every failure as a status
         )
-        function_cfn = function.node.default_child
-        assert isinstance(function_cfn, lambda_.CfnFunction)
-        function_cfn.add_property_override("Timeout", 10)
-        function_cfn.add_property_override("MemorySize", 256)
         self.store.grant(function, "dynamodb:GetItem")
         self.key.grant_decrypt(function)
-        nag.acknowledge(function, nag.SYNC_ONLY_DLQ)
         for model in stored:
             api.add_predictions(model.name, function)
         return function

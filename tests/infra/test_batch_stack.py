@@ -201,6 +201,9 @@ def test_prediction_store_and_its_route(synth_variant: Synth) -> None:
     assert store["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     function = by_prefix(template, "AWS::Lambda::Function", "BatchPredictions")["Properties"]
     assert function["Environment"]["Variables"]["MDK_STORE_MODELS"] == "iris-fast"
+    assert (function["Timeout"], function["MemorySize"]) == (10, 256)
+    # Called by API Gateway only: no asynchronous retry configuration of its own.
+    assert len(resources(template, "AWS::Lambda::EventInvokeConfig")) == 2
     reads = statements(template, "BatchPredictionsRole")
     dynamo = [a for s in reads for a in actions(s) if a.startswith("dynamodb:")]
     assert dynamo == ["dynamodb:GetItem"]
