@@ -106,6 +106,17 @@ def reset() -> None:
     client.cache_clear()
 
 
+def once(function: Any, *, key_argument: str, config: Any) -> Any:
+    """``function`` behind Powertools idempotency on the batch table (built on first use, after the
+    environment is read, so tests can point it at another table)."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
+
+    persistence = DynamoDBPersistenceLayer(table_name=env().idempotency_table)
+    return idempotent_function(
+        data_keyword_argument=key_argument, config=config, persistence_store=persistence
+    )(function)
+
+
 def read_manifest(bucket: str, key: str) -> dict[str, Any] | None:
     try:
         body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()

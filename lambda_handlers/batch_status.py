@@ -15,11 +15,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_handlers import batch_aws
@@ -66,10 +62,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _finish_once() -> Any:
-    persistence = DynamoDBPersistenceLayer(table_name=env().idempotency_table)
-    return idempotent_function(
-        data_keyword_argument="job", config=IDEMPOTENCY, persistence_store=persistence
-    )(finish_run)
+    return batch_aws.once(finish_run, key_argument="job", config=IDEMPOTENCY)
 
 
 def finish_run(job: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -18,11 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
@@ -70,10 +66,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def _start_once() -> Any:
     """``start_run`` behind the idempotency guard (built on first use, so tests can switch tables)."""
-    persistence = DynamoDBPersistenceLayer(table_name=env().idempotency_table)
-    return idempotent_function(
-        data_keyword_argument="ref", config=IDEMPOTENCY, persistence_store=persistence
-    )(start_run)
+    return batch_aws.once(start_run, key_argument="ref", config=IDEMPOTENCY)
 
 
 def start_run(ref: dict[str, Any]) -> dict[str, Any]:

@@ -87,36 +87,9 @@ class BatchPipeline(Construct):
         cfn_bucket.add_property_override(
             "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
         )
-        self.idempotency = dynamodb.Table(
-            self,
-            "Idempotency",
-            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expiration",
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=settings.removal_policy,
-        )
+        self.idempotency = self._table("Idempotency", ("id", None), ttl="expiration")
         stored = [m for m in models if m.batch.store is not None]
-        self.store: dynamodb.Table | None = None
-        if stored:
-            self.store = dynamodb.Table(
-                self,
-                "PredictionStore",
-                partition_key=dynamodb.Attribute(name="model", type=dynamodb.AttributeType.STRING),
-                sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-                time_to_live_attribute="expires_at",
-                encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-                encryption_key=self.key,
-                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                    point_in_time_recovery_enabled=True
-                ),
-                removal_policy=settings.removal_policy,
-            )
+        self.store = self._table("PredictionStore", ("model", "id"), ttl="expires_at") if stored else None
         self.dead_letters = sqs.Queue(
             self,
             "DeadLetters",
@@ -187,6 +160,24 @@ class BatchPipeline(Construct):
                 value=f"s3://{self.bucket.bucket_name}/{batch.INCOMING}{m.name}/",
                 description=f"files for model {m.name} go here; results under results/{m.name}/",
             )
+
+    def _table(self, construct_id: str, key: tuple[str, str | None], *, ttl: str) -> dynamodb.Table:
+        """On-demand, encrypted with the data key, recoverable to any point, items expiring by ``ttl``."""
+        partition, sort = key
+        return dynamodb.Table(
+            self,
+            construct_id,
+            partition_key=dynamodb.Attribute(name=partition, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.STRING) if sort else None,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=ttl,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=self.settings.removal_policy,
+        )
 
     # -- functions ----------------------------------------------------------------------------------
 
