@@ -30,6 +30,7 @@ from typing import Any  # noqa: E402
 from aws_lambda_powertools import Logger, Metrics  # noqa: E402
 from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: E402
 
+from lambda_handlers import shadow  # noqa: E402
 from lambda_handlers.http import METHODS, match_route, read_event, to_response, wrong_method  # noqa: E402
 from mdk_runtime import telemetry  # noqa: E402
 from mdk_runtime.errors import MalformedRequest, MdkError  # noqa: E402
@@ -140,10 +141,16 @@ def handler(
         metrics.add_metric(
             name=telemetry.INIT_DURATION, unit=MetricUnit.Milliseconds, value=_init_pending.pop()
         )
+    if shadow.EVENT_KEY in event:  # a request the live version mirrored to this candidate
+        return shadow.handle(service, event)
     reply, v2 = dispatch(service, event)
     if reply is None:
         return asgi_handler(service)(event, context)
     _record(reply, started, getattr(context, "aws_request_id", ""))
+    if reply.instances and os.environ.get(shadow.PARAMETER_ENV):
+        request = read_event(event)
+        live_ms = (time.perf_counter() - started) * 1e3
+        shadow.offer(service, request.body(), request.header("content-type"), reply, live_ms)
     return to_response(reply, v2=v2)
 
 

@@ -34,7 +34,7 @@ RUNTIME_DIR = REPO / "layers" / "python" / "mdk_runtime"
 HANDLERS_DIR = REPO / "lambda_handlers"
 LAMBDA_DOCKERFILE = HANDLERS_DIR / "Dockerfile"
 # The modules of the inference function (the rollout hooks are a function of their own).
-INFERENCE_MODULES = ("__init__.py", "inference.py", "http.py", "api.py")
+INFERENCE_MODULES = ("__init__.py", "inference.py", "http.py", "api.py", "shadow.py")
 IMAGE_MODEL_DIR = "model"  # the MODEL_DIR build argument, inside the context
 SAGEMAKER_DIR = REPO / "sagemaker_endpoints"
 SAGEMAKER_MODULES = ("__init__.py", "batching.py", "server.py", "serve.py")

@@ -117,6 +117,10 @@ TRANSFORM_PREFIXES_REASON = (
     "a model's transform jobs read its staged inputs (staging/<model>/) and write its results "
     "(results/<model>/) under run folders named at run time; no other prefix, no delete"
 )
+SHADOW_MIRROR_REASON = (
+    "shadow testing: the live version mirrors sampled requests to a candidate version of the same "
+    "function, chosen at run time (mdk shadow start); any version of this one function, no other"
+)
 TRANSFORM_LOG_STREAMS_REASON = (
     "SageMaker writes a transform job's logs to streams named after the job and instance in its shared "
     "/aws/sagemaker/TransformJobs group; the role may write only streams of this deployment's jobs"

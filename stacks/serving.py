@@ -13,6 +13,7 @@ from stacks.batch import BatchPipeline
 from stacks.lambda_model import LambdaModel
 from stacks.model_api import ModelApi
 from stacks.monitoring import EndpointMonitoring, ModelMonitoring
+from stacks.registry import Registry
 from stacks.sagemaker_model import SageMakerModel, ServingImages
 from stacks.settings import DeploySettings
 from stacks.storage import Storage
@@ -98,4 +99,15 @@ class ServingStack(cdk.Stack):
                 alarms=self.alarms,
                 api=self.api,
             )
+        self.registry = Registry(self, "Registry", settings=settings, api_auth=config.api.auth)
+        bucket = self.batch.bucket.bucket_name if self.batch is not None else None
+        for served in self.models.values():
+            shadow = self.registry.shadow_setting(served)
+            batch_bucket = bucket if served.model.batch.enabled else None
+            self.registry.add_lambda(
+                served, api_url=self.api.api.url, shadow=shadow, batch_bucket=batch_bucket
+            )
+        for endpoint in self.endpoints.values():
+            batch_bucket = bucket if endpoint.model.batch.enabled else None
+            self.registry.add_sagemaker(endpoint, api_url=self.api.api.url, batch_bucket=batch_bucket)
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)

@@ -169,9 +169,14 @@ def test_function_roles_write_only_their_own_log_group(synth_repo_config: Synth)
     lambda_policies = {
         k: v
         for k, v in resources(template, "AWS::IAM::Policy").items()
-        if any(r["Ref"] in lambda_roles for r in v["Properties"]["Roles"])
+        if any(r["Ref"] in lambda_roles for r in v["Properties"]["Roles"]) and "DefaultPolicy" in k
     }
     assert len(lambda_policies) == 4
+    # The one other policy: iris may invoke its own versions (shadow mirroring), nothing else.
+    [mirror] = [k for k in resources(template, "AWS::IAM::Policy") if k.startswith("RegistryMirroriris")]
+    statement = template["Resources"][mirror]["Properties"]["PolicyDocument"]["Statement"]
+    assert [s["Action"] for s in statement] == ["lambda:InvokeFunction"]
+    assert dumps(statement[0]["Resource"]).startswith('{"Fn::Join": ["", [{"Fn::GetAtt": ["ModelirisFunction')
     for policy in lambda_policies.values():
         text = dumps(policy)
         assert "logs:CreateLogGroup" not in text
