@@ -25,7 +25,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check the model config.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 batch_app = typer.Typer(
-    help="Batch transform, locally: what the deployed pipeline does.", no_args_is_help=True
+    help="Batch: run a file locally (run), or through the deployed pipeline (submit, status).",
+    no_args_is_help=True,
 )
 app.add_typer(batch_app, name="batch")
 
@@ -200,10 +201,309 @@ def examples(
     builder.main(["--force"] if force else [])
 
 
+# ------------------------------------------------------------------------------------------------
+# Operating a deployment (AWS, or whatever AWS_ENDPOINT_URL names: a moto server, the local cloud)
+# ------------------------------------------------------------------------------------------------
+
+StageOption = Annotated[
+    str, typer.Option("--stage", envvar="MDK_STAGE", help="the deployment's stage (cdk -c stage=...)")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+shadow_app = typer.Typer(help="Shadow-test a candidate version against live traffic.", no_args_is_help=True)
+app.add_typer(shadow_app, name="shadow")
+
+
+def _ops(config: Path, stage: str) -> Any:
+    from mdk.ops.context import Ops
+
+    try:
+        project = load_config(config, check_models=False).project
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return Ops(project=project, stage=stage)
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="one model (default: every deployed model)")] = None,
+    stage: StageOption = "dev",
+    as_json: JsonOption = False,
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """What serves each model's traffic now: versions or variants and weights, deployments, alarms."""
+    from mdk.ops import traffic
+
+    ops = _ops(config, stage)
+    names = [name] if name else ops.model_names()
+    if not names:
+        ops.deployed("-")  # raises the "no deployment" error with its hints
+    found = [traffic.status(ops, n) for n in names]
+    if as_json:
+        _print_json([f.to_json() for f in found])
+        return
+    for item in found:
+        title = f"{item.model} ({item.runtime}, model version {item.version})"
+        if item.endpoint_status:
+            title += f", endpoint {item.endpoint_status}"
+        table = Table(title=title, title_justify="left")
+        key = "version" if item.runtime == "lambda" else "variant"
+        table.add_column(key)
+        table.add_column("traffic", justify="right")
+        table.add_column("role")
+        table.add_column("instances" if item.runtime == "sagemaker" else "description")
+        for row in item.traffic:
+            weight = row.get("weight")
+            shown = f"{100 * weight:.1f} %" if isinstance(weight, int | float) else "-"
+            detail = row.get("description", "") if item.runtime == "lambda" else str(row.get("instances"))
+            table.add_row(str(row[key]), shown, row["role"], detail)
+        out.print(table)
+        if item.deployment:
+            out.print(f"  in flight: {item.deployment}", highlight=False)
+        if item.shadow:
+            out.print(
+                f"  shadow: version {item.shadow['candidate']} gets {100 * float(item.shadow['sample']):g} % "
+                "of requests mirrored",
+                highlight=False,
+            )
+        for alarm, state in item.alarms.items():
+            colour = {"OK": "green", "ALARM": "red"}.get(state, "yellow")
+            out.print(f"  alarm [{colour}]{state}[/{colour}] {alarm}", highlight=False)
+
+
+@app.command()
+def rollout(
+    name: Annotated[str, typer.Argument(help="the model")],
+    to: Annotated[str, typer.Option("--to", help="Lambda version (or SageMaker variant) to send traffic to")],
+    percent: Annotated[float, typer.Option("--percent", help="its share of the traffic, 0 < P <= 100")],
+    force: Annotated[bool, typer.Option(help="even while a CodeDeploy deployment is in flight")] = False,
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Shift a share of the traffic to another version by hand (the alias's or endpoint's weights)."""
+    from mdk.ops import traffic
+
+    result = traffic.rollout(_ops(config, stage), name, to, percent, force=force)
+    out.print(f"{name}: {result}", highlight=False)
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="the model")],
+    variant: Annotated[str | None, typer.Option(help="SageMaker: the variant to promote")] = None,
+    force: Annotated[bool, typer.Option(help="even while one of the model's alarms is in ALARM")] = False,
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Give the candidate all the traffic (refused while an alarm is in ALARM)."""
+    from mdk.ops import traffic
+
+    result = traffic.promote(_ops(config, stage), name, variant=variant, force=force)
+    out.print(f"{name}: promoted {result}", highlight=False)
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="the model")],
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Back to the last good version now: stops a deployment in flight, moves the alias or weights."""
+    from mdk.ops import traffic
+
+    result = traffic.rollback(_ops(config, stage), name)
+    out.print(f"{name}: rolled back {result['was']} -> {result['now']}", highlight=False)
+    if result.get("warning"):
+        err.print(f"[yellow]warning:[/yellow] {result['warning']}", highlight=False)
+        raise typer.Exit(1)
+
+
+@shadow_app.command("start")
+def shadow_start(
+    name: Annotated[str, typer.Argument(help="the model")],
+    candidate: Annotated[str, typer.Option(help="Lambda version (SageMaker: model name) to shadow")],
+    sample: Annotated[float, typer.Option(help="fraction of requests mirrored, 0 < S <= 1")] = 0.1,
+    instance_type: Annotated[str | None, typer.Option(help="SageMaker: the shadow's instances")] = None,
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Mirror a sample of live requests to a candidate, which compares its answers with the live ones."""
+    from mdk.ops import shadow
+
+    result = shadow.start(_ops(config, stage), name, candidate, sample, instance_type=instance_type)
+    out.print(f"{name}: shadow on {result}", highlight=False)
+
+
+@shadow_app.command("stop")
+def shadow_stop(
+    name: Annotated[str, typer.Argument(help="the model")],
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Stop mirroring."""
+    from mdk.ops import shadow
+
+    result = shadow.stop(_ops(config, stage), name)
+    out.print(f"{name}: shadow off {result}", highlight=False)
+
+
+@shadow_app.command("report")
+def shadow_report(
+    name: Annotated[str, typer.Argument(help="the model")],
+    hours: Annotated[float, typer.Option(help="how far back")] = 24.0,
+    candidate: Annotated[str | None, typer.Option(help="default: the running shadow's")] = None,
+    stage: StageOption = "dev",
+    as_json: JsonOption = False,
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Agreement rate, largest difference and latencies of the candidate against live."""
+    from mdk.ops import shadow
+
+    result = shadow.report(_ops(config, stage), name, hours=hours, candidate=candidate)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title=f"{name}: candidate {result['candidate']} over {hours:g} h", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in (
+        "samples",
+        "agreement_percent",
+        "max_abs_diff",
+        "candidate_latency_ms",
+        "live_latency_ms",
+        "latency_delta_ms",
+        "errors",
+    ):
+        value = result[key]
+        table.add_row(key.replace("_", " "), "-" if value is None else f"{value:g}")
+    out.print(table)
+
+
+@app.command()
+def predict(
+    name: Annotated[str, typer.Argument(help="the model")],
+    data: Annotated[str, typer.Option("--data", "-d", help="request file (.json or .npy), or - for stdin")],
+    api_key: Annotated[str | None, typer.Option(envvar="MDK_API_KEY", help="for api_key auth")] = None,
+    token: Annotated[str | None, typer.Option(envvar="MDK_ID_TOKEN", help="for cognito auth")] = None,
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Call the deployed model's API (SigV4-signed with your AWS credentials under IAM auth)."""
+    from mdk.ops import client
+
+    if data == "-":
+        body, path = sys.stdin.buffer.read(), None
+    else:
+        path = data
+        try:
+            body = Path(data).read_bytes()
+        except OSError as exc:
+            raise CliError(f"--data: cannot read {data}: {exc.strerror}") from None
+    answer = client.predict(
+        _ops(config, stage),
+        name,
+        body,
+        content_type=client.content_type_for(path),
+        api_key=api_key,
+        token=token,
+    )
+    text = answer.body.decode(errors="replace")
+    if answer.status >= 400:
+        err.print(f"[red]HTTP {answer.status}[/red] {text}", highlight=False)
+        raise typer.Exit(1)
+    out.print(text, highlight=False, soft_wrap=True)
+
+
+@batch_app.command("submit")
+def batch_submit(
+    name: Annotated[str, typer.Argument(help="the model")],
+    file: Annotated[Path, typer.Argument(help="records: .jsonl, .ndjson or .csv (optionally .gz)")],
+    wait: Annotated[bool, typer.Option(help="wait for the run's manifest")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 3600.0,
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Upload a file to the model's batch inbox and follow its run to the manifest."""
+    from mdk.ops import client
+
+    ops = _ops(config, stage)
+    upload = client.submit(ops, name, file)
+    out.print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
+    if not wait:
+        return
+    with out.status("waiting for the run ...") as spinner:
+        manifest = client.wait(
+            ops, name, upload, timeout_s=timeout, progress=lambda text: spinner.update(f"run: {text}")
+        )
+    _print_run(manifest)
+    if manifest["state"] != "Completed":
+        raise typer.Exit(1)
+
+
+@batch_app.command("status")
+def batch_status(
+    run: Annotated[str | None, typer.Argument(help="a run id (default: the model's recent runs)")] = None,
+    name: Annotated[str, typer.Option("--model", "-m", help="the model")] = "",
+    stage: StageOption = "dev",
+    as_json: JsonOption = False,
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """A run's manifest, or the model's recent runs."""
+    from mdk.ops import client
+
+    ops = _ops(config, stage)
+    if not name:
+        raise CliError("--model: name the model whose runs to show")
+    if run is not None:
+        manifest = client.run(ops, name, run)
+        if as_json:
+            _print_json(manifest)
+        else:
+            _print_run(manifest)
+        return
+    found = client.runs(ops, name)
+    if as_json:
+        _print_json(found)
+        return
+    table = Table(title=f"{name}: recent batch runs", title_justify="left")
+    for column in ("run", "state", "input", "lines", "errors", "updated"):
+        table.add_column(column)
+    for manifest in found:
+        source, output = manifest.get("input") or {}, manifest.get("output") or {}
+        table.add_row(
+            manifest["run_id"],
+            manifest["state"],
+            str(source.get("key", "")),
+            str(source.get("lines", "")),
+            str(output.get("error_lines", "")),
+            str(manifest.get("updated", "")),
+        )
+    out.print(table)
+
+
+def _print_run(manifest: dict[str, Any]) -> None:
+    style = "green" if manifest["state"] == "Completed" else "red"
+    out.print(f"[{style}]{manifest['state']}[/{style}] {manifest['run_id']}: {manifest.get('message', '')}")
+    for error in manifest.get("errors", []):
+        out.print(f"  {error['field']}: {error['message']}", highlight=False)
+    output = manifest.get("output") or {}
+    for uri in output.get("files", []) or []:
+        out.print(f"  output:   {uri}", highlight=False)
+    if manifest.get("store"):
+        out.print(f"  store:    {manifest['store']}", highlight=False)
+    out.print(f"  manifest: {manifest.get('manifest_uri', manifest.get('manifest', ''))}", highlight=False)
+
+
 def main() -> None:
+    from mdk.ops.context import OpsError
+
     try:
         app()
-    except CliError as exc:
+    except (CliError, OpsError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
 

@@ -1,0 +1,1 @@
+"""Day-2 operations on a deployment: the engine behind the operator commands of ``mdk``."""
