@@ -291,6 +291,23 @@ def report_md(results: dict[str, Any]) -> str:
             f"| {name} | {s['parameters']:,} | {s['rows_per_s']} | {s['effective_batch']} | "
             f"{s['raw_rows_per_s_at_effective_batch']} | {s['ratio']} |"
         )
+    sh = results["shadow"]
+    lines += [
+        "",
+        "## Shadow testing: the live handler's latency, iris 1 row (µs)",
+        "",
+        "| shadow | p50 | p99 |",
+        "|---|---|---|",
+    ]
+    for label in ("not configured", "configured, not sampled", "10 % mirrored", "every request mirrored"):
+        lines.append(f"| {label} | {sh[label]['p50_us']} | {sh[label]['p99_us']} |")
+    lines += [
+        "",
+        f"Decision overhead (p50): {sh['decision_overhead_us']} µs; 10 % mirrored: p50 "
+        f"{sh['sample_10_percent_overhead_us']:+} µs, p99 {sh['sample_10_percent_p99_overhead_us']:+} µs; every "
+        f"request: p50 {sh['every_request_overhead_us']:+} µs ({sh['mirrors_received']} batched invokes received, "
+        f"{sh['mirrors_failed']} failed). The mirror thread's work competes with the handler for the CPU.",
+    ]
     bt = results["batch"]
     lines += [
         "",
@@ -398,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print("serving container ...", file=sys.stderr)
     results["serving"] = serving_container(seconds=4.0 if args.quick else 15.0)
+
+    print("shadow ...", file=sys.stderr)
+    from bench import shadow as shadow_bench
+
+    with tempfile.TemporaryDirectory(prefix="mdk-bench-shadow-") as tmp_dir:
+        results["shadow"] = shadow_bench.measure(bundles(Path(tmp_dir))["iris"], n=n // 5, warmup=warmup // 5)
 
     print("batch ...", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="mdk-bench-batch-") as tmp_dir:

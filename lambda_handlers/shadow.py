@@ -4,10 +4,11 @@ candidate version of the same function, which scores them too and reports how of
 * The setting lives in SSM Parameter Store (``$MDK_SHADOW_PARAMETER``: ``{"candidate": "7",
   "sample": 0.1}``), read through Powertools Parameters and cached for 30 s: ``mdk shadow start`` and
   ``stop`` change it without publishing a version. No parameter (or no candidate) means off.
-* The live side only decides and enqueues (microseconds); a background thread sends the mirror as
-  an asynchronous invoke of ``<function>:<candidate>``, so the caller never waits for it. Mirrors are
-  best-effort: one queued just before Lambda freezes the sandbox leaves when it thaws, or never if the
-  sandbox is reaped; a full queue drops (``ShadowDropped``). A payload over the async limit is skipped.
+* The live side only decides and enqueues (microseconds); a background thread builds the payload
+  and sends it as an asynchronous invoke of ``<function>:<candidate>``, so the caller never waits
+  for it. Mirrors are best-effort: one queued just before Lambda freezes the sandbox leaves when it
+  thaws, or never if the sandbox is reaped; a full queue drops (``ShadowDropped``); a payload over
+  the asynchronous limit is skipped.
 * The candidate side gets ``{"mdk_shadow": {...}}``: the request, the live answer and its latency. It
   predicts, compares (same label per instance for classifiers, the largest absolute difference of
   the numbers otherwise) and emits EMF metrics with dimensions ``Model`` and ``CandidateVersion``:
@@ -25,6 +26,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -39,7 +41,9 @@ PARAMETER_ENV = "MDK_SHADOW_PARAMETER"
 EVENT_KEY = "mdk_shadow"
 MAX_AGE_S = 30
 MAX_PAYLOAD_BYTES = 250_000  # Lambda's asynchronous invoke takes 256 KB
-QUEUE_SIZE = 64
+QUEUE_SIZE = 256
+BATCH_MAX = 50  # records per invoke (Powertools takes 100 values of a metric per flush)
+FLUSH_S = 1.0  # the longest a record waits for others
 
 SAMPLES = "ShadowSamples"
 AGREEMENT = "ShadowAgreement"
@@ -64,11 +68,33 @@ class Setting:
 OFF = Setting()
 
 
+_memo: list[Any] = [0.0, OFF, None]  # expires (monotonic), setting, parameter name
+
+
 def setting() -> Setting:
-    """The current setting (cached ``MAX_AGE_S``); any problem reading it means off, logged once a minute."""
+    """The current setting, re-read every ``MAX_AGE_S`` (Powertools Parameters fetches and caches it;
+    this memo keeps the per-request cost to a clock read). Any problem reading it means off."""
     name = os.environ.get(PARAMETER_ENV)
     if not name:
         return OFF
+    now = time.monotonic()
+    if now < _memo[0] and _memo[2] == name:
+        current: Setting = _memo[1]
+        return current
+    current = _read(name)
+    _memo[:] = [now + MAX_AGE_S, current, name]
+    return current
+
+
+def forget() -> None:
+    """Drop the cached setting (tests, after changing the parameter)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    _memo[:] = [0.0, OFF, None]
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+def _read(name: str) -> Setting:
     try:
         from aws_lambda_powertools.utilities import parameters
 
@@ -101,7 +127,7 @@ def should_mirror(current: Setting, own_version: str | None, draw: float) -> boo
     return current.on and current.candidate != own_version and draw < current.sample
 
 
-def payload(
+def record(
     model: str,
     body: bytes,
     content_type: str | None,
@@ -109,49 +135,51 @@ def payload(
     *,
     live_ms: float,
     live_version: str | None,
-) -> bytes | None:
-    """The candidate's event: the request and the live answer, or None when too large to send."""
-    if reply.content_type != JSON:
-        return None
-    data = json.dumps(
-        {
-            EVENT_KEY: {
-                "model": model,
-                "body": base64.b64encode(body).decode(),
-                "content_type": content_type,
-                "live": json.loads(reply.body),
-                "live_ms": round(live_ms, 3),
-                "live_version": live_version,
-            }
-        },
-        separators=(",", ":"),
-    ).encode()
-    return data if len(data) <= MAX_PAYLOAD_BYTES else None
+) -> dict[str, Any]:
+    """One mirrored request: what the candidate needs to answer it and compare."""
+    return {
+        "model": model,
+        "body": base64.b64encode(body).decode(),
+        "content_type": content_type,
+        "live": json.loads(reply.body),
+        "live_ms": round(live_ms, 3),
+        "live_version": live_version,
+    }
 
 
 class Mirror:
-    """A queue and one daemon thread that sends mirrors as asynchronous invokes."""
+    """A queue and one daemon thread that turns mirrored requests into records and sends them to the
+    candidate in batches (one asynchronous invoke per ``BATCH_MAX`` records, ``MAX_PAYLOAD_BYTES`` or
+    ``FLUSH_S`` seconds): the request path only enqueues references, and the cost of an invoke is
+    shared by many mirrors instead of competing with every sampled request."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[str, Callable[[], dict[str, Any]] | None]] = queue.Queue(
+            maxsize=QUEUE_SIZE
+        )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.sent = 0
+        self.sent = 0  # records delivered
+        self.invokes = 0
         self.failed = 0
+        self.skipped = 0
 
-    def submit(self, target: str, data: bytes) -> bool:
+    def submit(self, target: str, build: Callable[[], dict[str, Any]]) -> bool:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="mdk-shadow", daemon=True)
                 self._thread.start()
         try:
-            self._queue.put_nowait((target, data))
+            self._queue.put_nowait((target, build))
         except queue.Full:
             return False
         return True
 
     def drain(self, timeout: float = 5.0) -> None:
-        """Wait until every queued mirror was sent (tests; a shutdown)."""
+        """Send everything held now and wait for it (tests; a shutdown)."""
+        if self._thread is None:
+            return
+        self._queue.put(("", None), timeout=timeout)  # asks the thread to send what it holds
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -160,14 +188,52 @@ class Mirror:
         import boto3
 
         client = boto3.client("lambda")
-        while True:
-            target, data = self._queue.get()
+        pending: dict[str, list[bytes]] = {}
+        size: dict[str, int] = {}
+        oldest = time.monotonic()
+
+        def flush(target: str) -> None:
+            records = pending.pop(target, [])
+            size.pop(target, None)
+            if not records:
+                return
+            data = b'{"' + EVENT_KEY.encode() + b'":[' + b",".join(records) + b"]}"
             try:
                 client.invoke(FunctionName=target, InvocationType="Event", Payload=data)
-                self.sent += 1
-            except Exception as exc:  # noqa: BLE001 - a lost mirror is counted, never raised
-                self.failed += 1
+                self.sent += len(records)
+                self.invokes += 1
+            except Exception as exc:  # noqa: BLE001 - lost mirrors are counted, never raised
+                self.failed += len(records)
                 _warn_once(f"shadow mirror to {target} failed: {type(exc).__name__}: {exc}")
+
+        while True:
+            wait = max(0.0, FLUSH_S - (time.monotonic() - oldest)) if pending else None
+            try:
+                target, build = self._queue.get(timeout=wait)
+            except queue.Empty:
+                for name in list(pending):
+                    flush(name)
+                continue
+            try:
+                if build is None:  # drain
+                    for name in list(pending):
+                        flush(name)
+                    continue
+                encoded = json.dumps(build(), separators=(",", ":")).encode()
+                if len(encoded) > MAX_PAYLOAD_BYTES - 64:
+                    self.skipped += 1
+                    continue
+                if size.get(target, 0) + len(encoded) > MAX_PAYLOAD_BYTES - 64:
+                    flush(target)
+                if not pending:
+                    oldest = time.monotonic()
+                pending.setdefault(target, []).append(encoded)
+                size[target] = size.get(target, 0) + len(encoded) + 1
+                if len(pending[target]) >= BATCH_MAX:
+                    flush(target)
+            except Exception as exc:  # noqa: BLE001 - a bad record is dropped, the thread lives on
+                self.failed += 1
+                _warn_once(f"shadow mirror dropped: {type(exc).__name__}: {exc}")
             finally:
                 self._queue.task_done()
 
@@ -185,11 +251,14 @@ def offer(
     own = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
     if not should_mirror(current, own, random.random()):  # noqa: S311 - sampling, not security
         return "skipped"
-    data = payload(service.name, body, content_type, reply, live_ms=live_ms, live_version=own)
-    if data is None:
-        return "too large"
+    if reply.content_type != JSON:
+        return "not JSON"
+
+    def build() -> dict[str, Any]:  # on the mirror thread, after the caller has its answer
+        return record(service.name, body, content_type, reply, live_ms=live_ms, live_version=own)
+
     function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-    if not mirror().submit(f"{function}:{current.candidate}", data):
+    if not mirror().submit(f"{function}:{current.candidate}", build):
         _metric(service.name, str(current.candidate), DROPPED, "Count", 1)
         return "dropped"
     return "queued"
@@ -244,33 +313,37 @@ def _numbers(value: Any) -> list[float]:
 
 
 def handle(service: InferenceService, event: dict[str, Any]) -> dict[str, Any]:
-    """A mirrored request, on the candidate: predict, compare, report. Never mirrors again."""
-    shadow = event[EVENT_KEY]
+    """Mirrored requests, on the candidate: predict, compare, report. Never mirrors again."""
+    records = event[EVENT_KEY]
+    records = records if isinstance(records, list) else [records]
     version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "unknown")
-    started = time.perf_counter()
-    body = base64.b64decode(shadow.get("body", ""))
-    reply = service.predict(body, shadow.get("content_type"), JSON)
-    elapsed = (time.perf_counter() - started) * 1e3
-    model = service.name
-    if reply.status != 200:
-        _metric(model, version, ERRORS, "Count", 1)
-        return {"compared": False, "status": reply.status}
-    result = compare(shadow.get("live"), json.loads(reply.body))
-    values: list[tuple[str, str, float]] = [
-        (SAMPLES, "Count", 1),
-        (AGREEMENT, "Percent", result.agreement_percent),
-        (LATENCY, "Milliseconds", elapsed),
-        (LIVE_LATENCY, "Milliseconds", float(shadow.get("live_ms", 0.0))),
-    ]
-    if result.max_abs_diff is not None:
-        values.append((MAX_ABS_DIFF, "None", result.max_abs_diff))
-    _metrics(model, version, values)
-    return {
-        "compared": True,
-        "instances": result.instances,
-        "agreeing": result.agreeing,
-        "max_abs_diff": result.max_abs_diff,
-    }
+    values: list[tuple[str, str, float]] = []
+    totals = {"compared": 0, "instances": 0, "agreeing": 0, "errors": 0}
+    worst: float | None = None
+    for item in records:
+        started = time.perf_counter()
+        reply = service.predict(base64.b64decode(item.get("body", "")), item.get("content_type"), JSON)
+        elapsed = (time.perf_counter() - started) * 1e3
+        if reply.status != 200:
+            totals["errors"] += 1
+            values.append((ERRORS, "Count", 1))
+            continue
+        result = compare(item.get("live"), json.loads(reply.body))
+        totals["compared"] += 1
+        totals["instances"] += result.instances
+        totals["agreeing"] += result.agreeing
+        values += [
+            (SAMPLES, "Count", 1),
+            (AGREEMENT, "Percent", result.agreement_percent),
+            (LATENCY, "Milliseconds", elapsed),
+            (LIVE_LATENCY, "Milliseconds", float(item.get("live_ms", 0.0))),
+        ]
+        if result.max_abs_diff is not None:
+            values.append((MAX_ABS_DIFF, "None", result.max_abs_diff))
+            worst = result.max_abs_diff if worst is None else max(worst, result.max_abs_diff)
+    if values:
+        _metrics(service.name, version, values)
+    return {**totals, "max_abs_diff": worst}
 
 
 def _metric(model: str, version: str, name: str, unit: str, value: float) -> None:
