@@ -40,8 +40,8 @@ models: $(PY_STAMP) ## build the example models that are missing (they are commi
 
 setup: $(PY_STAMP) $(NODE_STAMP) models ## install everything (Python venv, Node 22 + CDK CLI, example models)
 
-up: setup ## serve the default model locally with the Lambda function's app (Ctrl-C stops)
-	$(VENV)/bin/mdk serve
+up: setup ## deploy the stacks onto the embedded local AWS and serve them (Ctrl-C stops)
+	$(VENV)/bin/mdk local up
 
 test: setup lint typecheck ## lint, type-check and run every test
 	$(PY) -m pytest

@@ -30,6 +30,15 @@ batch_app = typer.Typer(
 )
 app.add_typer(batch_app, name="batch")
 
+
+def _local_app() -> typer.Typer:
+    from mdk.local.cloud.cli import local_app
+
+    return local_app
+
+
+app.add_typer(_local_app(), name="local")
+
 out = Console()
 err = Console(stderr=True)
 

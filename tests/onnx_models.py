@@ -154,3 +154,20 @@ def sequence_input() -> onnx.ModelProto:
         "sequence_input",
         [position],
     )
+
+
+def poisoned(source: Path, target: Path) -> Path:
+    """``source`` with its ``probabilities`` output multiplied by NaN: it loads and answers, but wrongly.
+
+    A model a deploy must not shift traffic to: the pre-traffic hook sees NaN in the example's answer.
+    """
+    model = onnx.load(source)
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["probabilities_raw" if out == "probabilities" else out for out in node.output]
+    nan = helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")])
+    graph.initializer.append(nan)
+    graph.node.append(helper.make_node("Mul", ["probabilities_raw", "nan"], ["probabilities"], name="poison"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, target)
+    return target

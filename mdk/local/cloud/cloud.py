@@ -1,0 +1,275 @@
+"""All of the local cloud together: one object to start, deploy to, and stop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from mdk.local.cloud import moto_adapter
+from mdk.local.cloud.deploy import REPO, AliasChange, Deployer, StackDeployment
+from mdk.local.cloud.endpoints import Containers, Endpoints, TransformJobs
+from mdk.local.cloud.functions import FunctionRunner, Metrics
+from mdk.local.cloud.gateway import Gateway
+from mdk.local.cloud.rollout import AlarmEvaluator, Deployment, LocalCodeDeploy
+from mdk.local.rie import ensure_rie
+from mdk.registry import Deployed
+
+log = logging.getLogger("mdk.local")
+#: The local AWS's credentials: the printed examples and the gateway's SigV4 check use them.
+ACCESS_KEY, SECRET_KEY = "test", "test"
+
+
+class _Session:
+    """boto3 clients for the local AWS (its endpoint, its credentials), made once per service."""
+
+    def __init__(self, endpoint_url: str, region: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._session = boto3.session.Session(
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=region
+        )
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, **_: Any) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32),
+                )
+            return self._clients[service]
+
+
+@dataclass
+class Ready:
+    """What a user needs once the cloud is up."""
+
+    api_url: str
+    aws_endpoint: str
+    bucket: str | None
+    models: dict[str, Deployed]
+    stacks: list[StackDeployment]
+
+
+class LocalCloud:
+    def __init__(
+        self,
+        *,
+        config: Path,
+        stage: str = "dev",
+        region: str = "us-east-1",
+        aws_port: int = 0,
+        api_port: int = 0,
+        work: Path | None = None,
+        minute_s: float = 2.0,
+        repo: Path = REPO,
+    ) -> None:
+        self.config = config.resolve()
+        self.stage = stage
+        self.region = region
+        self.repo = repo
+        self.work = (work or repo / "build" / "local").resolve()
+        self.minute_s = minute_s
+        self.aws = moto_adapter.LocalAws(aws_port, region)
+        self.session = _Session(self.aws.endpoint_url, region)
+        self.metrics = Metrics(self.session.client("cloudwatch"))
+        self.runner = FunctionRunner(
+            work=self.work,
+            rie=ensure_rie(repo / ".cache"),
+            lambda_client=self.session.client("lambda"),
+            metrics=self.metrics,
+            endpoint_url=self.aws.endpoint_url,
+            region=region,
+            layer_cache=repo / ".cache" / "local-layers",
+        )
+        self.deployer = Deployer(
+            session=self.session,
+            region=region,
+            work=self.work,
+            runner=self.runner,
+            config=self.config,
+            stage=stage,
+            repo=repo,
+        )
+        self.containers = Containers(
+            work=self.work,
+            s3=self.session.client("s3"),
+            sagemaker=self.session.client("sagemaker"),
+            images=self.deployer.images,
+        )
+        self.endpoints = Endpoints(self.containers, self.session.client("sagemaker"))
+        self.transforms = TransformJobs(
+            containers=self.containers,
+            s3=self.session.client("s3"),
+            events=self.session.client("events"),
+            region=region,
+            work=self.work,
+        )
+        self.alarms = AlarmEvaluator(
+            cloudwatch=self.session.client("cloudwatch"), region=region, minute_s=minute_s
+        )
+        self.codedeploy = LocalCodeDeploy(
+            session=self.session, region=region, runner=self.runner, alarms=self.alarms, minute_s=minute_s
+        )
+        self.gateway = Gateway(
+            apigateway=self.session.client("apigateway"),
+            runner=self.runner,
+            endpoints=self.endpoints,
+            region=region,
+            credentials=(ACCESS_KEY, SECRET_KEY),
+            port=api_port,
+        )
+        self.rollouts: list[Deployment] = []
+        self.deployer.on_alias_change = self._alias_changed
+        self._deploy_lock = threading.Lock()
+        self.ready: Ready | None = None
+
+    @property
+    def aws_endpoint(self) -> str:
+        return self.aws.endpoint_url
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.aws.start()
+        hooks = moto_adapter.HOOKS
+        if hooks.active:
+            raise RuntimeError("a local cloud is already running in this process")
+        hooks.active = True
+        hooks.invoker = self.runner.invoke_for_moto
+        hooks.event_target = self._event_target
+        hooks.transform = self.transforms.run
+        self.gateway.start()
+        self.alarms.start(every_s=max(1.0, self.minute_s))
+
+    def _event_target(self, arn: str, event: dict[str, Any]) -> None:
+        # EventBridge invokes asynchronously; Lambda retries a failed asynchronous invocation twice.
+        payload = json.dumps(event).encode()
+        for attempt in range(3):
+            try:
+                result = self.runner.invoke(arn, None, payload)
+            except Exception:
+                log.exception("EventBridge -> %s failed (attempt %d)", arn, attempt + 1)
+                continue
+            if not result.errored:
+                return
+            log.warning(
+                "EventBridge -> %s: the function failed (attempt %d): %s",
+                arn,
+                attempt + 1,
+                result.payload[:300],
+            )
+
+    def _alias_changed(self, stack: StackDeployment, change: AliasChange) -> None:
+        self.rollouts.append(self.codedeploy.start(stack, change))
+
+    def deploy(self) -> Ready:
+        with self._deploy_lock:
+            started = time.perf_counter()
+            stacks = self.deployer.deploy()
+            api_id, stage = self._api()
+            self.gateway.load(api_id, stage)
+            models = self._point_registry_here()
+            bucket = next((m.batch_bucket for m in models.values() if m.batch_bucket), None)
+            self.ready = Ready(self.gateway.url, self.aws_endpoint, bucket, models, stacks)
+            log.info(
+                "deployed %s in %.1f s", ", ".join(s.stack for s in stacks), time.perf_counter() - started
+            )
+            return self.ready
+
+    def _api(self) -> tuple[str, str]:
+        apigw = self.session.client("apigateway")
+        cfn = self.session.client("cloudformation")
+        for stack in self.deployer.stack_names:
+            for resource in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]:
+                if resource["ResourceType"] == "AWS::ApiGateway::RestApi":
+                    api_id = resource["PhysicalResourceId"]
+                    stages = apigw.get_stages(restApiId=api_id).get("item", [])
+                    return api_id, stages[0]["stageName"] if stages else self.stage
+        raise RuntimeError("the deployed stacks have no REST API")
+
+    def _point_registry_here(self) -> dict[str, Deployed]:
+        """The registry's api_url is the deployed API's AWS URL; locally the API is the gateway's."""
+        ssm = self.session.client("ssm")
+        project = self._project()
+        path = f"/mdk/{project}/{self.stage}/models/"
+        models: dict[str, Deployed] = {}
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=path):
+            for parameter in page["Parameters"]:
+                value = json.loads(parameter["Value"])
+                value["api_url"] = self.gateway.url
+                ssm.put_parameter(
+                    Name=parameter["Name"], Value=json.dumps(value), Type="String", Overwrite=True
+                )
+                models[value["model"]] = Deployed.from_json(value)
+        return models
+
+    def _project(self) -> str:
+        from mdk.config import load_config
+
+        return load_config(self.config).project
+
+    def warm(self) -> None:
+        """Start what serves traffic now (alias versions, endpoint variants) and stage the other functions,
+        so the first request does not pay for staging."""
+        lam = self.session.client("lambda")
+        for model in (self.ready.models if self.ready else {}).values():
+            try:
+                if model.lambda_ is not None:
+                    alias = lam.get_alias(FunctionName=model.lambda_.function_name, Name=model.lambda_.alias)
+                    versions = [
+                        alias["FunctionVersion"],
+                        *alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}),
+                    ]
+                    for version in versions:
+                        self.runner.process(model.lambda_.function_name, str(version))
+                if model.sagemaker is not None:
+                    _variant, sagemaker_model = self.endpoints.pick_variant(model.sagemaker.endpoint_name)
+                    self.containers.url(sagemaker_model)
+            except Exception as exc:  # noqa: BLE001 - warming is best effort; the first request reports
+                log.warning("could not warm %s: %s", model.model, exc)
+        for (_function, version), code in list(self.runner.code.items()):
+            if version == "$LATEST" and code.kind == "zip":
+                self.runner.stage(code)
+
+    def rollouts_running(self) -> bool:
+        return any(not rollout.done.is_set() for rollout in self.rollouts)
+
+    def wait_rollouts(self, timeout: float = 300) -> list[Deployment]:
+        deadline = time.monotonic() + timeout
+        for rollout in self.rollouts:
+            rollout.done.wait(max(0.0, deadline - time.monotonic()))
+        return self.rollouts
+
+    def stop(self) -> None:
+        for step in (
+            self.alarms.stop,
+            self.gateway.stop,
+            self.runner.stop,
+            self.containers.stop,
+            self.metrics.close,
+            self.aws.stop,
+        ):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - stop everything we can
+                log.warning("stopping %s: %s", getattr(step, "__qualname__", step), exc)
+        hooks = moto_adapter.HOOKS
+        hooks.invoker = hooks.event_target = hooks.transform = None
+        hooks.active = False
+
+    def __enter__(self) -> LocalCloud:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,431 @@
+"""Lambda functions of the local cloud, run for real: one Runtime Interface Emulator process per version.
+
+Image functions are staged by replaying their Dockerfile (:mod:`mdk.local.dockerfile`); zip functions get
+the same treatment from a Dockerfile written here (layers, then the code, on the Lambda base image, plus
+the boto3 Lambda's Python runtime provides). Each process gets the version's configuration from the local
+AWS (environment, memory, timeout) with ``AWS_ENDPOINT_URL`` pointing back at it. An invocation through an
+alias picks the version by the alias's routing weights, per request, as Lambda does.
+
+Like Lambda, the runner reports ``AWS/Lambda`` metrics per invocation (Invocations, Errors, Duration by
+function, by alias and by executed version) and turns the functions' embedded-metric-format log lines
+into metrics, so alarms see what they would see on AWS. Each version's log is a file under
+``<work>/logs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import logging
+import queue
+import random
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mdk.local.dockerfile import StagedImage, replay
+from mdk.local.rie import LambdaProcess
+
+log = logging.getLogger("mdk.local")
+LAMBDA_BASE = "public.ecr.aws/lambda/python:3.12"
+
+
+@dataclass(frozen=True)
+class FunctionCode:
+    """What a function version runs: an image build context, or zip code with its layers."""
+
+    key: str  # content identity (asset hashes): one staged copy per key
+    kind: str  # "image" or "zip"
+    context: Path  # image: the build context; zip: the code directory
+    build_args: tuple[tuple[str, str], ...] = ()
+    dockerfile: str = "Dockerfile"
+    handler: str = ""
+    layers: tuple[Path, ...] = ()
+
+
+@dataclass
+class Invocation:
+    function: str
+    version: str
+    payload: bytes
+    errored: bool
+    duration_ms: float
+    status: int = 200
+
+
+class Metrics:
+    """Metric data for the local CloudWatch, sent in the background so invocations never wait for it."""
+
+    def __init__(self, cloudwatch: Any) -> None:
+        self._cloudwatch = cloudwatch
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="mdk-local-metrics")
+        self._thread.start()
+
+    def put(self, namespace: str, datum: dict[str, Any]) -> None:
+        self._queue.put((namespace, datum))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until everything put so far is stored."""
+        done = threading.Event()
+        self._queue.put(("__flush__", {"event": done}))
+        done.wait(timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            batch: dict[str, list[dict[str, Any]]] = {}
+            flushes: list[threading.Event] = []
+            while item is not None:
+                namespace, datum = item
+                if namespace == "__flush__":
+                    flushes.append(datum["event"])
+                else:
+                    batch.setdefault(namespace, []).append(datum)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            for namespace, data in batch.items():
+                for start in range(0, len(data), 500):
+                    try:
+                        self._cloudwatch.put_metric_data(
+                            Namespace=namespace, MetricData=data[start : start + 500]
+                        )
+                    except Exception as exc:  # noqa: BLE001 - metrics are best effort, like the agent's
+                        log.warning("could not store %d metric data in %s: %s", len(data), namespace, exc)
+            for event in flushes:
+                event.set()
+            if item is None:
+                return
+
+
+def emf_data(line: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(namespace, MetricDatum) for every metric of an embedded-metric-format log line (else nothing)."""
+    if not line.startswith("{") or '"_aws"' not in line:
+        return
+    try:
+        record = json.loads(line)
+        directives = record["_aws"]["CloudWatchMetrics"]
+        timestamp = datetime.fromtimestamp(record["_aws"]["Timestamp"] / 1000, UTC)
+    except (ValueError, KeyError, TypeError):
+        return
+    for directive in directives:
+        for dimension_set in directive.get("Dimensions", []):
+            dimensions = [{"Name": d, "Value": str(record[d])} for d in dimension_set if d in record]
+            for metric in directive.get("Metrics", []):
+                values = record.get(metric["Name"])
+                for value in values if isinstance(values, list) else [values]:
+                    if isinstance(value, int | float):
+                        yield (
+                            directive["Namespace"],
+                            {
+                                "MetricName": metric["Name"],
+                                "Dimensions": dimensions,
+                                "Value": float(value),
+                                "Unit": metric.get("Unit", "None"),
+                                "Timestamp": timestamp,
+                            },
+                        )
+
+
+@dataclass
+class _Running:
+    process: LambdaProcess
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tail: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class FunctionRunner:
+    """Invokes the local cloud's functions; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        work: Path,
+        rie: Path,
+        lambda_client: Any,
+        metrics: Metrics,
+        endpoint_url: str,
+        region: str,
+        layer_cache: Path | None = None,
+    ) -> None:
+        self.work = work
+        self.layer_cache = layer_cache or work / "layers"  # pip installs, cached like Docker layers
+        self.rie = rie
+        self.lambda_client = lambda_client
+        self.metrics = metrics
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.code: dict[tuple[str, str], FunctionCode] = {}  # (function, version) -> code; "$LATEST" too
+        self._staged: dict[str, StagedImage] = {}
+        self._running: dict[tuple[str, str], _Running] = {}
+        self._lock = threading.Lock()
+        self._stage_locks: dict[str, threading.Lock] = {}
+        self.observers: list[Callable[[Invocation, str | None], None]] = []
+        self._stopped = False
+
+    # ---------------------------------------------------------------------------------- invoking
+
+    def resolve_version(self, function: str, qualifier: str | None) -> tuple[str, str | None]:
+        """(version to run, alias or None) for ``function:qualifier``; an alias picks by its weights."""
+        if qualifier in (None, "", "$LATEST"):
+            return "$LATEST", None
+        assert qualifier is not None
+        if qualifier.isdigit():
+            return qualifier, None
+        alias = self.lambda_client.get_alias(FunctionName=function, Name=qualifier)
+        weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+        draw = random.random()  # noqa: S311 - traffic splitting, not security
+        for version, weight in weights.items():
+            if draw < weight:
+                return str(version), qualifier
+            draw -= weight
+        return str(alias["FunctionVersion"]), qualifier
+
+    def invoke(
+        self, function: str, qualifier: str | None, payload: bytes, *, timeout: float | None = None
+    ) -> Invocation:
+        name, qualifier = split_function(function, qualifier)
+        version, alias = self.resolve_version(name, qualifier)
+        running = self.process(name, version)
+        started = time.perf_counter()
+        with running.lock:  # one sandbox per version: its invocations queue up, as with concurrency 1
+            status, body = self._post(running.process, payload, timeout or running.process.timeout_s + 5)
+        duration_ms = (time.perf_counter() - started) * 1000
+        errored = status != 200 or _is_error_payload(body)
+        result = Invocation(name, version, body, errored, duration_ms, status)
+        self._report(result, alias)
+        for observer in self.observers:
+            observer(result, alias)
+        return result
+
+    def invoke_for_moto(
+        self, function: str, qualifier: str | None, payload: bytes, asynchronous: bool
+    ) -> tuple[bytes, bool]:
+        try:
+            result = self.invoke(function, qualifier, payload)
+        except Exception as exc:
+            log.exception("invoking %s:%s failed", function, qualifier)
+            body = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+            return body, True
+        if asynchronous and result.errored:
+            log.warning(
+                "asynchronous invocation of %s:%s failed: %s", function, result.version, result.payload[:500]
+            )
+        return result.payload, result.errored
+
+    @staticmethod
+    def _post(process: LambdaProcess, payload: bytes, timeout: float) -> tuple[int, bytes]:
+        request = urllib.request.Request(  # noqa: S310 - loopback emulator only
+            process.url, data=payload or b"{}", headers={"Content-Type": "application/json"}
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:  # a timeout: Lambda answers Task timed out
+            message = f"Task timed out after {timeout:.2f} seconds" if "timed out" in str(exc) else str(exc)
+            return 504, json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
+
+    def _report(self, result: Invocation, alias: str | None) -> None:
+        now = datetime.now(UTC)
+        dimension_sets = [[{"Name": "FunctionName", "Value": result.function}]]
+        if alias:
+            resource = [
+                {"Name": "FunctionName", "Value": result.function},
+                {"Name": "Resource", "Value": f"{result.function}:{alias}"},
+            ]
+            dimension_sets.append(resource)
+            dimension_sets.append([*resource, {"Name": "ExecutedVersion", "Value": result.version}])
+        for dimensions in dimension_sets:
+            for name, value, unit in (
+                ("Invocations", 1.0, "Count"),
+                ("Errors", float(result.errored), "Count"),
+                ("Duration", result.duration_ms, "Milliseconds"),
+            ):
+                self.metrics.put(
+                    "AWS/Lambda",
+                    {
+                        "MetricName": name,
+                        "Dimensions": dimensions,
+                        "Value": value,
+                        "Unit": unit,
+                        "Timestamp": now,
+                    },
+                )
+
+    # ------------------------------------------------------------------------------- processes
+
+    def process(self, function: str, version: str) -> _Running:
+        key = (function, version)
+        with self._lock:
+            running = self._running.get(key)
+            if running is not None:
+                return running
+            if self._stopped:
+                raise LookupError("the local cloud is stopping")
+            code = self.code.get(key)
+            if code is None:
+                raise LookupError(f"no code recorded for {function} version {version}")
+            config = self.lambda_client.get_function_configuration(FunctionName=function, Qualifier=version)
+        image = self.stage(code)
+        env = dict(config.get("Environment", {}).get("Variables", {}))
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_LAMBDA_FUNCTION_VERSION": version,
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+            }
+        )
+        logs = self.work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        process = LambdaProcess(
+            image,
+            self.rie,
+            log_path=logs / f"{function}-{version.replace('$', '')}.log",
+            function_name=function,
+            memory_mb=int(config.get("MemorySize", 128)),
+            timeout_s=int(config.get("Timeout", 3)),
+            region=self.region,
+            env=env,
+        )
+        with self._lock:
+            existing = self._running.get(key)
+            if existing is not None:
+                return existing
+            process.start()
+            process.wait_ready(30)
+            running = _Running(process)
+            running.tail = threading.Thread(
+                target=self._tail, args=(running,), daemon=True, name=f"mdk-tail-{function}"
+            )
+            running.tail.start()
+            self._running[key] = running
+            log.info(
+                "started %s version %s (pid %d, log %s)", function, version, process.pid, process.log_path
+            )
+            return running
+
+    def _tail(self, running: _Running) -> None:
+        """Send the function's EMF lines to CloudWatch as they are written."""
+        path = running.process.log_path
+        while not path.exists() and not running.stop.is_set():
+            time.sleep(0.05)
+        with contextlib.suppress(OSError), path.open("r", encoding="utf-8", errors="replace") as handle:
+            pending = ""
+            while not running.stop.is_set():
+                chunk = handle.readline()
+                if not chunk:
+                    time.sleep(0.05)
+                    continue
+                pending += chunk
+                if not pending.endswith("\n"):
+                    continue
+                for namespace, datum in emf_data(pending.strip()):
+                    self.metrics.put(namespace, datum)
+                pending = ""
+
+    def stage(self, code: FunctionCode) -> StagedImage:
+        with self._lock:
+            stage_lock = self._stage_locks.setdefault(code.key, threading.Lock())
+        with stage_lock:
+            return self._stage(code)
+
+    def _stage(self, code: FunctionCode) -> StagedImage:
+        staged = self._staged.get(code.key)
+        if staged is not None:
+            return staged
+        stage = self.work / "stage" / code.key
+        shutil.rmtree(stage, ignore_errors=True)
+        if code.kind == "image":
+            dockerfile, context = code.context / code.dockerfile, code.context
+        else:
+            context = self._zip_context(code)
+            dockerfile = context / "Dockerfile"
+        log.info("staging %s function %s", code.kind, code.key)
+        staged = replay(dockerfile, context, stage, dict(code.build_args), cache_dir=self.layer_cache)
+        self._staged[code.key] = staged
+        return staged
+
+    def _zip_context(self, code: FunctionCode) -> Path:
+        context = self.work / "contexts" / code.key
+        shutil.rmtree(context, ignore_errors=True)
+        context.mkdir(parents=True)
+        lines = [
+            f"FROM {LAMBDA_BASE}",
+            # Lambda's Python runtimes carry boto3; the staged runtime dir gets the version this kit pins.
+            f"RUN pip install --no-deps --target ${{LAMBDA_RUNTIME_DIR}} {_boto_pins()}",
+        ]
+        for index, layer in enumerate(code.layers):
+            shutil.copytree(layer, context / f"layer{index}")
+            if (context / f"layer{index}" / "python").is_dir():
+                lines.append(f"COPY layer{index}/python/ ${{LAMBDA_TASK_ROOT}}/")
+        shutil.copytree(code.context, context / "code")
+        lines += ["COPY code/ ${LAMBDA_TASK_ROOT}/", f'CMD ["{code.handler}"]']
+        (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+        return context
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            running = list(self._running.values())
+            self._running.clear()
+        for item in running:
+            item.stop.set()
+            with contextlib.suppress(Exception):
+                item.process.stop()
+
+    def retire_unpublished(self) -> None:
+        """Stop every ``$LATEST`` process: a deploy may have changed its code or configuration, and Lambda
+        serves a changed function from new sandboxes (the next invocation starts one)."""
+        with self._lock:
+            stale = [key for key in self._running if key[1] == "$LATEST"]
+            retired = [self._running.pop(key) for key in stale]
+        for item in retired:
+            item.stop.set()
+            with contextlib.suppress(Exception):
+                item.process.stop()
+
+    def processes(self) -> dict[tuple[str, str], LambdaProcess]:
+        with self._lock:
+            return {key: item.process for key, item in self._running.items()}
+
+
+def split_function(function: str, qualifier: str | None = None) -> tuple[str, str | None]:
+    """(name, qualifier) of a function name, ``name:qualifier`` or ARN."""
+    name = function.rsplit("function:", 1)[-1]
+    if ":" in name:
+        name, embedded = name.split(":", 1)
+        qualifier = qualifier or embedded
+    return name, qualifier
+
+
+def _boto_pins() -> str:
+    names = ("boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3")
+    return " ".join(f"{name}=={importlib.metadata.version(name)}" for name in names)
+
+
+def _is_error_payload(body: bytes) -> bool:
+    if not body.startswith(b'{"errorMessage"') and not body.startswith(b'{"errorType"'):
+        return False
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and "errorType" in payload and "errorMessage" in payload

@@ -1,0 +1,355 @@
+"""Every dependency of the local cloud on moto's internals, in one place (moto is pinned in constraints.txt).
+
+The local cloud runs moto's server in this process (:class:`LocalAws`) and fills four gaps of moto 5.2.5,
+each by wrapping one moto function:
+
+* Lambda ``Invoke`` (the API, and whatever moto invokes itself) goes to the kit's function runner instead
+  of moto's Docker path or its canned answer;
+* EventBridge rules deliver to Lambda targets (moto delivers only to logs, SQS, buses and archives);
+* CodeDeploy answers ``PutLifecycleEventHookExecutionStatus`` and ``StopDeployment`` (moto has neither),
+  and deployments' status can be set by the local CodeDeploy (:func:`set_deployment`);
+* S3 bucket policies are evaluated without their conditioned statements (moto ignores conditions, so
+  the stacks' TLS-only deny would refuse every request to the plain-HTTP loopback endpoint);
+* ``CreateTransformJob`` leaves the job ``InProgress`` and hands it to the local transform runner,
+  which ends it with :func:`finish_transform_job` (moto marks every job Completed at once).
+
+It also resolves CloudFormation intrinsics against a deployed stack with moto's own resolver
+(:func:`resolve`), which the deployer needs for the resources moto's CloudFormation skips.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import moto
+from moto.awslambda.models import LambdaBackend, LambdaVersion, LayerVersion
+from moto.awslambda.utils import get_backend as lambda_backend
+from moto.cloudformation.models import cloudformation_backends
+from moto.cloudformation.parsing import clean_json
+from moto.cloudwatch.models import MetricDatum, cloudwatch_backends
+from moto.codedeploy import responses as codedeploy_responses
+from moto.codedeploy.models import codedeploy_backends
+from moto.codedeploy.responses import CodeDeployResponse
+from moto.core.common_models import BaseModel
+from moto.events.models import Rule
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.s3.models import FakeBucket
+from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
+
+log = logging.getLogger("mdk.local")
+MOTO_VERSION = "5.2.5"
+ACCOUNT = "123456789012"  # moto's default account: ARNs in the local cloud carry it
+
+#: (function name or ARN, qualifier or None, payload, asynchronous) -> (payload, function errored)
+Invoker = Callable[[str, str | None, bytes, bool], tuple[bytes, bool]]
+#: (function ARN, event) -> None; called on a thread of its own
+EventTarget = Callable[[str, dict[str, Any]], None]
+#: (transform job description as DescribeTransformJob returns it) -> None; called on a thread of its own
+TransformRunner = Callable[[dict[str, Any]], None]
+#: (deployment id, execution id, status) -> None
+HookReporter = Callable[[str, str, str], None]
+#: (deployment id, auto rollback) -> None
+DeploymentStopper = Callable[[str, bool], None]
+
+
+class _Hooks:
+    """What the local cloud plugs in. With ``active`` false (no local cloud running in this process) every
+    patch behaves as moto does, so other users of moto in the process see moto unchanged."""
+
+    active: bool = False
+    invoker: Invoker | None = None
+    event_target: EventTarget | None = None
+    transform: TransformRunner | None = None
+    hook_status: HookReporter | None = None
+    stop_deployment: DeploymentStopper | None = None
+
+
+HOOKS = _Hooks()
+_lock = threading.Lock()
+
+
+def _background(target: Callable[..., Any], *args: Any) -> None:
+    threading.Thread(target=target, args=args, daemon=True, name="mdk-local-async").start()
+
+
+# ----------------------------------------------------------------------------------------- patches
+
+
+_ORIGINAL: dict[str, Any] = {}
+
+
+def _invoke(  # noqa: PLR0917 - moto's LambdaBackend.invoke signature
+    self: LambdaBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: Any,
+) -> bytes | None:
+    """Lambda Invoke: the kit's runner (RequestResponse answers; Event is answered 202 at once)."""
+    if not HOOKS.active or HOOKS.invoker is None:
+        return _ORIGINAL["invoke"](self, function_name, qualifier, body, headers, response_headers)  # type: ignore[no-any-return]
+    self.get_function(function_name, qualifier)  # raises moto's ResourceNotFound
+    payload = body.encode() if isinstance(body, str) else (body or b"{}")
+    if (headers or {}).get("x-amz-invocation-type") == "Event":
+        _background(HOOKS.invoker, function_name, qualifier, payload, True)
+        response_headers["status"] = 202
+        return b""
+    result, errored = HOOKS.invoker(function_name, qualifier, payload, False)
+    if errored:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    response_headers["Content-Length"] = str(len(result))
+    return result
+
+
+def _send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
+    """EventBridge delivery, Lambda targets included (asynchronously, as EventBridge invokes them)."""
+    if not HOOKS.active:
+        _ORIGINAL["send_to_targets"](self, original_event, transform_input)
+        return
+    try:
+        targets = self.targets
+        functions = [t for t in targets if ":lambda:" in t["Arn"]]
+        self.targets = [t for t in targets if ":lambda:" not in t["Arn"]]
+        try:  # moto raises NotImplementedError on a Lambda target, before delivering to the rest
+            _ORIGINAL["send_to_targets"](self, original_event, transform_input)
+        finally:
+            self.targets = targets
+        _sequence(original_event)
+        if HOOKS.event_target is None or not self.event_pattern.matches_event(original_event):
+            return
+        for target in functions:
+            event = json.loads(target["Input"]) if "Input" in target else dict(original_event)
+            _background(HOOKS.event_target, target["Arn"], event)
+    except Exception:  # callers (S3 notifications) swallow errors: log them here
+        log.exception("EventBridge rule %s could not deliver an event", self.name)
+        raise
+
+
+def _create_transform_job(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+    """CreateTransformJob: the job stays InProgress until the local runner ends it."""
+    job = _ORIGINAL["create_transform_job"](self, *args, **kwargs)
+    if not HOOKS.active:
+        return job
+    name = kwargs.get("transform_job_name") or args[0]
+    record = self.transform_jobs[name]
+    record.transform_job_status = "InProgress"
+    setattr(record, "transform_end_time", None)  # noqa: B010 - moto types it as always set
+    if HOOKS.transform is not None:
+        _background(HOOKS.transform, record.response_object)
+    return job
+
+
+def _put_lifecycle_event_hook_execution_status(self: CodeDeployResponse) -> str:
+    if not HOOKS.active:
+        raise NotImplementedError("PutLifecycleEventHookExecutionStatus")  # as moto without the local cloud
+    params = json.loads(self.body)
+    if HOOKS.hook_status is not None:
+        HOOKS.hook_status(params["deploymentId"], params["lifecycleEventHookExecutionId"], params["status"])
+    return json.dumps({"lifecycleEventHookExecutionId": params["lifecycleEventHookExecutionId"]})
+
+
+def _stop_deployment(self: CodeDeployResponse) -> str:
+    if not HOOKS.active:
+        raise NotImplementedError("StopDeployment")  # as moto without the local cloud
+    params = json.loads(self.body)
+    deployment_id = params["deploymentId"]
+    self.codedeploy_backend.get_deployment(deployment_id)  # raises DeploymentDoesNotExist
+    if HOOKS.stop_deployment is not None:
+        HOOKS.stop_deployment(deployment_id, bool(params.get("autoRollbackEnabled")))
+    return json.dumps({"status": "Succeeded", "statusMessage": "stopped by request"})
+
+
+def _create_version(
+    cls: type[LambdaVersion], /, name: str, json_: dict[str, Any], account_id: str, region: str, **kw: Any
+) -> LambdaVersion:
+    """A Version resource: always published, and with AWS's Ref (ARN) and attributes.
+
+    moto's stack update adds resources before it modifies others, so a new version would be published
+    before its function's new code and moto would hand back the old version; the deployer applies the
+    configuration first, and a new Version resource always publishes. moto's version also resolves Ref
+    to the Python object and has no attributes.
+    """
+    fn = lambda_backend(account_id, region).get_function(json_["Properties"]["FunctionName"])
+    fn.code_or_config_updated = fn.code_or_config_updated or HOOKS.active
+    version = _ORIGINAL["create_version"](cls, name, json_, account_id, region, **kw)
+    version.arn = f"{fn.function_arn}:{version.version}"
+    return version  # type: ignore[no-any-return]
+
+
+def _get_permission(self: FakeBucket, action: str, resource: str) -> Any:
+    """moto ignores a statement's Condition, so the stacks' TLS-only statement (Deny s3:* when
+    aws:SecureTransport is false) would deny every request; the local endpoint is plain HTTP on loopback:
+    evaluate the statements without conditions only."""
+    if self.policy is None or not HOOKS.active:
+        return _ORIGINAL["get_permission"](self, action, resource)
+    document = json.loads(self.policy)
+    kept = [s for s in document.get("Statement", []) if "Condition" not in s]
+    saved, self.policy = self.policy, json.dumps({**document, "Statement": kept}).encode()
+    try:
+        return _ORIGINAL["get_permission"](self, action, resource)
+    finally:
+        self.policy = saved
+
+
+def _deployment_group_info(group: Any) -> dict[str, Any]:
+    """GetDeploymentGroup with the alarm configuration it was created with (moto answers {})."""
+    info: dict[str, Any] = _ORIGINAL["deployment_group_info"](group)
+    if HOOKS.active and group.alarm_configuration:
+        info["alarmConfiguration"] = group.alarm_configuration
+    return info
+
+
+def _install() -> None:
+    with _lock:
+        if _ORIGINAL:
+            return
+        if moto.__version__ != MOTO_VERSION:
+            raise RuntimeError(
+                f"the local cloud was written against moto {MOTO_VERSION}, found {moto.__version__}: "
+                "install the pinned version (make setup) or check mdk/local/cloud/moto_adapter.py against it"
+            )
+        _ORIGINAL.update(
+            invoke=LambdaBackend.invoke,
+            send_to_targets=Rule.send_to_targets,
+            create_transform_job=SageMakerModelBackend.create_transform_job,
+            create_version=LambdaVersion.create_from_cloudformation_json.__func__,  # type: ignore[attr-defined]
+            get_permission=FakeBucket.get_permission,
+            deployment_group_info=codedeploy_responses._deployment_group_info,
+        )
+        codedeploy_responses._deployment_group_info = _deployment_group_info  # type: ignore[assignment]
+        LambdaBackend.invoke = _invoke  # type: ignore[method-assign]
+        Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
+        SageMakerModelBackend.create_transform_job = _create_transform_job  # type: ignore[method-assign]
+        CodeDeployResponse.put_lifecycle_event_hook_execution_status = (  # type: ignore[attr-defined]
+            _put_lifecycle_event_hook_execution_status
+        )
+        CodeDeployResponse.stop_deployment = _stop_deployment  # type: ignore[attr-defined]
+        LambdaVersion.create_from_cloudformation_json = classmethod(_create_version)  # type: ignore[method-assign,assignment]
+        LambdaVersion.physical_resource_id = property(lambda self: self.arn)  # type: ignore[attr-defined]
+        LambdaVersion.has_cfn_attr = classmethod(lambda cls, attr: attr in ("Version", "FunctionArn"))  # type: ignore[method-assign,assignment]
+        setattr(  # noqa: B010 - moto's class has no such attribute to assign to
+            LambdaVersion,
+            "get_cfn_attribute",
+            lambda self, attr: self.version if attr == "Version" else self.arn.rsplit(":", 1)[0],
+        )
+        # A layer's Ref is its version ARN; moto resolves it to the Python object, which breaks updates.
+        LayerVersion.physical_resource_id = property(lambda self: self.arn)  # type: ignore[attr-defined]
+        # moto names endpoints at random: AWS (and the kit's registry) use the template's EndpointName.
+        FakeEndpoint.cloudformation_name_type = staticmethod(lambda: "EndpointName")  # type: ignore[method-assign]
+        FakeBucket.get_permission = _get_permission  # type: ignore[method-assign]
+
+
+_sequenced: deque[dict[str, Any]] = deque(maxlen=1000)
+_sequencer = itertools.count(int(time.time() * 1000) << 16)
+
+
+def _sequence(event: dict[str, Any]) -> None:
+    """moto gives every S3 event the same ``sequencer``; S3's grow per key. Give each event its own."""
+    detail = event.get("detail") if event.get("source") == "aws.s3" else None
+    if not isinstance(detail, dict) or not isinstance(detail.get("object"), dict):
+        return
+    if any(seen is event for seen in _sequenced):
+        return  # the same event seen by another rule keeps its sequencer
+    detail["object"]["sequencer"] = f"{next(_sequencer):020X}"
+    _sequenced.append(event)
+
+
+# ------------------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalAws:
+    """moto's server on ``127.0.0.1:<port>``, in this process (so the patches above apply to it)."""
+
+    def __init__(self, port: int = 0, region: str = "us-east-1") -> None:
+        self.port = port or free_port()
+        self.region = region
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        _install()
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+# ---------------------------------------------------------------------------------- state access
+
+
+def resolve(stack_name: str, fragment: Any, region: str) -> Any:
+    """``fragment`` with Ref, Fn::GetAtt, Fn::Join, Fn::Sub... resolved against the deployed stack."""
+    backend = cloudformation_backends[ACCOUNT][region]
+    stack = next(s for s in backend.stacks.values() if s.name == stack_name and s.status != "DELETE_COMPLETE")
+    return _plain(clean_json(fragment, stack.resource_map))
+
+
+def _plain(value: Any) -> Any:
+    """moto resolves Ref to its model object for some types: the id AWS would return instead."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, BaseModel):
+        for attribute in ("physical_resource_id", "id", "name", "arn"):
+            if (found := getattr(value, attribute, None)) is not None:
+                return found
+        raise ValueError(f"cannot resolve a {type(value).__name__} to an identifier")
+    return value
+
+
+def set_deployment(deployment_id: str, region: str, *, status: str, message: str | None = None) -> None:
+    """Move a CodeDeploy deployment of the local cloud to ``status`` (moto leaves them all "Created")."""
+    deployment = codedeploy_backends[ACCOUNT][region].get_deployment(deployment_id)
+    deployment.status = status
+    now = datetime.now(UTC)
+    if status == "InProgress":
+        deployment.start_time = now
+    if status in ("Succeeded", "Failed", "Stopped"):
+        deployment.complete_time = now
+    if message:
+        deployment.deployment_status_messages.append(message)
+
+
+def finish_transform_job(name: str, region: str, *, status: str, failure_reason: str = "") -> None:
+    job = sagemaker_backends[ACCOUNT][region].transform_jobs[name]
+    now = datetime.now(UTC)
+    job.transform_job_status = status
+    job.failure_reason = failure_reason
+    job.transform_end_time = now
+    job.last_modified_time = now
+
+
+def metric_values(
+    region: str, namespace: str, name: str, dimensions: dict[str, str], since: datetime
+) -> list[float]:
+    """The raw values stored for one metric (exact dimension set) since ``since``: what an alarm evaluates."""
+    backend = cloudwatch_backends[ACCOUNT][region]
+    values = []
+    for datum in list(backend.metric_data):
+        if not isinstance(datum, MetricDatum) or datum.namespace != namespace or datum.name != name:
+            continue
+        stamp = datum.timestamp if datum.timestamp.tzinfo else datum.timestamp.replace(tzinfo=UTC)
+        if stamp < since or {d.name: d.value for d in datum.dimensions} != dimensions:
+            continue
+        values.append(float(datum.value))
+    return values

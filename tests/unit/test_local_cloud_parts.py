@@ -1,0 +1,172 @@
+"""The local cloud's pure parts: template preparation, rollout steps, alarm statistics, routing, EMF."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from mdk.local.cloud.functions import emf_data, split_function
+from mdk.local.cloud.gateway import _jwt_claims, _match_path
+from mdk.local.cloud.rollout import Steps, _statistic
+from mdk.local.cloud.template import DEFERRED, dependency_order, physical_name, prepare
+
+TEMPLATE: dict[str, Any] = {
+    "Resources": {
+        "Alias": {
+            "Type": "AWS::Lambda::Alias",
+            "Properties": {
+                "FunctionName": {"Ref": "Fn"},
+                "FunctionVersion": {"Fn::GetAtt": ["Ver", "Version"]},
+                "Name": "live",
+            },
+            "DependsOn": ["Errors"],
+        },
+        "Method": {
+            "Type": "AWS::ApiGateway::Method",
+            "Properties": {
+                "Integration": {"Uri": {"Fn::Join": ["", ["arn:x/", {"Ref": "Alias"}, "/invocations"]]}}
+            },
+        },
+        "Ver": {"Type": "AWS::Lambda::Version", "Properties": {"FunctionName": {"Ref": "Fn"}}},
+        "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Code": {}}},
+        "Errors": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"Threshold": 1}},
+        "Key": {"Type": "AWS::KMS::Key", "Properties": {"Tags": [{"Key": "a", "Value": "b"}]}},
+        "Param": {
+            "Type": "AWS::SSM::Parameter",
+            "Properties": {"Tags": {"a": "b"}, "Value": {"Ref": "Errors"}},
+        },
+    },
+    "Rules": {"CheckBootstrapVersion": {}},
+    "Parameters": {"BootstrapVersion": {"Type": "String"}},
+}
+
+
+def test_prepare_orders_names_and_defers_what_moto_skips() -> None:
+    prepared = prepare(TEMPLATE, "stack", "eu-west-1")
+    kept = list(prepared.template["Resources"])
+    assert kept.index("Fn") < kept.index("Ver")  # dependencies first
+    assert set(prepared.deferred) == {"Alias", "Errors"}
+    assert all(r["Type"] not in DEFERRED for r in prepared.template["Resources"].values())
+    assert prepared.names["Fn"] == "stack-Fn"
+    alias_arn = "arn:aws:lambda:eu-west-1:123456789012:function:stack-Fn:live"
+    uri = prepared.template["Resources"]["Method"]["Properties"]["Integration"]["Uri"]
+    assert uri == {
+        "Fn::Join": ["", ["arn:x/", alias_arn, "/invocations"]]
+    }  # the alias's ARN, known beforehand
+    assert prepared.template["Resources"]["Param"]["Properties"]["Value"] == "stack-Errors"
+    assert prepared.template["Resources"]["Param"]["Properties"]["Tags"] == [{"Key": "a", "Value": "b"}]
+    assert "Tags" not in prepared.template["Resources"]["Key"]["Properties"]
+    assert prepared.deferred["Alias"]["Properties"]["FunctionVersion"] == {"Fn::GetAtt": ["Ver", "Version"]}
+    assert "Rules" not in prepared.template
+    assert "BootstrapVersion" not in prepared.template["Parameters"]
+    assert TEMPLATE["Resources"]["Fn"]["Properties"] == {"Code": {}}  # the input is not modified
+
+
+def test_dependency_order_follows_sub_and_depends_on() -> None:
+    resources = {
+        "B": {"Type": "T", "Properties": {"X": {"Fn::Sub": "${A.Arn}/x"}}},
+        "A": {"Type": "T", "DependsOn": "C"},
+        "C": {"Type": "T"},
+    }
+    assert dependency_order(resources) == ["C", "A", "B"]
+
+
+def test_long_physical_names_are_cut_with_a_digest() -> None:
+    name = physical_name("stack", "L" * 80)
+    assert len(name) == 64
+    assert name != physical_name("stack", "L" * 81)
+
+
+@pytest.mark.parametrize(
+    ("config", "percents", "minutes"),
+    [
+        ("CodeDeployDefault.LambdaCanary10Percent5Minutes", (10.0,), 5),
+        ("CodeDeployDefault.LambdaCanary10Percent30Minutes", (10.0,), 30),
+        (
+            "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+            tuple(float(p) for p in range(10, 100, 10)),
+            1,
+        ),
+        ("CodeDeployDefault.LambdaAllAtOnce", (), 0),
+    ],
+)
+def test_deployment_configs_become_traffic_steps(
+    config: str, percents: tuple[float, ...], minutes: int
+) -> None:
+    assert Steps.from_config(config, {}) == Steps(percents, minutes)
+
+
+def test_a_custom_deployment_config_is_read_from_the_stack() -> None:
+    custom = {
+        "c": {
+            "TrafficRoutingConfig": {
+                "Type": "TimeBasedLinear",
+                "TimeBasedLinear": {"LinearPercentage": 25, "LinearInterval": 2},
+            }
+        }
+    }
+    assert Steps.from_config("c", custom) == Steps((25.0, 50.0, 75.0), 2)
+
+
+def test_alarm_statistics() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert _statistic("Sum", values) == 5050
+    assert _statistic("Average", values) == 50.5
+    assert _statistic("SampleCount", values) == 100
+    assert _statistic("p99", values) == 99
+    assert _statistic("p50", [5.0]) == 5
+    with pytest.raises(ValueError, match="tm99"):
+        _statistic("tm99", values)
+
+
+def test_resource_paths_match_like_api_gateway() -> None:
+    assert _match_path("/models/{name}/predict", "/models/iris/predict") == {"name": "iris"}
+    assert _match_path("/models/iris/predict", "/models/iris/predict") == {}
+    assert _match_path("/models/iris/predict", "/models/iris") is None
+    assert _match_path("/files/{proxy+}", "/files/a/b/c") == {"proxy": "a/b/c"}
+    assert _match_path("/files/{proxy+}", "/files") is None
+
+
+def test_function_names_split_like_lambda() -> None:
+    assert split_function("fn") == ("fn", None)
+    assert split_function("fn:live") == ("fn", "live")
+    assert split_function("arn:aws:lambda:us-east-1:1:function:fn:3") == ("fn", "3")
+    assert split_function("arn:aws:lambda:us-east-1:1:function:fn", "live") == ("fn", "live")
+
+
+def test_emf_lines_become_metric_data() -> None:
+    line = json.dumps(
+        {
+            "_aws": {
+                "Timestamp": 1_700_000_000_000,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": "mdk",
+                        "Dimensions": [["Model", "ModelVersion"]],
+                        "Metrics": [{"Name": "ServerErrors", "Unit": "Count"}],
+                    }
+                ],
+            },
+            "Model": "iris",
+            "ModelVersion": "v1",
+            "ServerErrors": [1, 2],
+        }
+    )
+    data = list(emf_data(line))
+    assert [(ns, d["Value"]) for ns, d in data] == [("mdk", 1.0), ("mdk", 2.0)]
+    assert data[0][1]["Dimensions"] == [
+        {"Name": "Model", "Value": "iris"},
+        {"Name": "ModelVersion", "Value": "v1"},
+    ]
+    assert data[0][1]["Timestamp"] == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert list(emf_data("START RequestId: 1")) == []
+    assert list(emf_data('{"_aws": "broken"}')) == []
+
+
+def test_jwt_claims_are_read_without_a_key() -> None:
+    assert _jwt_claims("a.eyJpc3MiOiJ4In0.c") == {"iss": "x"}
+    assert _jwt_claims("not a token") is None
+    assert _jwt_claims("a.!!!.c") is None
