@@ -303,3 +303,34 @@ def test_a_broken_model_is_kept_from_traffic_by_the_pre_traffic_hook(
     assert alias(cloud) == before  # not one request went to it
     deployment = cloud.session.client("codedeploy").get_deployment(deploymentId=rollout.id)["deploymentInfo"]
     assert deployment["status"] == "Failed"
+
+
+def test_an_alarm_on_the_new_version_mid_canary_rolls_the_alias_back(
+    cloud: LocalCloud, config: Config
+) -> None:
+    """The new version passes the hook, then fails under traffic: its Errors (by ExecutedVersion, as
+    Lambda reports them) cross the rollback alarm's threshold during the canary."""
+    before = alias(cloud)
+    config.iris_artifact(REPO / "models/iris/v2/model.onnx")
+    started = len(cloud.rollouts)
+    cloud.deploy()
+    assert len(cloud.rollouts) == started + 1
+    rollout = cloud.rollouts[-1]
+    dimensions = [
+        {"Name": "FunctionName", "Value": FUNCTION},
+        {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+        {"Name": "ExecutedVersion", "Value": rollout.change.to_version},
+    ]
+    cloudwatch = cloud.session.client("cloudwatch")
+    while not rollout.done.wait(0.1):
+        cloudwatch.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[{"MetricName": "Errors", "Dimensions": dimensions, "Value": 5.0}],
+        )
+    assert rollout.status == "Failed", rollout.message
+    assert "NewVersionFunctionErrors" in rollout.message
+    assert alias(cloud) == before
+    (state,) = cloudwatch.describe_alarms(
+        AlarmNamePrefix="mdk-dev-serving-ModelirisNewVersionFunctionErrors"
+    )["MetricAlarms"]
+    assert state["StateValue"] == "ALARM"
