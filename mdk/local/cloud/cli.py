@@ -30,6 +30,7 @@ def _port_free(port: int) -> bool:
     if port == 0:
         return True
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is fine
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -210,7 +211,14 @@ def up(
         config=config, stage=stage, api_port=api_port, aws_port=aws_port, minute_s=minute_s, work=work
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+
+    def interrupted(_signum: int, _frame: Any) -> None:
+        # Ctrl-C and SIGTERM alike, even where the shell started us with SIGINT ignored (`make up &`)
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     started = time.perf_counter()
     try:
         cloud.start()

@@ -183,6 +183,9 @@ def _create_version(
     fn.code_or_config_updated = fn.code_or_config_updated or HOOKS.active
     version = _ORIGINAL["create_version"](cls, name, json_, account_id, region, **kw)
     version.arn = f"{fn.function_arn}:{version.version}"
+    if HOOKS.active and "Description" in json_["Properties"]:  # moto copies the function's description
+        published = lambda_backend(account_id, region).get_function(fn.function_name, str(version.version))
+        published.description = json_["Properties"]["Description"]
     return version  # type: ignore[no-any-return]
 
 
