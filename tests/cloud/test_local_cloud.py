@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 
 from mdk.local.cloud.cloud import ACCESS_KEY, SECRET_KEY, LocalCloud
 from tests.cloud.conftest import REPO, Config, call, signed
+from tests.mdk_cli import runner
 from tests.onnx_models import poisoned
 
 FUNCTION = "mdk-dev-serving-ModelirisFunction426CCFF9"
@@ -36,18 +35,9 @@ def alias(cloud: LocalCloud) -> tuple[str, dict[str, float]]:
     return found["FunctionVersion"], found.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture
 def mdk(cloud: LocalCloud, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """``mdk(*args)``: the operator CLI in process, pointed at the local cloud as the printed export does."""
-    from mdk import cli
-
     env = {
         "AWS_ENDPOINT_URL": cloud.aws_endpoint,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -59,18 +49,7 @@ def mdk(cloud: LocalCloud, capsys: pytest.CaptureFixture[str], monkeypatch: pyte
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["mdk", *args, "--config", str(cloud.config)])
-        code = 0
-        try:
-            cli.main()
-        except SystemExit as exc:
-            code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return runner(capsys, monkeypatch, "--config", str(cloud.config))
 
 
 # ------------------------------------------------------------------------------------ the topology

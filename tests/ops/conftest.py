@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import socket
-import sys
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from mdk.registry import (
     model_parameter,
     shadow_parameter,
 )
+from tests.mdk_cli import runner
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "mdk"
@@ -253,29 +253,7 @@ def topology(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Topology:
     return topology
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def mdk(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """``mdk(*args)``: the CLI's entry point in process (as the console script runs it)."""
-    from mdk import cli
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["mdk", *args])
-        code = 0
-        try:
-            cli.main()
-        except SystemExit as exc:
-            code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return runner(capsys, monkeypatch)
