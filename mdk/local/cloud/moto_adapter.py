@@ -25,6 +25,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -289,8 +290,12 @@ class LocalAws:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start empty: moto's state is per process, and whatever used moto here before is not ours."""
         _install()
         self._server.start()
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
+            pass
 
     def stop(self) -> None:
         self._server.stop()
