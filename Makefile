@@ -19,7 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-.PHONY: help setup models up test synth lint format typecheck bench lock clean
+.PHONY: help setup models up test synth lint format typecheck bench reliability lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ typecheck: $(PY_STAMP) ## mypy --strict over the kit, runtime, handlers and test
 bench: setup ## the benchmark report (bench/results/report.md); figures, not pass/fail
 	$(PY) -m bench
 
+reliability: setup ## fuzzing, fault injection and a 5-minute load test on the local cloud (build/reliability/report.md)
+	$(PY) -m reliability
+
 lock: ## re-resolve constraints.txt and layers/constraints.txt (the image's) from the requirements (needs the index)
 	rm -rf $(CACHE)/lock-venv $(CACHE)/lock-image
 	$(PYTHON) -m venv $(CACHE)/lock-venv
@@ -77,4 +80,4 @@ lock: ## re-resolve constraints.txt and layers/constraints.txt (the image's) fro
 	rm -rf $(CACHE)/lock-venv $(CACHE)/lock-image
 
 clean: ## remove what make and the tests created (the venv and node_modules stay)
-	rm -rf build cdk.out $(CACHE)/staged .pytest_cache .mypy_cache .ruff_cache bench/results
+	rm -rf build cdk.out $(CACHE)/staged $(CACHE)/local-layers .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -31,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +134,10 @@ class Containers:
             unpacked.rename(target)
         return target
 
+    def running(self) -> list[_Container]:
+        with self._lock:
+            return [c for c in self._running.values() if c.process.poll() is None]
+
     def stop(self) -> None:
         with self._lock:
             running = list(self._running.values())
@@ -220,6 +225,9 @@ class TransformJobs:
         self.region = region
         self.work = work
         self.finished: list[dict[str, Any]] = []
+        #: Fault injection for the next jobs, in order: "fail" (the job ends Failed, as on an algorithm
+        #: error) or "short" (Completed, but the output lacks its last line): what the pipeline must catch.
+        self.faults: deque[str] = deque()
 
     def run(self, job: dict[str, Any]) -> None:
         name = job["TransformJobName"]
@@ -236,6 +244,9 @@ class TransformJobs:
         self._emit(name)
 
     def _run(self, job: dict[str, Any]) -> None:
+        fault = self.faults.popleft() if self.faults else None
+        if fault == "fail":
+            raise RuntimeError("ClientError: injected fault: the algorithm container exited with code 1")
         source = job["TransformInput"]
         uri = urlsplit(source["DataSource"]["S3DataSource"]["S3Uri"])
         bucket, prefix = uri.netloc, uri.path.lstrip("/")
@@ -274,6 +285,9 @@ class TransformJobs:
                 self.s3.download_file(bucket, key, str(local_in))
                 with local_in.open("rb") as fh, local_out.open("wb") as sink:
                     transform(fh, sink, url=url, settings=settings)
+                if fault == "short":
+                    answers = local_out.read_bytes().splitlines(keepends=True)
+                    local_out.write_bytes(b"".join(answers[:-1]))
                 out_key = f"{output.path.strip('/')}/{relative}{batch.OUTPUT_SUFFIX}".lstrip("/")
                 self.s3.upload_file(str(local_out), output.netloc, out_key)
 

@@ -481,7 +481,12 @@ def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+        def __getattr__(self, name: str) -> Any:
+            # every method (TRACE, CONNECT, made-up ones) reaches the gateway's routing, as on API Gateway,
+            # instead of http.server's HTML 501
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("gateway: " + format, *args)

@@ -48,6 +48,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker
 
 log = logging.getLogger("mdk.local")
 MOTO_VERSION = "5.2.5"
+MOTO_S3_SEQUENCER = "617f08299329d189"  # what moto 5.2.5 puts in every S3 EventBridge notification
 ACCOUNT = "123456789012"  # moto's default account: ARNs in the local cloud carry it
 
 #: (function name or ARN, qualifier or None, payload, asynchronous) -> (payload, function errored)
@@ -262,6 +263,8 @@ def _sequence(event: dict[str, Any]) -> None:
     detail = event.get("detail") if event.get("source") == "aws.s3" else None
     if not isinstance(detail, dict) or not isinstance(detail.get("object"), dict):
         return
+    if detail["object"].get("sequencer") != MOTO_S3_SEQUENCER:
+        return  # not moto's S3 notification (e.g. PutEvents by a client): leave it as sent
     if any(seen is event for seen in _sequenced):
         return  # the same event seen by another rule keeps its sequencer
     detail["object"]["sequencer"] = f"{next(_sequencer):020X}"

@@ -1,0 +1,197 @@
+"""``make reliability``: the campaign that shows the kit holds, and its report.
+
+1. fuzzing: schemathesis on every deployed route (``tests/cloud/test_fuzz.py`` with many more examples)
+   and the runtime's hypothesis property tests (``tests/unit/test_runtime_properties.py``);
+2. fault injection: ``tests/cloud/test_faults.py`` and the alarm-driven rollback of ``test_local_cloud.py``;
+3. load: the example config on the local cloud, ``--clients`` clients for ``--duration`` seconds mixing
+   valid and invalid requests, with the memory of every process sampled (``reliability/load.py``).
+
+Writes ``build/reliability/report.md`` and ``report.json``: figures, what was tried, what broke and how
+it was fixed. Targets are checked in the report, not asserted; the exit status is non-zero only if a
+part could not run or found a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "build" / "reliability"
+MEMORY_GROWTH_LIMIT_PCT = 10.0  # late vs early RSS of any process under steady load
+
+#: Found by this campaign while it was built, and fixed (the tests that caught them stay in make test).
+FINDINGS = [
+    (
+        "Fuzzing (schemathesis) sent TRACE to /models/iris/predict: the local gateway answered with "
+        "http.server's HTML 501",
+        "every method now reaches the gateway's routing and gets API Gateway's answer (403, the kit's "
+        "error shape)",
+    ),
+    (
+        "Fault injection (one S3 event delivered twice, concurrently) started two transform jobs: the "
+        "local cloud gave every S3-sourced event a fresh sequencer, including client PutEvents, so the "
+        "trigger's idempotency key differed",
+        "only moto's own constant sequencer is replaced; a redelivered event keeps its sequencer and the "
+        "trigger starts one run",
+    ),
+]
+
+
+def pytest_part(name: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    junit = OUT / f"{name}.xml"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
+    return {
+        "name": name,
+        "args": args,
+        "passed": done.returncode == 0,
+        "summary": tail,
+        "seconds": round(time.perf_counter() - started, 1),
+        "output_tail": done.stdout[-3000:] if done.returncode else "",
+    }
+
+
+def load_part(duration: float, clients: int) -> dict[str, Any]:
+    from mdk.local.cloud.cloud import LocalCloud
+    from reliability import load
+
+    for noisy in ("werkzeug", "botocore", "urllib3", "mdk.local"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cloud = LocalCloud(config=REPO / "models.yaml", work=OUT / "local", minute_s=2.0)
+    cloud.start()
+    try:
+        cloud.deploy()
+        cloud.warm()
+        result = load.run(cloud, duration_s=duration, clients=clients)
+    finally:
+        cloud.stop()
+    summary = result.summary()
+    (OUT / "load-memory.json").write_text(json.dumps(result.memory, indent=1))
+    return summary
+
+
+def report(parts: list[dict[str, Any]], load_summary: dict[str, Any] | None, args: argparse.Namespace) -> str:
+    lines = [
+        "# mdk reliability report",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Client and local cloud share the machine.",
+        "",
+        "## Fuzzing and fault injection",
+        "",
+        "| part | what | result | seconds |",
+        "|---|---|---|---|",
+    ]
+    for part in parts:
+        lines.append(
+            f"| {part['name']} | `pytest {' '.join(part['args'])}` | {part['summary']} | {part['seconds']} |"
+        )
+    lines += [""]
+    if load_summary is not None:
+        s = load_summary
+        lines += [
+            f"## Load: {s['clients']} clients for {s['duration_s']} s on the local cloud (loopback)",
+            "",
+            f"{s['requests']} requests, {s['throughput_rps']} req/s; unexpected: **{s['unexpected']}** "
+            f"(target 0), server errors (5xx): **{s['server_errors']}** (target 0).",
+            "",
+            "| kind | requests | statuses | unexpected | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kind, k in s["kinds"].items():
+            statuses = ", ".join(f"{code}: {n}" for code, n in sorted(k["statuses"].items()))
+            lines.append(
+                f"| {kind} | {k['requests']} | {statuses} | {k['unexpected']} | {k['p50_ms']} | {k['p99_ms']} |"
+            )
+        lines += [
+            "",
+            f"Memory (RSS) per process; growth = last fifth vs first fifth of the samples (target: under "
+            f"{MEMORY_GROWTH_LIMIT_PCT:g} %):",
+            "",
+            "| process | samples | first MiB | last MiB | peak MiB | growth % |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, m in s["memory"].items():
+            flag = " **over**" if m["growth_pct"] > MEMORY_GROWTH_LIMIT_PCT else ""
+            lines.append(
+                f"| {name} | {m['samples']} | {m['first_mib']} | {m['last_mib']} | {m['peak_mib']} | {m['growth_pct']}{flag} |"
+            )
+        lines += [
+            "",
+            "Each function version is one sandbox in the local cloud (its requests queue), and the 2 "
+            "cores run the clients, the gateway, moto and the functions at once: throughput here is the "
+            "local cloud's, not Lambda's.",
+            "",
+        ]
+    lines += ["## What broke, and how it was fixed", ""]
+    for found, fix in FINDINGS:
+        lines.append(f"- {found}. Fixed: {fix}.")
+    lines += [
+        "",
+        "## Not tried here",
+        "",
+        "- Throttling by AWS APIs and the local AWS restarted mid-batch: moto neither throttles nor keeps "
+        "state across a restart (the batch pipeline's retries on throttling are tested with botocore's "
+        "Stubber in tests/batch).",
+        "- A function timeout end to end (504 and the alarm): the example models answer in milliseconds "
+        "and no deliberately slow model was built for it yet.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=300.0, help="load seconds (default 300)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--fuzz-examples", type=int, default=300, help="schemathesis examples per operation")
+    parser.add_argument("--skip-load", action="store_true")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    print("fuzzing and fault injection ...", flush=True)
+    parts = [
+        pytest_part("fuzz-api", ["tests/cloud/test_fuzz.py"], {"MDK_FUZZ_EXAMPLES": str(args.fuzz_examples)}),
+        pytest_part("properties", ["tests/unit/test_runtime_properties.py"], {}),
+        pytest_part("faults", ["tests/cloud/test_faults.py"], {}),
+        pytest_part(
+            "alarm-rollback",
+            ["tests/cloud/test_local_cloud.py", "-k", "alarm or hook or rollback"],
+            {},
+        ),
+    ]
+    load_summary = None
+    if not args.skip_load:
+        print(f"load: {args.clients} clients for {args.duration:g} s ...", flush=True)
+        load_summary = load_part(args.duration, args.clients)
+    text = report(parts, load_summary, args)
+    (OUT / "report.md").write_text(text)
+    (OUT / "report.json").write_text(json.dumps({"parts": parts, "load": load_summary}, indent=1))
+    print(text)
+    failed = [p["name"] for p in parts if not p["passed"]]
+    if load_summary and (load_summary["unexpected"] or load_summary["server_errors"]):
+        failed.append("load")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
