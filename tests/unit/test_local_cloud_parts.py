@@ -170,3 +170,22 @@ def test_jwt_claims_are_read_without_a_key() -> None:
     assert _jwt_claims("a.eyJpc3MiOiJ4In0.c") == {"iss": "x"}
     assert _jwt_claims("not a token") is None
     assert _jwt_claims("a.!!!.c") is None
+
+
+def test_only_motos_constant_s3_sequencer_is_replaced() -> None:
+    from mdk.local.cloud.moto_adapter import MOTO_S3_SEQUENCER, _sequence
+
+    def event(sequencer: str) -> dict[str, Any]:
+        return {"source": "aws.s3", "detail": {"object": {"key": "k", "sequencer": sequencer}}}
+
+    first, second = event(MOTO_S3_SEQUENCER), event(MOTO_S3_SEQUENCER)
+    _sequence(first)
+    _sequence(second)
+    _sequence(first)  # the same event seen by a second rule keeps its new sequencer
+    sequencers = [e["detail"]["object"]["sequencer"] for e in (first, second)]
+    assert MOTO_S3_SEQUENCER not in sequencers
+    assert sequencers[0] != sequencers[1]
+    assert sequencers[0] < sequencers[1]  # they grow, as S3's do for one key
+    client_sent = event("00FFFFFFFFFFFFFFFF")
+    _sequence(client_sent)  # a redelivered or client-sent event keeps its sequencer
+    assert client_sent["detail"]["object"]["sequencer"] == "00FFFFFFFFFFFFFFFF"
