@@ -2,8 +2,9 @@
 
 1. fuzzing: schemathesis on every deployed route (``tests/cloud/test_fuzz.py`` with many more examples)
    and the runtime's hypothesis property tests (``tests/unit/test_runtime_properties.py``);
-2. fault injection: ``tests/cloud/test_faults.py`` and the alarm-driven rollback of ``test_local_cloud.py``;
-3. load: the example config on the local cloud, ``--clients`` clients for ``--duration`` seconds mixing
+2. fault injection: ``tests/cloud/test_faults.py``;
+3. rollouts: ``tests/cloud/test_local_cloud.py`` (hook failure, alarm mid-canary, rollback);
+4. load: the example config on the local cloud, ``--clients`` clients for ``--duration`` seconds mixing
    valid and invalid requests, with the memory of every process sampled (``reliability/load.py``).
 
 Writes ``build/reliability/report.md`` and ``report.json``: figures, what was tried, what broke and how
@@ -35,6 +36,14 @@ FINDINGS = [
         "http.server's HTML 501",
         "every method now reaches the gateway's routing and gets API Gateway's answer (403, the kit's "
         "error shape)",
+    ),
+    (
+        "The load test: the local cloud's own process grew from 343 to 550 MiB in 5 minutes (+41 %): moto "
+        "keeps every CloudWatch data point, and each request stores about ten",
+        "the local CloudWatch keeps 60 simulated minutes of data points (2 minutes at the default clock, "
+        "1 minute in this campaign), longer than any alarm window or canary step. Growth remains (see the "
+        "memory table): not on the Python heap (tracemalloc sees it bounded once the window is full), not "
+        "glibc's per-thread arenas (MALLOC_ARENA_MAX=2 changes nothing); not found yet",
     ),
     (
         "Fault injection (one S3 event delivered twice, concurrently) started two transform jobs: the "
@@ -74,7 +83,9 @@ def load_part(duration: float, clients: int) -> dict[str, Any]:
 
     for noisy in ("werkzeug", "botocore", "urllib3", "mdk.local"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    cloud = LocalCloud(config=REPO / "models.yaml", work=OUT / "local", minute_s=2.0)
+    # one simulated minute a second: the local CloudWatch keeps 60 s of data points, so its retention
+    # window is full well within the warm-up the memory figures leave out
+    cloud = LocalCloud(config=REPO / "models.yaml", work=OUT / "local", minute_s=1.0)
     cloud.start()
     try:
         cloud.deploy()
@@ -122,8 +133,8 @@ def report(parts: list[dict[str, Any]], load_summary: dict[str, Any] | None, arg
             )
         lines += [
             "",
-            f"Memory (RSS) per process; growth = last fifth vs first fifth of the samples (target: under "
-            f"{MEMORY_GROWTH_LIMIT_PCT:g} %):",
+            f"Memory (RSS) per process; growth = the run's last fifth over its third fifth, after warm-up "
+            f"(target: under {MEMORY_GROWTH_LIMIT_PCT:g} %):",
             "",
             "| process | samples | first MiB | last MiB | peak MiB | growth % |",
             "|---|---|---|---|---|---|",
@@ -170,11 +181,7 @@ def main() -> int:
         pytest_part("fuzz-api", ["tests/cloud/test_fuzz.py"], {"MDK_FUZZ_EXAMPLES": str(args.fuzz_examples)}),
         pytest_part("properties", ["tests/unit/test_runtime_properties.py"], {}),
         pytest_part("faults", ["tests/cloud/test_faults.py"], {}),
-        pytest_part(
-            "alarm-rollback",
-            ["tests/cloud/test_local_cloud.py", "-k", "alarm or hook or rollback"],
-            {},
-        ),
+        pytest_part("rollouts", ["tests/cloud/test_local_cloud.py"], {}),
     ]
     load_summary = None
     if not args.skip_load:
@@ -187,6 +194,13 @@ def main() -> int:
     failed = [p["name"] for p in parts if not p["passed"]]
     if load_summary and (load_summary["unexpected"] or load_summary["server_errors"]):
         failed.append("load")
+    grown = [
+        n
+        for n, m in (load_summary or {}).get("memory", {}).items()
+        if m["growth_pct"] > MEMORY_GROWTH_LIMIT_PCT
+    ]
+    if grown:
+        failed.append(f"memory growth ({', '.join(grown)})")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -84,15 +84,17 @@ class LoadResult:
 
 
 def memory_summary(series: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
-    """Per process: first, last and peak RSS, and growth = mean of the last fifth over the first fifth
-    (after the first sample, which can precede a lazily started process's warm-up)."""
+    """Per process: first, last and peak RSS, and steady-state growth = mean of the last fifth of the run
+    over the mean of its third fifth. The first two fifths are warm-up (lazy imports, buffers and the
+    local CloudWatch's retention window filling) and are reported as first/peak, not judged: a leak
+    keeps growing after them."""
     out = {}
     for name, points in sorted(series.items()):
         values = [mib for _, mib in points]
         if len(values) < 5:
             continue
         fifth = max(1, len(values) // 5)
-        early, late = statistics.mean(values[1 : 1 + fifth]), statistics.mean(values[-fifth:])
+        early, late = statistics.mean(values[2 * fifth : 3 * fifth]), statistics.mean(values[-fifth:])
         out[name] = {
             "samples": len(values),
             "first_mib": round(values[0], 1),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -189,3 +189,21 @@ def test_only_motos_constant_s3_sequencer_is_replaced() -> None:
     client_sent = event("00FFFFFFFFFFFFFFFF")
     _sequence(client_sent)  # a redelivered or client-sent event keeps its sequencer
     assert client_sent["detail"]["object"]["sequencer"] == "00FFFFFFFFFFFFFFFF"
+
+
+def test_the_local_cloudwatch_forgets_data_points_past_its_retention() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from mdk.local.cloud.moto_adapter import metric_values, prune_metrics
+
+    now = datetime.now(UTC)
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        for age_s, value in ((600, 1.0), (300, 2.0), (5, 3.0)):
+            cloudwatch.put_metric_data(
+                Namespace="mdk",
+                MetricData=[{"MetricName": "M", "Value": value, "Timestamp": now - timedelta(seconds=age_s)}],
+            )
+        assert prune_metrics("us-east-1", now - timedelta(seconds=400)) == 1
+        assert sorted(metric_values("us-east-1", "mdk", "M", {}, now - timedelta(hours=1))) == [2.0, 3.0]

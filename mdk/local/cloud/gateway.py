@@ -479,7 +479,8 @@ def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":  # a HEAD answer has headers only
+                self.wfile.write(payload)
 
         def __getattr__(self, name: str) -> Any:
             # every method (TRACE, CONNECT, made-up ones) reaches the gateway's routing, as on API Gateway,

@@ -364,3 +364,20 @@ def metric_values(
             continue
         values.append(float(datum.value))
     return values
+
+
+def prune_metrics(region: str, older_than: datetime) -> int:
+    """Drop data points stamped before ``older_than`` from the local CloudWatch; returns how many.
+
+    moto keeps every data point forever, and the local cloud stores several per request: without this
+    its memory grows with the traffic.
+    """
+    backend = cloudwatch_backends[ACCOUNT][region]
+    kept = []
+    for datum in backend.metric_data:
+        stamp = datum.timestamp if datum.timestamp.tzinfo else datum.timestamp.replace(tzinfo=UTC)
+        if stamp >= older_than:
+            kept.append(datum)
+    dropped = len(backend.metric_data) - len(kept)
+    backend.metric_data = kept
+    return dropped

@@ -131,10 +131,18 @@ class AlarmEvaluator:
         )
         return ("ALARM" if breaching else "OK"), reason
 
+    @property
+    def retention_s(self) -> float:
+        """How long the local CloudWatch keeps data points: 60 simulated minutes (2 min at 2 s a minute),
+        longer than any alarm window or canary step of the example configs."""
+        return max(60.0, 60 * self.minute_s)
+
     def start(self, every_s: float = 2.0) -> None:
         def loop() -> None:
             while not self._stop.wait(every_s):
                 try:
+                    cutoff = datetime.now(UTC) - timedelta(seconds=self.retention_s)
+                    moto_adapter.prune_metrics(self.region, cutoff)
                     names = [
                         a["AlarmName"] for a in self.cloudwatch.describe_alarms().get("MetricAlarms", [])
                     ]
