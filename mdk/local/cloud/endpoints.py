@@ -60,10 +60,13 @@ class Containers:
         self.sagemaker = sagemaker
         self.images = images  # image asset hash -> build context (filled by the deployer)
         self._running: dict[str, _Container] = {}
+        self._models: dict[str, dict[str, Any]] = {}  # SageMaker models are immutable: described once
         self._lock = threading.Lock()
 
     def url(self, model_name: str, extra_env: dict[str, str] | None = None) -> str:
-        model = self.sagemaker.describe_model(ModelName=model_name)
+        model = self._models.get(model_name)
+        if model is None:
+            model = self._models[model_name] = self.sagemaker.describe_model(ModelName=model_name)
         container = model["PrimaryContainer"]
         env = {**container.get("Environment", {}), **(extra_env or {})}
         key = json.dumps([container["Image"], container.get("ModelDataUrl"), sorted(env.items())])
@@ -164,11 +167,15 @@ class Endpoints:
     def __init__(self, containers: Containers, sagemaker: Any) -> None:
         self.containers = containers
         self.sagemaker = sagemaker
+        self._configs: dict[str, dict[str, Any]] = {}  # endpoint configs are immutable: described once
 
     def pick_variant(self, endpoint: str) -> tuple[str, str]:
-        """(variant name, model name) for one request."""
+        """(variant name, model name) for one request; the weights are read per request (they change)."""
         described = self.sagemaker.describe_endpoint(EndpointName=endpoint)
-        config = self.sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+        name = described["EndpointConfigName"]
+        config = self._configs.get(name)
+        if config is None:
+            config = self._configs[name] = self.sagemaker.describe_endpoint_config(EndpointConfigName=name)
         models = {v["VariantName"]: v["ModelName"] for v in config["ProductionVariants"]}
         variants = described.get("ProductionVariants") or config["ProductionVariants"]
         weights = [
