@@ -76,7 +76,24 @@ def asgi_handler(service: InferenceService) -> Callable[[dict[str, Any], Any], d
     return handler
 
 
-def dispatch(service: InferenceService, event: dict[str, Any]) -> tuple[Reply | None, bool]:
+#: API Gateway's integration timeout: past it the caller has a 504 and the answer is wasted.
+API_GATEWAY_TIMEOUT_S = 29.0
+
+
+def request_deadline(context: Any, now: float | None = None) -> float:
+    """When a prediction must stop (``time.monotonic()``): the sooner of the function's remaining time
+    and API Gateway's 29 s, less a margin (10 %, 0.1-1 s) to encode, log and answer the 504."""
+    now = time.monotonic() if now is None else now
+    budget = API_GATEWAY_TIMEOUT_S
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        budget = min(budget, remaining() / 1000)
+    return now + budget - min(1.0, max(0.1, budget * 0.1))
+
+
+def dispatch(
+    service: InferenceService, event: dict[str, Any], context: Any = None
+) -> tuple[Reply | None, bool]:
     """Answer a model route directly; ``(None, v2)`` means "not a model route, ask the app"."""
     try:
         request = read_event(event)
@@ -92,7 +109,10 @@ def dispatch(service: InferenceService, event: dict[str, Any]) -> tuple[Reply | 
             body = request.body()
         except MdkError as exc:
             return error_reply(exc), request.v2
-        return service.predict(body, request.header("content-type"), request.header("accept")), request.v2
+        reply = service.predict(
+            body, request.header("content-type"), request.header("accept"), deadline=request_deadline(context)
+        )
+        return reply, request.v2
     return (service.health() if action == "health" else service.metadata()), request.v2
 
 
@@ -143,7 +163,7 @@ def handler(
         )
     if shadow.EVENT_KEY in event:  # a request the live version mirrored to this candidate
         return shadow.handle(service, event)
-    reply, v2 = dispatch(service, event)
+    reply, v2 = dispatch(service, event, context)
     if reply is None:
         return asgi_handler(service)(event, context)
     _record(reply, started, getattr(context, "aws_request_id", ""))

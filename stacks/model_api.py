@@ -137,6 +137,7 @@ class ModelApi(Construct):
             (apigw.ResponseType.THROTTLED, "throttled"),
             (apigw.ResponseType.QUOTA_EXCEEDED, "quota_exceeded"),
             (apigw.ResponseType.REQUEST_TOO_LARGE, "payload_too_large"),
+            (apigw.ResponseType.INTEGRATION_TIMEOUT, "timeout"),
             (apigw.ResponseType.DEFAULT_4_XX, "client_error"),
             (apigw.ResponseType.DEFAULT_5_XX, "gateway_error"),
         ):
@@ -230,7 +231,17 @@ class ModelApi(Construct):
                         response_templates={"application/json": unwrap},
                     ),
                     apigw.IntegrationResponse(
-                        selection_pattern="4\\d{2}",
+                        # ModelNotReadyException, SageMaker's own throttling of the endpoint: the caller
+                        # may retry with backoff, as with API Gateway's own 429.
+                        selection_pattern="429",
+                        status_code="429",
+                        response_templates={
+                            "application/json": refusal
+                            % ("throttled", "the model endpoint is busy or not ready: retry with backoff")
+                        },
+                    ),
+                    apigw.IntegrationResponse(
+                        selection_pattern="4(?!24|29)\\d{2}",  # patterns must not overlap
                         status_code="400",
                         response_templates={
                             "application/json": refusal
@@ -263,6 +274,7 @@ class ModelApi(Construct):
                     status_code="200", response_parameters={"method.response.header.Content-Type": True}
                 ),
                 apigw.MethodResponse(status_code="400"),
+                apigw.MethodResponse(status_code="429"),
                 apigw.MethodResponse(status_code="503"),
             ],
             **self._method_options(),  # type: ignore[arg-type]

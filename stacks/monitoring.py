@@ -132,6 +132,43 @@ class ModelMonitoring(Construct):
                     ],
                 ),
                 CustomMetricGroup(
+                    title="Predictions stopped at the deadline (504 inference_timeout)",
+                    metrics=[
+                        CustomMetricWithAlarm(
+                            metric=cloudwatch.Metric(
+                                namespace=telemetry.NAMESPACE,
+                                metric_name=telemetry.ERRORS_BY_CODE,
+                                dimensions_map={
+                                    **dims,
+                                    telemetry.DIM_VERSION: served.spec.version,
+                                    telemetry.DIM_ERROR_CODE: telemetry.INFERENCE_TIMEOUT,
+                                },
+                                statistic="Sum",
+                                period=Duration.minutes(1),
+                            ),
+                            alarm_friendly_name="timeouts",
+                            add_alarm={
+                                # One request the model could not answer in time is worth a look: the
+                                # function's timeout (or the input limits) no longer fit the model.
+                                "Critical": CustomThreshold(
+                                    threshold=1,
+                                    comparison_operator=(
+                                        cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                                    ),
+                                    datapoints_to_alarm=1,
+                                    evaluation_periods=1,
+                                    treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
+                                    alarm_description_override=(
+                                        f"{name} {served.spec.version}: predictions stopped at the "
+                                        "request's deadline (answered 504 inference_timeout): the model is "
+                                        "too slow for the function's timeout on some inputs"
+                                    ),
+                                )
+                            },
+                        )
+                    ],
+                ),
+                CustomMetricGroup(
                     title="Cold starts and init duration (ms)",
                     metrics=[
                         cloudwatch.Metric(

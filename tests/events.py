@@ -87,9 +87,10 @@ class FakeLambdaContext:
     log_stream_name: str = "2026/11/29/[1]abcdef"
     client_context: Any = None
     identity: Any = None
+    remaining_ms: int = 10_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        return self.remaining_ms
 
 
 @cache

@@ -171,3 +171,58 @@ def poisoned(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, target)
     return target
+
+
+def slowed(source: Path, target: Path, *, threshold: float = 100.0) -> Path:
+    """``source`` (one float input) with a busy loop whose trip count grows with the input's largest value
+    past ``threshold``: ordinary inputs answer as before (the loop runs zero times), an input with a
+    value far past it computes for hours. Its ``probabilities`` output gets the loop's result times zero.
+
+    A model that is fine on its example and too slow for some requests: the deadline's test case.
+    """
+    model = onnx.load(source)
+    graph = model.graph
+    source_input = graph.input[0].name
+    width = 256
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["h_in", "spin_w"], ["h_mm"]),
+            helper.make_node("Tanh", ["h_mm"], ["h_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "spin_body",
+        [
+            _vi("i", TensorProto.INT64, []),
+            _vi("cond_in", TensorProto.BOOL, []),
+            _vi("h_in", TensorProto.FLOAT, [1, width]),
+        ],
+        [_vi("cond_out", TensorProto.BOOL, []), _vi("h_out", TensorProto.FLOAT, [1, width])],
+    )
+    graph.initializer.extend(
+        [
+            helper.make_tensor("spin_w", TensorProto.FLOAT, [width, width], [1.0 / width] * width * width),
+            helper.make_tensor("spin_h0", TensorProto.FLOAT, [1, width], [0.5] * width),
+            helper.make_tensor("spin_threshold", TensorProto.FLOAT, [], [threshold]),
+            helper.make_tensor("spin_scale", TensorProto.FLOAT, [], [1e6]),
+            helper.make_tensor("spin_zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("spin_true", TensorProto.BOOL, [], [True]),
+        ]
+    )
+    for node in graph.node:
+        node.output[:] = ["probabilities_raw" if out == "probabilities" else out for out in node.output]
+    graph.node.extend(
+        [
+            helper.make_node("ReduceMax", [source_input], ["spin_max"], keepdims=0),
+            helper.make_node("Sub", ["spin_max", "spin_threshold"], ["spin_over"]),
+            helper.make_node("Relu", ["spin_over"], ["spin_relu"]),
+            helper.make_node("Mul", ["spin_relu", "spin_scale"], ["spin_trips_f"]),
+            helper.make_node("Cast", ["spin_trips_f"], ["spin_trips"], to=TensorProto.INT64),
+            helper.make_node("Loop", ["spin_trips", "spin_true", "spin_h0"], ["spin_h"], body=body),
+            helper.make_node("ReduceSum", ["spin_h"], ["spin_sum"], keepdims=0),
+            helper.make_node("Mul", ["spin_sum", "spin_zero"], ["spin_nothing"]),
+            helper.make_node("Add", ["probabilities_raw", "spin_nothing"], ["probabilities"]),
+        ]
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, target)
+    return target

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from mangum import Mangum
 from lambda_handlers import inference
 from lambda_handlers.api import create_app
 from mdk_runtime.service import InferenceService
-from tests.conftest import ServiceFactory
+from tests.conftest import REPO, ServiceFactory
 from tests.events import FakeLambdaContext, Version, api_event, response_body, response_json
 
 IRIS_ROW = [6.3, 3.4, 5.6, 2.4]
@@ -303,3 +304,49 @@ def test_logs_are_json_and_never_carry_payloads(
     assert rejected
     assert all(entry["level"] == "INFO" and entry["status"] in (400, 422) for entry in rejected)
     assert all(entry["request_id"] == lambda_context.aws_request_id for entry in rejected)
+
+
+# ------------------------------------------------------------------------------------------------
+# Deadlines: a prediction still running near the function's timeout is stopped and answered 504
+# ------------------------------------------------------------------------------------------------
+
+
+def test_request_deadline_leaves_a_margin_within_the_function_and_api_gateway_limits() -> None:
+    assert inference.request_deadline(FakeLambdaContext(remaining_ms=3000), now=100.0) == pytest.approx(102.7)
+    assert inference.request_deadline(FakeLambdaContext(remaining_ms=500), now=0.0) == pytest.approx(0.4)
+    # A 15-minute function behind API Gateway: 29 s is all the caller waits for.
+    assert inference.request_deadline(FakeLambdaContext(remaining_ms=900_000), now=0.0) == pytest.approx(28.0)
+    assert inference.request_deadline(None, now=0.0) == pytest.approx(28.0)
+
+
+def test_a_prediction_past_the_deadline_is_stopped_and_answered_504(
+    service: ServiceFactory, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The slowed iris model spins for hours on a feature above 100; the function's context says 1.5 s
+    are left: the run is stopped at the deadline, the caller gets a 504 naming it, the metrics count an
+    inference_timeout, and the sandbox goes on serving."""
+    from tests.onnx_models import slowed
+
+    slow = service(
+        slowed(REPO / "models/iris/v1/model.onnx", tmp_path / "slow.onnx"),
+        name="iris",
+        labels=["setosa", "versicolor", "virginica"],
+    )
+    assert slow.model is not None, slow.load_error
+    context = FakeLambdaContext(remaining_ms=1500)
+    capfd.readouterr()
+
+    response = call(slow, api_event("v1", body=json.dumps({"instances": [[1000.0, 3.4, 5.6, 2.4]]})), context)
+    assert response["statusCode"] == 504
+    error = response_json(response)["error"]
+    assert error["code"] == "inference_timeout"
+    assert "deadline" in error["message"]
+    docs = emf_documents(capfd.readouterr().out)
+    by_code = next(d for d in docs if "ErrorsByCode" in metric_names(d))
+    assert by_code["ErrorCode"] == "inference_timeout"
+    assert any("ServerErrors" in metric_names(d) for d in docs)
+
+    # Ordinary inputs of the same model are answered, before and after a stopped run.
+    response = call(slow, api_event("v1", body=json.dumps({"instances": [IRIS_ROW]})), context)
+    assert response["statusCode"] == 200
+    assert response_json(response)["predictions"][0]["label"] == "virginica"

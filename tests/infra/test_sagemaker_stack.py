@@ -157,6 +157,14 @@ def test_api_route_is_a_direct_sagemaker_integration(synth_repo_config: Synth) -
         "$context.responseOverride.status = $body.OriginalStatusCode"
         in responses["424"]["ResponseTemplates"]["application/json"]
     )
+    # SageMaker's 429 (endpoint throttled or not ready) reaches the caller as a 429 to retry; the other
+    # 4xx are the request's fault; the patterns must not overlap (API Gateway picks any match).
+    assert set(responses) == {"default", "424", "429", "4(?!24|29)\\d{2}", "5\\d{2}"}
+    assert responses["429"]["StatusCode"] == "429"
+    assert '"code": "throttled"' in responses["429"]["ResponseTemplates"]["application/json"]
+    patterns = [re.compile(p) for p in responses if p != "default"]
+    for status in ("400", "404", "413", "424", "429", "500", "503"):
+        assert sum(bool(p.fullmatch(status)) for p in patterns) == 1, status
     assert responses["default"]["ResponseParameters"] == {
         "method.response.header.Content-Type": "integration.response.header.Content-Type"
     }

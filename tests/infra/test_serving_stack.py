@@ -283,6 +283,7 @@ def test_gateway_refusals_use_the_functions_error_shape(synth_repo_config: Synth
         "BAD_REQUEST_BODY",
         "DEFAULT_4XX",
         "DEFAULT_5XX",
+        "INTEGRATION_TIMEOUT",
         "QUOTA_EXCEEDED",
         "REQUEST_TOO_LARGE",
         "THROTTLED",
@@ -402,8 +403,17 @@ def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:
         "mdk-dev-iris-Fault-Count-Critical",
         "mdk-dev-iris-Latency-P99-Warning",
         "mdk-dev-iris-Throttled-Count-Warning",
+        "mdk-dev-iris-model-timeouts-Critical",
     ]
     assert all(p["AlarmActions"] == [{"Ref": topic_id}] for p in facade.values())
+    # Predictions stopped at their deadline (504) alarm on the first one, for the deployed version.
+    timeouts = next(p for p in facade.values() if p["AlarmName"] == "mdk-dev-iris-model-timeouts-Critical")
+    assert timeouts["MetricName"] == "ErrorsByCode"
+    dims = {d["Name"]: d["Value"] for d in timeouts["Dimensions"]}
+    assert dims.pop("ModelVersion")  # the artifact's version, as the function reports it
+    assert dims == {"Model": "iris", "service": "mdk-inference", "ErrorCode": "inference_timeout"}
+    assert (timeouts["Threshold"], timeouts["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert timeouts["TreatMissingData"] == "notBreaching"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -85,6 +85,14 @@ class ModelNotReady(MdkError):
     code = "model_not_ready"
 
 
+class InferenceTimeout(MdkError):
+    """Inference did not finish before the request's deadline and was stopped (the caller gets a 504
+    with this reason instead of the platform cutting the connection)."""
+
+    status = 504
+    code = "inference_timeout"
+
+
 class InferenceFailed(MdkError):
     """onnxruntime failed on an input that passed validation: a model or runtime fault."""
 

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mdk_runtime.errors import InferenceFailed, InvalidInput, MdkError, ModelLoadError
+from mdk_runtime.deadline import WATCHDOG
+from mdk_runtime.errors import InferenceFailed, InferenceTimeout, InvalidInput, MdkError, ModelLoadError
 from mdk_runtime.schema import Signature, build_signature, example_feeds
 from mdk_runtime.spec import ModelSpec, read_spec
 
@@ -110,11 +111,14 @@ class Model:
     def from_session(cls, session: ort.InferenceSession, spec: ModelSpec) -> Model:
         return cls(session, spec, build_signature(session.get_inputs(), session.get_outputs(), spec))
 
-    def run(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, Any]:
-        """Outputs by graph name for ``n`` instances, splitting around a fixed batch size."""
+    def run(self, feeds: dict[str, np.ndarray], n: int, *, deadline: float | None = None) -> dict[str, Any]:
+        """Outputs by graph name for ``n`` instances, splitting around a fixed batch size.
+
+        With a ``deadline`` (``time.monotonic()``), a run still going then is stopped: InferenceTimeout.
+        """
         size = self.signature.batch_size
         if size is None or n == size:
-            return dict(zip(self._output_names, self._run(feeds), strict=True))
+            return dict(zip(self._output_names, self._run(feeds, deadline), strict=True))
         parts: list[list[Any]] = []
         for start in range(0, n, size):
             stop = min(start + size, n)
@@ -122,20 +126,34 @@ class Model:
             short = size - (stop - start)
             if short:  # pad the last chunk by repeating its last row; the padding is dropped below
                 chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
-            outs = self._run(chunk)
+            outs = self._run(chunk, deadline)
             parts.append([o[: stop - start] if _rows(o) == size else o for o in outs])
         return {name: _join([p[i] for p in parts]) for i, name in enumerate(self._output_names)}
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> list[Any]:
+    def _run(self, feeds: dict[str, np.ndarray], deadline: float | None = None) -> list[Any]:
+        watch = None
+        if deadline is not None:
+            budget = deadline - time.monotonic()
+            if budget <= 0:
+                raise InferenceTimeout("the request's deadline passed before inference could start")
+            watch = WATCHDOG.watch(deadline)
         try:
-            return list(self.session.run(self._output_names, feeds))
+            return list(self.session.run(self._output_names, feeds, watch.options if watch else None))
         except Exception as exc:
+            if watch is not None and watch.options.terminate:
+                raise InferenceTimeout(
+                    f"inference was stopped after {budget:.1f} s, at the request's deadline "
+                    "(the time left to answer before the platform's timeout)"
+                ) from exc
             kind = type(exc).__name__
             message = str(exc).split(" : ", 3)[-1].strip().splitlines()[0][:300] if str(exc) else kind
             if kind == "InvalidArgument":
                 # onnxruntime names inputs, dims and types here, never values.
                 raise InvalidInput(f"the model rejected the input: {message}") from exc
             raise InferenceFailed(f"inference failed ({kind})") from exc
+        finally:
+            if watch is not None:
+                WATCHDOG.release(watch)
 
     def warm_up(self) -> str:
         """One inference before traffic: the spec's example if any, else zeros of the right shape."""

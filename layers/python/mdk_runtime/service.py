@@ -221,12 +221,14 @@ class InferenceService:
         accept: str | None,
         *,
         formats: tuple[str, ...] = API_FORMATS,
+        deadline: float | None = None,
     ) -> Reply:
-        """Decode, run and encode in one go (the Lambda function's path)."""
+        """Decode, run and encode in one go (the Lambda function's path); a run still going at
+        ``deadline`` (``time.monotonic()``) is stopped and answered 504."""
         try:
             job = self.prepare(body, content_type, accept, formats=formats)
             assert self.model is not None
-            return self.finish(job, [self.model.run(b.feeds, b.n) for b in job.batches])
+            return self.finish(job, [self.model.run(b.feeds, b.n, deadline=deadline) for b in job.batches])
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise

@@ -15,3 +15,4 @@ DIM_MODEL = "Model"
 DIM_VERSION = "ModelVersion"
 DIM_SERVICE = "service"
 DIM_ERROR_CODE = "ErrorCode"
+INFERENCE_TIMEOUT = "inference_timeout"  # the ErrorCode of a prediction stopped at its deadline

@@ -1,0 +1,64 @@
+"""Stopping an inference when its request's deadline passes.
+
+onnxruntime checks ``RunOptions.terminate`` between kernels (inside ``Loop``/``Scan`` bodies too) and
+fails the run when it is set.  One watchdog thread per process sets it for runs whose deadline has
+passed, so a slow request ends with a clear 504 (:class:`~mdk_runtime.errors.InferenceTimeout`) while the
+process still has time to answer, instead of Lambda killing the sandbox mid-request (a bare 502 for the
+caller and a cold start for the next one).  Watching a run costs a heap push and a notify, no thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+
+import onnxruntime as ort
+
+
+class _Watch:
+    __slots__ = ("active", "deadline", "options")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.options = ort.RunOptions()
+        self.active = True
+
+
+class Watchdog:
+    """Sets ``terminate`` on the run options of watched runs once their deadline (monotonic) passes."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float) -> _Watch:
+        watch = _Watch(deadline)
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, next(self._seq), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mdk-deadline", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is watch:
+                self._cond.notify()
+        return watch
+
+    @staticmethod
+    def release(watch: _Watch) -> None:
+        watch.active = False  # the entry leaves the heap when its deadline comes up
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, watch = heapq.heappop(self._heap)
+                    if watch.active:
+                        watch.options.terminate = True
+                self._cond.wait(self._heap[0][0] - now if self._heap else None)
+
+
+WATCHDOG = Watchdog()
