@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from mdk_runtime.batch import ALERTING, now_iso
@@ -95,9 +96,15 @@ def env() -> BatchEnv:
     return BatchEnv.load()
 
 
+#: AWS SDK retries: the standard mode's exponential backoff with jitter on throttling and transient
+#: errors (connection refused or reset included), four attempts in all (up to ~7 s of backoff), before
+#: Lambda's own asynchronous retries (then the dead-letter queue) take over.
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
+
+
 @lru_cache(maxsize=8)
 def client(service: str) -> Any:
-    return boto3.client(service)
+    return boto3.client(service, config=RETRIES)
 
 
 def reset() -> None:
@@ -111,7 +118,7 @@ def once(function: Any, *, key_argument: str, config: Any) -> Any:
     environment is read, so tests can point it at another table)."""
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
 
-    persistence = DynamoDBPersistenceLayer(table_name=env().idempotency_table)
+    persistence = DynamoDBPersistenceLayer(table_name=env().idempotency_table, boto_config=RETRIES)
     return idempotent_function(
         data_keyword_argument=key_argument, config=config, persistence_store=persistence
     )(function)

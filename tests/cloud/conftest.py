@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -59,6 +60,34 @@ def cloud(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="module")
+def alerts(cloud: LocalCloud) -> Any:
+    """An SQS queue subscribed to the stack's alarm topic: what an on-call engineer would receive."""
+    sqs, sns = cloud.session.client("sqs"), cloud.session.client("sns")
+    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = next(v for k, v in cloud.ready.stacks[0].outputs.items() if k.startswith("AlarmTopicArn"))  # type: ignore[union-attr]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+    def received(timeout: float = 30) -> list[dict[str, Any]]:
+        deadline, messages = time.monotonic() + timeout, list[dict[str, Any]]()
+        while time.monotonic() < deadline and not messages:
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+                messages.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return messages
+
+    def about(text: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """The alerts whose message mentions ``text``, waiting for at least one (others are dropped)."""
+        deadline, found = time.monotonic() + timeout, list[dict[str, Any]]()
+        while time.monotonic() < deadline and not found:
+            found = [m for m in received(timeout=1) if text in m["Message"]]
+        return found
+
+    received.about = about  # type: ignore[attr-defined]
+    return received
 
 
 def signed(

@@ -17,31 +17,12 @@ import pytest
 
 from mdk.local.cloud.cloud import LocalCloud
 from mdk.local.cloud.functions import FunctionCode, FunctionRunner
+from mdk.local.cloud.rollout import single_metric
 from mdk.local.dockerfile import StagedImage
-from tests.cloud.conftest import REPO, Config, signed
+from tests.cloud.conftest import MINUTE_S, REPO, Config, signed
 from tests.cloud.test_local_cloud import FUNCTION, alias, wait_for_manifest
 
 ROWS = [[6.3, 3.4, 5.6, 2.4], [5.8, 2.7, 5.1, 1.9], [5.0, 3.4, 1.5, 0.2]]
-
-
-@pytest.fixture(scope="module")
-def alerts(cloud: LocalCloud) -> Any:
-    """An SQS queue subscribed to the stack's alarm topic: what an on-call engineer would receive."""
-    sqs, sns = cloud.session.client("sqs"), cloud.session.client("sns")
-    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    topic = next(v for k, v in cloud.ready.stacks[0].outputs.items() if k.startswith("AlarmTopicArn"))  # type: ignore[union-attr]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-
-    def received(timeout: float = 30) -> list[dict[str, Any]]:
-        deadline, messages = time.monotonic() + timeout, list[dict[str, Any]]()
-        while time.monotonic() < deadline and not messages:
-            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
-                messages.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-        return messages
-
-    return received
 
 
 def upload(cloud: LocalCloud, name: str, lines: list[str]) -> str:
@@ -59,7 +40,7 @@ def test_a_failed_transform_job_gives_a_failed_manifest_and_an_alert(cloud: Loca
     manifest = wait_for_manifest(cloud.session.client("s3"), bucket, "fails.jsonl")
     assert manifest["state"] == "Failed"
     assert "injected fault" in manifest["job"]["failure_reason"]
-    (alert,) = [a for a in alerts() if "fails.jsonl" in a["Message"]]
+    (alert,) = alerts.about("fails.jsonl")
     assert "Failed" in alert["Subject"]
 
 
@@ -69,7 +50,7 @@ def test_a_completed_job_with_short_output_is_reported_incomplete(cloud: LocalCl
     manifest = wait_for_manifest(cloud.session.client("s3"), bucket, "short.jsonl")
     assert manifest["state"] == "Incomplete", manifest
     assert manifest["message"] == "SageMaker reported Completed but the output has 2 of 3 lines (1 missing)"
-    assert [a for a in alerts() if "short.jsonl" in a["Message"]]
+    assert alerts.about("short.jsonl")
 
 
 def test_an_s3_event_delivered_twice_at_once_starts_one_job(cloud: LocalCloud) -> None:
@@ -153,3 +134,152 @@ def health_event() -> dict[str, Any]:
         "body": None,
         "isBase64Encoded": False,
     }
+
+
+# ------------------------------------------------------------------------ AWS throttling and outages
+
+TRIGGER = "mdk-dev-serving-BatchTrigger8D9E9196"
+CREATE_JOB = "SageMaker.CreateTransformJob"
+
+
+def test_throttled_aws_calls_are_retried_with_backoff_and_the_run_completes(cloud: LocalCloud) -> None:
+    """SageMaker throttles the trigger's CreateTransformJob three times: the SDK's standard retries
+    (exponential backoff with jitter) get the job started on the fourth attempt; every line is answered."""
+    faults = cloud.aws.faults
+    faults.throttle(CREATE_JOB, times=3)
+    try:
+        bucket = upload(cloud, "throttled.jsonl", [json.dumps(r) for r in ROWS])
+        manifest = wait_for_manifest(cloud.session.client("s3"), bucket, "throttled.jsonl")
+    finally:
+        faults.clear()
+    assert manifest["state"] == "Completed", manifest
+    assert manifest["input"]["lines"] == manifest["output"]["lines"] == len(ROWS)
+    assert (faults.refused[CREATE_JOB], faults.calls[CREATE_JOB]) == (3, 4)
+
+
+@pytest.mark.usefixtures("empty_dead_letters")
+def test_throttling_past_every_retry_lands_the_event_in_the_dead_letter_queue_and_alarms(
+    cloud: LocalCloud, alerts: Any
+) -> None:
+    """Throttled for good: four SDK attempts per invocation, Lambda's two asynchronous retries, then the
+    on-failure destination gets the event with the error (Lambda's record), the dead-letter alarm fires
+    and tells the alert topic. The file is still in the bucket; nothing is dropped."""
+    faults = cloud.aws.faults
+    faults.throttle(CREATE_JOB, times=1_000)
+    try:
+        upload(cloud, "throttled-for-good.jsonl", [json.dumps(r) for r in ROWS])
+        record = dead_letter(cloud, "throttled-for-good.jsonl")
+    finally:
+        faults.clear()
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["responsePayload"]["errorType"] == "ClientError"
+    assert "ThrottlingException" in record["responsePayload"]["errorMessage"]
+    assert faults.calls[CREATE_JOB] == 3 * 4  # three invocations, four SDK attempts each
+    assert_dead_letter_alarm(cloud, alerts)
+
+
+def test_the_local_aws_restarted_mid_batch_the_run_resumes_and_completes(cloud: LocalCloud) -> None:
+    """The S3 event is on its way to the trigger when the local AWS endpoint goes down (connections
+    refused) and comes back on the same port, state kept: the trigger's first invocation fails on its
+    first AWS call, Lambda's asynchronous retry runs it again once AWS answers, and the run completes
+    with every line, once."""
+    trigger = cloud.runner.process(TRIGGER, "$LATEST")
+    s3 = cloud.session.client("s3")
+    jobs_before = len(
+        cloud.session.client("sagemaker").list_transform_jobs(MaxResults=100)["TransformJobSummaries"]
+    )
+    with trigger.lock:  # the trigger's sandbox is busy: the event waits for it, as a queued invocation
+        bucket = upload(cloud, "restarted.jsonl", [json.dumps(r) for r in ROWS])
+        cloud.aws.stop()
+    # The trigger now runs against a dead endpoint; shorter than Lambda's first retry delay (one
+    # simulated minute) later, the same endpoint answers again.
+    time.sleep(0.2 * MINUTE_S / 0.3)
+    cloud.aws.restart()
+    manifest = wait_for_manifest(s3, bucket, "restarted.jsonl")
+    assert manifest["state"] == "Completed", manifest
+    assert manifest["input"]["lines"] == manifest["output"]["lines"] == len(ROWS)
+    jobs = cloud.session.client("sagemaker").list_transform_jobs(MaxResults=100)["TransformJobSummaries"]
+    assert len(jobs) == jobs_before + 1
+
+
+@pytest.mark.usefixtures("empty_dead_letters")
+def test_the_local_aws_down_past_every_retry_reports_the_run_in_the_dead_letter_queue(
+    cloud: LocalCloud, alerts: Any
+) -> None:
+    """Down for longer than Lambda retries (ten simulated minutes): the three invocations fail, and
+    Lambda's on-failure record reaches the dead-letter queue once SQS answers again, with the event (the
+    bucket, key and sequencer to start the run again) and the error; the dead-letter alarm notifies."""
+    trigger = cloud.runner.process(TRIGGER, "$LATEST")
+    with trigger.lock:
+        upload(cloud, "down-for-long.jsonl", [json.dumps(r) for r in ROWS])
+        cloud.aws.stop()
+    time.sleep(10 * MINUTE_S)
+    cloud.aws.restart()
+    record = dead_letter(cloud, "down-for-long.jsonl")
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert "Could not connect to the endpoint URL" in record["responsePayload"]["errorMessage"]
+    assert record["requestPayload"]["detail"]["object"]["sequencer"]
+    assert_dead_letter_alarm(cloud, alerts)
+
+
+def dead_letter(cloud: LocalCloud, name: str, timeout: float = 120) -> dict[str, Any]:
+    """Lambda's on-failure record for the event of inbox file ``name``, left in the queue (visible)."""
+    sqs = cloud.session.client("sqs")
+    queue = next(url for url in sqs.list_queues().get("QueueUrls", []) if "DeadLetters" in url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+            "Messages", []
+        ):
+            body = json.loads(message["Body"])
+            if body["requestPayload"]["detail"]["object"]["key"].endswith(name):
+                return dict(body)
+        time.sleep(0.5)
+    raise AssertionError(f"the event of {name} never reached the dead-letter queue")
+
+
+def dead_letter_alarms(cloud: LocalCloud) -> list[str]:
+    cloudwatch = cloud.session.client("cloudwatch")
+    names = [
+        a["AlarmName"]
+        for a in cloudwatch.describe_alarms()["MetricAlarms"]
+        if (single_metric(a) or {}).get("Namespace") == "AWS/SQS"
+    ]
+    assert names, "the stack defines a dead-letter alarm"
+    return sorted(names)
+
+
+def alarm_states(cloud: LocalCloud, names: list[str]) -> set[str]:
+    alarms = cloud.session.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+    return {a["StateValue"] for a in alarms}
+
+
+@pytest.fixture
+def empty_dead_letters(cloud: LocalCloud) -> None:
+    """An empty dead-letter queue and its alarm out of ALARM, whatever earlier tests left."""
+    sqs = cloud.session.client("sqs")
+    queue = next(url for url in sqs.list_queues().get("QueueUrls", []) if "DeadLetters" in url)
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:  # as an operator would, once the runs are restarted (PurgeQueue: 1/min)
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    names = dead_letter_alarms(cloud)
+    deadline = time.monotonic() + 60
+    while "ALARM" in alarm_states(cloud, names) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert "ALARM" not in alarm_states(cloud, names)
+
+
+def assert_dead_letter_alarm(cloud: LocalCloud, alerts: Any) -> None:
+    """The dead-letter queue's alarm goes into ALARM and the alert topic is told."""
+    names = dead_letter_alarms(cloud)
+    fired: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while not fired and time.monotonic() < deadline:
+        for message in alerts(timeout=2):
+            if message["Message"].startswith("{"):
+                note = json.loads(message["Message"])
+                if note.get("AlarmName") in names and note["NewStateValue"] == "ALARM":
+                    fired.append(note)
+    assert fired, "the dead-letter alarm did not tell the alert topic"
+    assert alarm_states(cloud, names) == {"ALARM"}

@@ -10,7 +10,8 @@ import pytest
 
 from mdk.local.cloud.functions import emf_data, split_function
 from mdk.local.cloud.gateway import _jwt_claims, _match_path
-from mdk.local.cloud.rollout import Steps, _statistic
+from mdk.local.cloud.moto_adapter import Samples
+from mdk.local.cloud.rollout import Steps
 from mdk.local.cloud.template import DEFERRED, dependency_order, physical_name, prepare
 
 TEMPLATE: dict[str, Any] = {
@@ -112,14 +113,22 @@ def test_a_custom_deployment_config_is_read_from_the_stack() -> None:
 
 
 def test_alarm_statistics() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert _statistic("Sum", values) == 5050
-    assert _statistic("Average", values) == 50.5
-    assert _statistic("SampleCount", values) == 100
-    assert _statistic("p99", values) == 99
-    assert _statistic("p50", [5.0]) == 5
+    samples = Samples()
+    for v in range(1, 101):
+        samples.add(float(v))
+    assert samples.statistic("Sum") == 5050
+    assert samples.statistic("Average") == 50.5
+    assert samples.statistic("SampleCount") == 100
+    assert samples.statistic("p99") == 99
     with pytest.raises(ValueError, match="tm99"):
-        _statistic("tm99", values)
+        samples.statistic("tm99")
+    one = Samples()
+    one.add(5.0)
+    assert one.statistic("p50") == 5
+    # Counts stored as statistic sets (the local publisher aggregates them per second) mix with raw values.
+    samples.add_set(total=10.0, count=4.0, minimum=0.0, maximum=7.0)
+    assert (samples.statistic("Sum"), samples.statistic("SampleCount")) == (5060, 104)
+    assert (samples.statistic("Minimum"), samples.statistic("Maximum")) == (0.0, 100.0)
 
 
 def test_resource_paths_match_like_api_gateway() -> None:
@@ -206,4 +215,29 @@ def test_the_local_cloudwatch_forgets_data_points_past_its_retention() -> None:
                 MetricData=[{"MetricName": "M", "Value": value, "Timestamp": now - timedelta(seconds=age_s)}],
             )
         assert prune_metrics("us-east-1", now - timedelta(seconds=400)) == 1
-        assert sorted(metric_values("us-east-1", "mdk", "M", {}, now - timedelta(hours=1))) == [2.0, 3.0]
+        assert sorted(metric_values("us-east-1", "mdk", "M", {}, now - timedelta(hours=1)).values) == [
+            2.0,
+            3.0,
+        ]
+
+
+def test_count_data_points_are_stored_per_second_as_statistic_sets() -> None:
+    from mdk.local.cloud.functions import aggregate_counts
+
+    t0 = datetime(2026, 11, 29, 12, 0, 0, 100_000, tzinfo=UTC)
+    dims = [{"Name": "FunctionName", "Value": "f"}]
+    data = [
+        {"MetricName": "Errors", "Dimensions": dims, "Unit": "Count", "Value": v, "Timestamp": t0 + dt}
+        for v, dt in ((0.0, timedelta(0)), (1.0, timedelta(milliseconds=500)), (0.0, timedelta(seconds=1)))
+    ]
+    data.append(
+        {"MetricName": "Duration", "Dimensions": dims, "Unit": "Milliseconds", "Value": 7.0, "Timestamp": t0}
+    )
+    out = aggregate_counts(data)
+    raw = [d for d in out if "Value" in d]
+    sets = sorted((d for d in out if "StatisticValues" in d), key=lambda d: d["Timestamp"])
+    assert [d["MetricName"] for d in raw] == ["Duration"]  # latencies stay raw: alarms ask percentiles
+    assert [d["StatisticValues"] for d in sets] == [
+        {"SampleCount": 2.0, "Sum": 1.0, "Minimum": 0.0, "Maximum": 1.0},
+        {"SampleCount": 1.0, "Sum": 0.0, "Minimum": 0.0, "Maximum": 0.0},
+    ]

@@ -6,7 +6,9 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from botocore.config import Config
 from mdk.local.cloud import moto_adapter
 from mdk.local.cloud.deploy import REPO, AliasChange, Deployer, StackDeployment
 from mdk.local.cloud.endpoints import Containers, Endpoints, TransformJobs
-from mdk.local.cloud.functions import FunctionRunner, Metrics
+from mdk.local.cloud.functions import FunctionRunner, Metrics, split_function
 from mdk.local.cloud.gateway import Gateway
 from mdk.local.cloud.rollout import AlarmEvaluator, Deployment, LocalCodeDeploy
 from mdk.local.rie import ensure_rie
@@ -116,7 +118,11 @@ class LocalCloud:
             work=self.work,
         )
         self.alarms = AlarmEvaluator(
-            cloudwatch=self.session.client("cloudwatch"), region=region, minute_s=minute_s
+            cloudwatch=self.session.client("cloudwatch"),
+            sns=self.session.client("sns"),
+            sqs=self.session.client("sqs"),
+            region=region,
+            minute_s=minute_s,
         )
         self.codedeploy = LocalCodeDeploy(
             session=self.session, region=region, runner=self.runner, alarms=self.alarms, minute_s=minute_s
@@ -152,22 +158,80 @@ class LocalCloud:
         self.alarms.start(every_s=max(1.0, self.minute_s))
 
     def _event_target(self, arn: str, event: dict[str, Any]) -> None:
-        # EventBridge invokes asynchronously; Lambda retries a failed asynchronous invocation twice.
+        """EventBridge invokes asynchronously: Lambda retries a failed invocation as the function's event
+        invoke config says (default 2 retries, after 1 and 2 minutes: simulated minutes here), then sends
+        the event with the error to the on-failure destination (the dead-letter queue). Never dropped."""
         payload = json.dumps(event).encode()
-        for attempt in range(3):
+        name, _qualifier = split_function(arn)
+        config = moto_adapter.event_invoke_config(name, self.region)
+        retries = int(config.get("MaximumRetryAttempts", 2))
+        error: bytes = b""
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(attempt * self.minute_s)
             try:
                 result = self.runner.invoke(arn, None, payload)
-            except Exception:
+            except Exception as exc:
                 log.exception("EventBridge -> %s failed (attempt %d)", arn, attempt + 1)
+                error = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
                 continue
             if not result.errored:
                 return
+            error = result.payload
             log.warning(
-                "EventBridge -> %s: the function failed (attempt %d): %s",
+                "EventBridge -> %s: the function failed (attempt %d of %d): %s",
                 arn,
                 attempt + 1,
+                retries + 1,
                 result.payload[:300],
             )
+        self._on_failure(arn, config, event, error, retries + 1)
+
+    def _on_failure(
+        self, arn: str, config: dict[str, Any], event: dict[str, Any], error: bytes, attempts: int
+    ) -> None:
+        """Lambda's on-failure destination record (an SQS queue here), as AWS writes it."""
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", "")
+        if not destination.startswith("arn:aws:sqs:"):
+            log.error(
+                "EventBridge -> %s: failed %d times and has no on-failure queue: event dropped", arn, attempts
+            )
+            return
+        try:
+            response: Any = json.loads(error)
+        except ValueError:
+            response = error.decode("utf-8", "replace")
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": arn,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                "functionError": "Unhandled",
+            },
+            "responsePayload": response,
+        }
+        sqs = self.session.client("sqs")
+        queue = destination.rsplit(":", 1)[-1]
+        deadline = time.monotonic() + 300  # Lambda's own service keeps trying while SQS is unreachable
+        while True:
+            try:
+                url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+                sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+                break
+            except Exception as exc:  # noqa: BLE001 - unreachable or refused: try again
+                if time.monotonic() > deadline:
+                    log.error("EventBridge -> %s: could not reach %s: %s; event dropped", arn, queue, exc)
+                    return
+                time.sleep(1.0)
+        log.warning("EventBridge -> %s: failed %d times; the event is in %s", arn, attempts, queue)
 
     def _alias_changed(self, stack: StackDeployment, change: AliasChange) -> None:
         self.rollouts.append(self.codedeploy.start(stack, change))

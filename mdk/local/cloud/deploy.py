@@ -588,6 +588,29 @@ def _stage(d: Deployer, logical: str, props: dict[str, Any], **_: Any) -> None:
             stageName=props["StageName"],
             patchOperations=[{"op": "replace", "path": "/deploymentId", "value": props["DeploymentId"]}],
         )
+    # Method settings (throttling, metrics, logging), as the console's stage editor patches them.
+    settings = {
+        "throttling/rateLimit": "ThrottlingRateLimit",
+        "throttling/burstLimit": "ThrottlingBurstLimit",
+        "metrics/enabled": "MetricsEnabled",
+        "logging/loglevel": "LoggingLevel",
+        "logging/dataTrace": "DataTraceEnabled",
+    }
+    operations = []
+    for setting in props.get("MethodSettings", []):
+        resource = setting.get("ResourcePath", "/*")
+        method = (
+            f"{'*' if resource == '/*' else resource.replace('/', '~1')}/{setting.get('HttpMethod', '*')}"
+        )
+        for path, key in settings.items():
+            if key in setting:
+                value = setting[key]
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                operations.append({"op": "replace", "path": f"/{method}/{path}", "value": text})
+    if operations:
+        apigw.update_stage(
+            restApiId=props["RestApiId"], stageName=props["StageName"], patchOperations=operations
+        )
 
 
 def _gateway_response(d: Deployer, logical: str, props: dict[str, Any], **_: Any) -> None:

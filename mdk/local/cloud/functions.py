@@ -97,7 +97,8 @@ class Metrics:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            for namespace, data in batch.items():
+            for namespace, raw in batch.items():
+                data = aggregate_counts(raw)
                 for start in range(0, len(data), 500):
                     try:
                         self._cloudwatch.put_metric_data(
@@ -109,6 +110,42 @@ class Metrics:
                 event.set()
             if item is None:
                 return
+
+
+def aggregate_counts(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Count data points of one series within the same second as one statistic set; others as they are.
+
+    What the CloudWatch agent does before PutMetricData: a handful of stored data points per second
+    instead of several per request (sums, sample counts, minimum and maximum are unchanged; percentiles
+    are only asked of latencies, which stay raw).
+    """
+    kept: list[dict[str, Any]] = []
+    sets: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for datum in data:
+        if datum.get("Unit") != "Count" or "Value" not in datum:
+            kept.append(datum)
+            continue
+        stamp = datum["Timestamp"].replace(microsecond=0)
+        dims = tuple((d["Name"], d["Value"]) for d in datum.get("Dimensions", []))
+        key = (datum["MetricName"], dims, stamp)
+        value = float(datum["Value"])
+        entry = sets.get(key)
+        if entry is None:
+            sets[key] = {
+                "MetricName": datum["MetricName"],
+                "Dimensions": datum.get("Dimensions", []),
+                "Unit": "Count",
+                "Timestamp": datum["Timestamp"],
+                "StatisticValues": {"SampleCount": 1.0, "Sum": value, "Minimum": value, "Maximum": value},
+            }
+        else:
+            entry["Timestamp"] = max(entry["Timestamp"], datum["Timestamp"])  # stamped when last seen
+            stats = entry["StatisticValues"]
+            stats["SampleCount"] += 1.0
+            stats["Sum"] += value
+            stats["Minimum"] = min(stats["Minimum"], value)
+            stats["Maximum"] = max(stats["Maximum"], value)
+    return kept + list(sets.values())
 
 
 def emf_data(line: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -68,6 +68,27 @@ class Api:
     binary_types: tuple[str, ...]
     methods: list[Method] = field(default_factory=list)
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)  # gateway responses by type
+    throttle: TokenBucket | None = None  # the stage's default method throttling (``*/*``)
+
+
+class TokenBucket:
+    """API Gateway's throttling: ``burst`` requests at once, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
 
 
 class GatewayError(Exception):
@@ -136,6 +157,12 @@ class Gateway:
                 )
         for response in self.apigateway.get_gateway_responses(restApiId=api_id).get("items", []):
             api.responses[response["responseType"]] = response
+        settings = self.apigateway.get_stage(restApiId=api_id, stageName=stage).get("methodSettings", {})
+        throttling = settings.get("*/*", {})
+        if "throttlingRateLimit" in throttling:
+            api.throttle = TokenBucket(
+                float(throttling["throttlingRateLimit"]), int(throttling.get("throttlingBurstLimit", 0))
+            )
         self.api = api
 
     def start(self) -> None:
@@ -163,6 +190,8 @@ class Gateway:
                 raise GatewayError(403, "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
             path = "/" + rest
             method, params = self._match(api, verb, path)
+            if api.throttle is not None and not api.throttle.take():
+                raise GatewayError(429, "THROTTLED", "Too Many Requests")
             if len(body) > MAX_BODY:
                 raise GatewayError(413, "REQUEST_TOO_LARGE", "Request Too Long")
             identity = self._authorize(api, method, verb=verb, target=target, headers=headers, body=body)

@@ -19,15 +19,19 @@ It also resolves CloudFormation intrinsics against a deployed stack with moto's 
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import logging
+import math
 import socket
 import threading
 import time
 import urllib.request
+import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,15 +40,16 @@ from moto.awslambda.models import LambdaBackend, LambdaVersion, LayerVersion
 from moto.awslambda.utils import get_backend as lambda_backend
 from moto.cloudformation.models import cloudformation_backends
 from moto.cloudformation.parsing import clean_json
-from moto.cloudwatch.models import MetricDatum, cloudwatch_backends
+from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, cloudwatch_backends
 from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import codedeploy_backends
 from moto.codedeploy.responses import CodeDeployResponse
 from moto.core.common_models import BaseModel
 from moto.events.models import Rule
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3.models import FakeBucket
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
+from werkzeug.serving import BaseWSGIServer, make_server
 
 log = logging.getLogger("mdk.local")
 MOTO_VERSION = "5.2.5"
@@ -214,6 +219,16 @@ def _deployment_group_info(group: Any) -> dict[str, Any]:
     return info
 
 
+def _model_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """moto appends every model object it ever creates to ``<class>.instances_tracked`` (for its web
+    dashboard and its reset), and only a reset empties those lists: every CloudWatch data point of a
+    long-running local cloud (several per request) would stay in memory for good, pruned or not. Data
+    points hold no resource a reset must release (S3 keys do: those stay tracked)."""
+    if HOOKS.active and issubclass(cls, (MetricDatum, MetricAggregatedDatum)):
+        return object.__new__(cls)
+    return _ORIGINAL["model_new"](cls, *args, **kwargs)
+
+
 def _install() -> None:
     with _lock:
         if _ORIGINAL:
@@ -230,7 +245,9 @@ def _install() -> None:
             create_version=LambdaVersion.create_from_cloudformation_json.__func__,  # type: ignore[attr-defined]
             get_permission=FakeBucket.get_permission,
             deployment_group_info=codedeploy_responses._deployment_group_info,
+            model_new=BaseModel.__new__,
         )
+        BaseModel.__new__ = staticmethod(_model_new)  # type: ignore[method-assign]
         codedeploy_responses._deployment_group_info = _deployment_group_info  # type: ignore[assignment]
         LambdaBackend.invoke = _invoke  # type: ignore[method-assign]
         Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
@@ -280,13 +297,93 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Faults:
+    """Errors the local AWS answers instead of moto: fault injection for tests and ``make reliability``.
+
+    ``throttle("SageMaker.CreateTransformJob", times=3)`` makes the next three such calls fail as AWS
+    throttles (HTTP 400 ``ThrottlingException``), whoever makes them: the functions' SDKs must retry with
+    backoff. Operations are named as the JSON protocols' ``X-Amz-Target`` (SageMaker, DynamoDB, EventBridge,
+    SSM) or the query protocols' ``Action`` (``Publish`` for SNS, ``PutMetricData``). Every matched call
+    is counted in :attr:`calls`, refused or not.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._throttle: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+
+    def throttle(self, operation: str, times: int) -> None:
+        with self._lock:
+            self._throttle[operation] = times
+            self.calls[operation] = self.refused[operation] = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._throttle.clear()
+
+    def wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
+        def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            if self._throttle:
+                operation = _operation(environ)
+                with self._lock:
+                    left = self._throttle.get(operation)
+                    if left is not None:
+                        self.calls[operation] += 1
+                        if left > 0:
+                            self._throttle[operation] = left - 1
+                            self.refused[operation] += 1
+                            return _throttled(environ, start_response)
+            return app(environ, start_response)
+
+        return middleware
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return str(target)
+    if environ.get("REQUEST_METHOD") == "POST" and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+        # Peek at the form's Action and put the body back for moto.
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        for pair in body.split(b"&"):
+            if pair.startswith(b"Action="):
+                return pair[len(b"Action=") :].decode()
+    return ""
+
+
+def _throttled(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    request_id = str(uuid.uuid4())
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        headers = [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("x-amzn-ErrorType", "ThrottlingException"),
+            ("x-amzn-RequestId", request_id),
+        ]
+    else:
+        body = (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded"
+            f"</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+    start_response("400 Bad Request", [*headers, ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class LocalAws:
-    """moto's server on ``127.0.0.1:<port>``, in this process (so the patches above apply to it)."""
+    """moto's server on ``127.0.0.1:<port>``, in this process (so the patches above apply to it), behind
+    :class:`Faults`. :meth:`restart` takes the endpoint down and up again on the same port, the state
+    kept (what a client sees of an AWS endpoint's outage; AWS keeps its state through one)."""
 
     def __init__(self, port: int = 0, region: str = "us-east-1") -> None:
         self.port = port or free_port()
         self.region = region
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.faults = Faults()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -295,13 +392,32 @@ class LocalAws:
     def start(self) -> None:
         """Start empty: moto's state is per process, and whatever used moto here before is not ours."""
         _install()
-        self._server.start()
+        self._serve()
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
             pass
 
+    def _serve(self) -> None:
+        app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))
+        server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True, name="mdk-local-aws")
+        self._thread.start()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop answering (connections refused) for ``down_s`` seconds, then serve again, state kept."""
+        self.stop()
+        time.sleep(down_s)
+        self._serve()
+
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
 
 
 # ---------------------------------------------------------------------------------- state access
@@ -328,6 +444,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def event_invoke_config(function: str, region: str) -> dict[str, Any]:
+    """A function's asynchronous-invocation settings as Lambda holds them, read in process: Lambda's
+    service needs no API call to know them, so the local cloud needs none while its endpoint is down.
+    The latest put wins (moto's own Get answers the first one)."""
+    try:
+        fn = lambda_backend(ACCOUNT, region).get_function(function)
+    except Exception:  # noqa: BLE001 - no such function: Lambda's defaults
+        return {}
+    configs = fn.event_invoke_config
+    return dict(configs[-1].response()) if configs else {}
+
+
 def set_deployment(deployment_id: str, region: str, *, status: str, message: str | None = None) -> None:
     """Move a CodeDeploy deployment of the local cloud to ``status`` (moto leaves them all "Created")."""
     deployment = codedeploy_backends[ACCOUNT][region].get_deployment(deployment_id)
@@ -350,34 +478,76 @@ def finish_transform_job(name: str, region: str, *, status: str, failure_reason:
     job.last_modified_time = now
 
 
+@dataclass
+class Samples:
+    """The data points of one metric in a window: raw values, plus the statistic sets stored for counts."""
+
+    values: list[float] = field(default_factory=list)
+    sum: float = 0.0
+    count: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+        self.add_set(value, 1.0, value, value)
+
+    def add_set(self, total: float, count: float, minimum: float, maximum: float) -> None:
+        self.sum += total
+        self.count += count
+        self.minimum = min(self.minimum, minimum)
+        self.maximum = max(self.maximum, maximum)
+
+    def statistic(self, name: str) -> float:
+        if name == "Sum":
+            return self.sum
+        if name == "Average":
+            return self.sum / self.count
+        if name == "Minimum":
+            return self.minimum
+        if name == "Maximum":
+            return self.maximum
+        if name == "SampleCount":
+            return self.count
+        if name.startswith("p") and name[1:].replace(".", "", 1).isdigit() and self.values:
+            ordered = sorted(self.values)  # percentiles need raw values: latencies are stored raw
+            rank = max(0, math.ceil(float(name[1:]) / 100 * len(ordered)) - 1)
+            return ordered[rank]
+        raise ValueError(f"statistic {name!r} is not evaluated locally")
+
+
 def metric_values(
     region: str, namespace: str, name: str, dimensions: dict[str, str], since: datetime
-) -> list[float]:
-    """The raw values stored for one metric (exact dimension set) since ``since``: what an alarm evaluates."""
+) -> Samples:
+    """The data points of one metric (exact dimension set) since ``since``: what an alarm evaluates."""
     backend = cloudwatch_backends[ACCOUNT][region]
-    values = []
-    for datum in list(backend.metric_data):
-        if not isinstance(datum, MetricDatum) or datum.namespace != namespace or datum.name != name:
+    samples = Samples()
+    for datum in backend.metric_data:  # no copy: puts only append, prune_metrics deletes in place
+        if datum.namespace != namespace or datum.name != name:
             continue
         stamp = datum.timestamp if datum.timestamp.tzinfo else datum.timestamp.replace(tzinfo=UTC)
         if stamp < since or {d.name: d.value for d in datum.dimensions} != dimensions:
             continue
-        values.append(float(datum.value))
-    return values
+        if isinstance(datum, MetricDatum):
+            samples.add(float(datum.value))
+        elif isinstance(datum, MetricAggregatedDatum):
+            samples.add_set(datum.sum, datum.sample_count, datum.min, datum.max)
+    return samples
 
 
 def prune_metrics(region: str, older_than: datetime) -> int:
     """Drop data points stamped before ``older_than`` from the local CloudWatch; returns how many.
 
     moto keeps every data point forever, and the local cloud stores several per request: without this
-    its memory grows with the traffic.
+    its memory grows with the traffic. Data points arrive about in time order: the old ones are a prefix
+    of the list, deleted in place (a put appending meanwhile is never lost, no list is copied).
     """
-    backend = cloudwatch_backends[ACCOUNT][region]
-    kept = []
-    for datum in backend.metric_data:
+    data = cloudwatch_backends[ACCOUNT][region].metric_data
+    stale = 0
+    for datum in data:
         stamp = datum.timestamp if datum.timestamp.tzinfo else datum.timestamp.replace(tzinfo=UTC)
         if stamp >= older_than:
-            kept.append(datum)
-    dropped = len(backend.metric_data) - len(kept)
-    backend.metric_data = kept
-    return dropped
+            break
+        stale += 1
+    del data[:stale]
+    return stale

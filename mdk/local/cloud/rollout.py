@@ -29,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from mdk.local.cloud import moto_adapter
 from mdk.local.cloud.deploy import AliasChange, StackDeployment
@@ -81,8 +81,13 @@ class Steps:
 
 
 class AlarmEvaluator:
-    def __init__(self, *, cloudwatch: Any, region: str, minute_s: float) -> None:
+    def __init__(
+        self, *, cloudwatch: Any, region: str, minute_s: float, sns: Any = None, sqs: Any = None
+    ) -> None:
         self.cloudwatch = cloudwatch
+        self.sns = sns
+        self.sqs = sqs
+        self._previous_round: datetime | None = None  # when the last background round began
         self.region = region
         self.minute_s = minute_s
         self._stop = threading.Event()
@@ -101,20 +106,72 @@ class AlarmEvaluator:
                     AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason
                 )
                 log.info("alarm %s: %s (%s)", alarm["AlarmName"], state, reason)
+                self._notify(alarm, state, reason)
         return states
 
+    _ACTIONS: ClassVar[dict[str, str]] = {
+        "ALARM": "AlarmActions",
+        "OK": "OKActions",
+        "INSUFFICIENT_DATA": "InsufficientDataActions",
+    }
+
+    def _notify(self, alarm: dict[str, Any], state: str, reason: str) -> None:
+        """What CloudWatch sends to the SNS topics among the alarm's actions for the new state."""
+        if self.sns is None or not alarm.get("ActionsEnabled", True):
+            return
+        topics = [a for a in alarm.get(self._ACTIONS[state], []) if a.startswith("arn:aws:sns:")]
+        if not topics:
+            return
+        name = alarm["AlarmName"]
+        message = {
+            "AlarmName": name,
+            "AlarmDescription": alarm.get("AlarmDescription"),
+            "AWSAccountId": moto_adapter.ACCOUNT,
+            "NewStateValue": state,
+            "NewStateReason": reason,
+            "StateChangeTime": datetime.now(UTC).isoformat(),
+            "Region": self.region,
+            "AlarmArn": alarm.get("AlarmArn"),
+            "OldStateValue": alarm["StateValue"],
+            "Trigger": {
+                "MetricName": alarm.get("MetricName"),
+                "Namespace": alarm.get("Namespace"),
+                "Statistic": alarm.get("Statistic"),
+                "Dimensions": [{"name": d["Name"], "value": d["Value"]} for d in alarm.get("Dimensions", [])],
+                "Period": alarm.get("Period"),
+                "Threshold": alarm.get("Threshold"),
+                "ComparisonOperator": alarm.get("ComparisonOperator"),
+            },
+        }
+        for topic in topics:
+            try:
+                self.sns.publish(
+                    TopicArn=topic,
+                    Subject=f'{state}: "{name}" in {self.region}'[:100],
+                    Message=json.dumps(message),
+                )
+            except Exception as exc:  # noqa: BLE001 - a lost notification must not stop evaluation
+                log.warning("alarm %s: could not notify %s: %s", name, topic, exc)
+
     def _state(self, alarm: dict[str, Any], since: datetime | None) -> tuple[str, str]:
-        if "MetricName" not in alarm:
+        single = single_metric(alarm)
+        if single is None:
             return alarm["StateValue"], "metric math alarms are not evaluated locally"
+        alarm = {**alarm, **single}
         if since is None:
             periods = int(alarm.get("EvaluationPeriods", 1))
             window = timedelta(seconds=periods * int(alarm.get("Period", 60)) / 60 * self.minute_s)
             since = datetime.now(UTC) - window
+            if self._previous_round is not None:
+                # A simulated window can be shorter than the time between two rounds: reach back to the
+                # round before (and a margin for metrics still on their way), or data points would fall
+                # between evaluations. CloudWatch sees every data point in some period; so must we.
+                since = min(since, self._previous_round - timedelta(seconds=2))
         dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
         values = moto_adapter.metric_values(
             self.region, alarm["Namespace"], alarm["MetricName"], dimensions, since
         )
-        if not values:
+        if not values.count:
             missing = alarm.get("TreatMissingData", "missing")
             if missing == "breaching":
                 return "ALARM", "no data (treated as breaching)"
@@ -122,13 +179,12 @@ class AlarmEvaluator:
                 "OK" if missing in ("notBreaching", "ignore") else "INSUFFICIENT_DATA"
             ), "no data in the window"
         statistic = alarm.get("ExtendedStatistic") or alarm.get("Statistic", "Average")
-        value = _statistic(statistic, values)
+        value = values.statistic(statistic)
         threshold = float(alarm["Threshold"])
         breaching = _COMPARE[alarm["ComparisonOperator"]](value, threshold)
         verdict = "crossed" if breaching else "within"
-        reason = (
-            f"{statistic} {value:g} over {len(values)} data points: {verdict} threshold {threshold:g} (local)"
-        )
+        points = f"{values.count:g} data points"
+        reason = f"{statistic} {value:g} over {points}: {verdict} threshold {threshold:g} (local)"
         return ("ALARM" if breaching else "OK"), reason
 
     @property
@@ -140,14 +196,16 @@ class AlarmEvaluator:
     def start(self, every_s: float = 2.0) -> None:
         def loop() -> None:
             while not self._stop.wait(every_s):
+                started = datetime.now(UTC)
                 try:
                     cutoff = datetime.now(UTC) - timedelta(seconds=self.retention_s)
                     moto_adapter.prune_metrics(self.region, cutoff)
-                    names = [
-                        a["AlarmName"] for a in self.cloudwatch.describe_alarms().get("MetricAlarms", [])
-                    ]
+                    alarms = self.cloudwatch.describe_alarms().get("MetricAlarms", [])
+                    self._queue_metrics(alarms)
+                    names = [a["AlarmName"] for a in alarms]
                     for start in range(0, len(names), 100):
                         self.evaluate(names[start : start + 100])
+                    self._previous_round = started
                 except Exception as exc:  # noqa: BLE001 - the loop outlives a failed round
                     log.warning("alarm evaluation failed: %s", exc)
 
@@ -157,23 +215,68 @@ class AlarmEvaluator:
     def stop(self) -> None:
         self._stop.set()
 
+    _QUEUE_METRICS: ClassVar[dict[str, str]] = {
+        "ApproximateNumberOfMessagesVisible": "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible": "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed": "ApproximateNumberOfMessagesDelayed",
+    }
 
-def _statistic(name: str, values: list[float]) -> float:
-    if name == "Sum":
-        return sum(values)
-    if name == "Average":
-        return sum(values) / len(values)
-    if name == "Minimum":
-        return min(values)
-    if name == "Maximum":
-        return max(values)
-    if name == "SampleCount":
-        return float(len(values))
-    if name.startswith("p"):
-        ordered = sorted(values)
-        rank = max(0, math.ceil(float(name[1:]) / 100 * len(ordered)) - 1)
-        return ordered[rank]
-    raise ValueError(f"statistic {name!r} is not evaluated locally")
+    def _queue_metrics(self, alarms: list[dict[str, Any]]) -> None:
+        """The AWS/SQS gauges that alarms watch (a dead-letter queue's depth), read from the local queues
+        at every tick as SQS reports them to CloudWatch every minute."""
+        if self.sqs is None:
+            return
+        data: list[dict[str, Any]] = []
+        for described in alarms:
+            alarm = single_metric(described) or described
+            attribute = self._QUEUE_METRICS.get(alarm.get("MetricName", ""))
+            dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+            if alarm.get("Namespace") != "AWS/SQS" or attribute is None or "QueueName" not in dims:
+                continue
+            try:
+                url = self.sqs.get_queue_url(QueueName=dims["QueueName"])["QueueUrl"]
+                value = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[attribute])["Attributes"]
+            except Exception as exc:  # noqa: BLE001 - a missing queue: no data, as on AWS
+                log.debug("queue %s: %s", dims["QueueName"], exc)
+                continue
+            data.append(
+                {
+                    "MetricName": alarm["MetricName"],
+                    "Dimensions": [{"Name": "QueueName", "Value": dims["QueueName"]}],
+                    "Value": float(value.get(attribute, 0)),
+                    "Unit": "Count",
+                    "Timestamp": datetime.now(UTC),
+                }
+            )
+        if data:
+            self.cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=data)
+
+
+def single_metric(alarm: dict[str, Any]) -> dict[str, Any] | None:
+    """The alarm's one metric as the plain alarm keys (Namespace, MetricName, Dimensions, Period,
+    Statistic or ExtendedStatistic): as described for a plain alarm, or from a ``Metrics`` list holding a
+    single labelled MetricStat (how cdk-monitoring-constructs writes its alarms). None for metric math."""
+    if "MetricName" in alarm:
+        return alarm
+    queries = alarm.get("Metrics") or []
+    if len(queries) != 1 or "MetricStat" not in queries[0]:
+        return None
+    stat = queries[0]["MetricStat"]
+    metric = stat["Metric"]
+    statistic = str(stat["Stat"])
+    plain = {
+        "Namespace": metric["Namespace"],
+        "MetricName": metric["MetricName"],
+        "Dimensions": metric.get("Dimensions", []),
+        "Period": stat["Period"],
+    }
+    key = (
+        "Statistic"
+        if statistic in ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
+        else "ExtendedStatistic"
+    )
+    plain[key] = statistic
+    return plain
 
 
 @dataclass
