@@ -2,7 +2,9 @@
 
 1. fuzzing: schemathesis on every deployed route (``tests/cloud/test_fuzz.py`` with many more examples)
    and the runtime's hypothesis property tests (``tests/unit/test_runtime_properties.py``);
-2. fault injection: ``tests/cloud/test_faults.py``;
+2. fault injection: ``tests/cloud/test_faults.py`` (failed and short transform jobs, duplicate events,
+   a corrupt model, AWS throttling within and past every retry, the local AWS restarted mid-batch) and
+   ``tests/cloud/test_limits.py`` (a model too slow for the function's timeout, stage throttling);
 3. rollouts: ``tests/cloud/test_local_cloud.py`` (hook failure, alarm mid-canary, rollback);
 4. load: the example config on the local cloud, ``--clients`` clients for ``--duration`` seconds mixing
    valid and invalid requests, with the memory of every process sampled (``reliability/load.py``).
@@ -38,12 +40,43 @@ FINDINGS = [
         "error shape)",
     ),
     (
-        "The load test: the local cloud's own process grew from 343 to 550 MiB in 5 minutes (+41 %): moto "
-        "keeps every CloudWatch data point, and each request stores about ten",
-        "the local CloudWatch keeps 60 simulated minutes of data points (2 minutes at the default clock, "
-        "1 minute in this campaign), longer than any alarm window or canary step. Growth remains (see the "
-        "memory table): not on the Python heap (tracemalloc sees it bounded once the window is full), not "
-        "glibc's per-thread arenas (MALLOC_ARENA_MAX=2 changes nothing); not found yet",
+        "The load test: the local cloud's own process grew from 343 to 550 MiB in 5 minutes (+41 %), then "
+        "still +18.7 % once the local CloudWatch kept a 60-minute window only. Bisected by switching the "
+        "metrics off (flat), then by counting live objects between rounds: moto appends every model object "
+        "it creates (each metric data point among them) to a class-level `instances_tracked` list for its "
+        "web dashboard, and never lets go",
+        "the local cloud does not track moto's model objects (it has no dashboard); the local CloudWatch "
+        "keeps 60 simulated minutes of data points, pruned in place, and stores counts as one statistic set "
+        "per series and second (as the CloudWatch agent does) while latencies stay raw for percentiles",
+    ),
+    (
+        "Most of the stack's alarms (cdk-monitoring-constructs writes them as a single labelled MetricStat) "
+        "were never evaluated locally, no alarm ever notified its topic, and SQS queue depths were never "
+        "measured: the dead-letter alarm could not fire",
+        "single-MetricStat alarms are evaluated like plain ones, every state change is sent to the alarm's "
+        "SNS actions in CloudWatch's message shape, and the AWS/SQS gauges alarms watch are sampled from the "
+        "local queues",
+    ),
+    (
+        "Lambda's asynchronous invocations (EventBridge -> the batch functions) were retried at once and "
+        "then dropped with a log line",
+        "the local cloud retries as the function's event invoke config says (default 2, after 1 and 2 "
+        "simulated minutes) and then writes Lambda's on-failure record (event, error, attempts) to the "
+        "destination queue, retrying while SQS is unreachable",
+    ),
+    (
+        "A model too slow for some inputs would run until Lambda killed the sandbox: API Gateway's bare 502 "
+        "for the caller, a cold start for the next one",
+        "a prediction runs against a deadline (the function's remaining time or API Gateway's 29 s, less a "
+        "margin): onnxruntime's terminate flag stops it, the caller gets 504 inference_timeout in the kit's "
+        "error shape, the sandbox keeps serving, and a per-model alarm fires on the first one",
+    ),
+    (
+        "SageMaker's 429 (endpoint throttled or not ready) would have reached callers as a 400; the local "
+        "gateway did not apply the stage's throttling at all",
+        "a 429 integration response (code throttled, retry with backoff) with non-overlapping patterns; "
+        "the local gateway applies the stage's rate and burst (token bucket) and answers API Gateway's "
+        "THROTTLED response in the kit's shape",
     ),
     (
         "Fault injection (one S3 event delivered twice, concurrently) started two transform jobs: the "
@@ -121,7 +154,8 @@ def report(parts: list[dict[str, Any]], load_summary: dict[str, Any] | None, arg
             f"## Load: {s['clients']} clients for {s['duration_s']} s on the local cloud (loopback)",
             "",
             f"{s['requests']} requests, {s['throughput_rps']} req/s; unexpected: **{s['unexpected']}** "
-            f"(target 0), server errors (5xx): **{s['server_errors']}** (target 0).",
+            f"(target 0), server errors (5xx): **{s['server_errors']}** (target 0), throttled by the "
+            f"stage (429, the config's api.throttle_rate): {s['throttled']}.",
             "",
             "| kind | requests | statuses | unexpected | p50 ms | p99 ms |",
             "|---|---|---|---|---|---|",
@@ -158,11 +192,14 @@ def report(parts: list[dict[str, Any]], load_summary: dict[str, Any] | None, arg
         "",
         "## Not tried here",
         "",
-        "- Throttling by AWS APIs and the local AWS restarted mid-batch: moto neither throttles nor keeps "
-        "state across a restart (the batch pipeline's retries on throttling are tested with botocore's "
-        "Stubber in tests/batch).",
-        "- A function timeout end to end (504 and the alarm): the example models answer in milliseconds "
-        "and no deliberately slow model was built for it yet.",
+        "- A restart of the whole local cloud process (`make up` stopped and started): its AWS is in "
+        "memory, so a restart starts empty (a fresh deploy). What the batch pipeline sees of an AWS restart "
+        "(every call refused for a while, then answered with the state intact, as AWS keeps its state) is "
+        "tested: the endpoint is taken down mid-batch and brought back on the same port.",
+        "- Lambda's own throttling (reserved concurrency): the local runner has one sandbox per version "
+        "and queues instead of refusing.",
+        "- SageMaker's ThrottlingException (a 400, not a 429): an AWS integration can only select on the "
+        "status code, so it answers 400 like other refusals.",
         "",
     ]
     return "\n".join(lines)
@@ -180,7 +217,7 @@ def main() -> int:
     parts = [
         pytest_part("fuzz-api", ["tests/cloud/test_fuzz.py"], {"MDK_FUZZ_EXAMPLES": str(args.fuzz_examples)}),
         pytest_part("properties", ["tests/unit/test_runtime_properties.py"], {}),
-        pytest_part("faults", ["tests/cloud/test_faults.py"], {}),
+        pytest_part("faults", ["tests/cloud/test_faults.py", "tests/cloud/test_limits.py"], {}),
         pytest_part("rollouts", ["tests/cloud/test_local_cloud.py"], {}),
     ]
     load_summary = None

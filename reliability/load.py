@@ -4,7 +4,8 @@ Each client thread keeps one HTTP/1.1 connection to the gateway and sends a mix 
 requests, SigV4-signed as `mdk predict` signs them (except the unsigned kind). Every request is
 accounted for: its kind, status and latency. A request is *unexpected* when its status is not the one
 its kind must get (a valid prediction 200, malformed JSON 400, a wrong shape 422, unsigned 403) or when
-it fails at the transport. A sampler records the resident memory of every process the cloud runs (this
+it fails at the transport; a 429 is the stage's throttling (the config's ``api.throttle_rate``, as API
+Gateway applies it) and is counted apart, neither expected nor unexpected. A sampler records the resident memory of every process the cloud runs (this
 one, each function's emulator and runtime, each serving container) every ``sample_s`` seconds.
 """
 
@@ -67,7 +68,8 @@ class LoadResult:
             kinds[kind] = {
                 "requests": len(samples),
                 "statuses": dict(Counter(s.status for s in samples)),
-                "unexpected": sum(s.status != expected for s in samples),
+                "unexpected": sum(s.status not in (expected, 429) for s in samples),
+                "throttled": sum(s.status == 429 for s in samples),
                 "p50_ms": round(statistics.median(latencies), 2),
                 "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 2),
             }
@@ -77,6 +79,7 @@ class LoadResult:
             "requests": len(self.samples),
             "throughput_rps": round(len(self.samples) / self.duration_s, 1),
             "unexpected": sum(k["unexpected"] for k in kinds.values()),
+            "throttled": sum(k["throttled"] for k in kinds.values()),
             "server_errors": sum(s.status >= 500 for s in self.samples),
             "kinds": kinds,
             "memory": memory_summary(self.memory),
