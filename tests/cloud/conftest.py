@@ -86,7 +86,13 @@ def alerts(cloud: LocalCloud) -> Any:
             found = [m for m in received(timeout=1) if text in m["Message"]]
         return found
 
+    def alarmed(name: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """CloudWatch's notifications of alarm ``name`` going into ALARM, waiting for at least one."""
+        notes = [json.loads(m["Message"]) for m in about(f'"AlarmName": "{name}"', timeout)]
+        return [n for n in notes if n["NewStateValue"] == "ALARM"]
+
     received.about = about  # type: ignore[attr-defined]
+    received.alarmed = alarmed  # type: ignore[attr-defined]
     return received
 
 
