@@ -26,6 +26,7 @@ from lambda_handlers import batch_aws
 from lambda_handlers.batch_aws import BatchModel, client, env, logger, metrics
 from mdk_runtime import batch
 from mdk_runtime.batch import BatchInputError
+from mdk_runtime.instances import takes_volume_key
 from mdk_runtime.media import JSONL
 
 IDEMPOTENCY = IdempotencyConfig(
@@ -299,7 +300,13 @@ def transform_job_request(
     }
     if data_key_arn:
         request["TransformOutput"]["KmsKeyId"] = data_key_arn
-        request["TransformResources"]["VolumeKmsKeyId"] = data_key_arn
+        # No volume key for instance types with local NVMe storage (g4dn, g5, p4d, c5d, ...): SageMaker
+        # refuses one ("You can't request a VolumeKmsKeyId when using an instance type with local
+        # storage", TransformResources, Amazon SageMaker API Reference,
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformResources.html); the
+        # hardware encrypts their instance store. The same rule as the endpoint configs' KmsKeyId.
+        if takes_volume_key(model.instance_type):
+            request["TransformResources"]["VolumeKmsKeyId"] = data_key_arn
     if model.id_field is not None:
         # The container sees only the instance; SageMaker joins each answer back to its record and
         # keeps the id next to it: {"<id_field>": ..., "SageMakerOutput": <answer>}.

@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from mdk_runtime.instances import GRAVITON_FAMILIES, instance_family
+
 DEFAULT_CONFIG = "models.yaml"
 NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -143,21 +145,9 @@ class LambdaSettings(_Frozen):
 INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 PRIMARY_VARIANT = "primary"
-# Instance families with local NVMe storage: SageMaker refuses a KMS volume key for them (their
-# instance store is encrypted by the hardware); and Graviton families, which would need an arm64 image.
-LOCAL_STORAGE_FAMILIES = frozenset(
-    {"c5d", "c6gd", "c6id", "m5d", "m6gd", "m6id", "r5d", "r6gd", "r6id", "g4dn", "g5", "g6", "g6e",
-     "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n"}
-)  # fmt: skip
-GRAVITON_FAMILIES = frozenset({"c6g", "c6gn", "c7g", "m6g", "m7g", "r6g", "r7g", "c6gd", "m6gd", "r6gd"})
-
-
-def instance_family(instance_type: str) -> str:
-    return instance_type.split(".")[1]
-
-
-def is_gpu(instance_type: str) -> bool:
-    return instance_family(instance_type)[0] in "gp"
+# The instance-family rules (local NVMe storage, Graviton, GPU) live in mdk_runtime.instances: the batch
+# trigger, a zip function, gets that package as its layer, so endpoint configs and transform jobs decide
+# the volume key from one list.
 
 
 class SageMakerVariant(_Frozen):

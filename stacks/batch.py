@@ -37,8 +37,9 @@ from constructs import Construct
 
 from lambda_handlers import batch_aws
 from mdk.bundle import write_batch_function_context, write_batch_layer, write_model_tarball
-from mdk.config import KitConfig, ModelConfig, is_gpu
+from mdk.config import KitConfig, ModelConfig
 from mdk_runtime import batch
+from mdk_runtime.instances import is_gpu
 from stacks import nag
 from stacks.alerts import AlarmTopic
 from stacks.lambda_model import LOG_RETENTION, function_role

@@ -17,7 +17,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mdk.bundle import model_spec, sagemaker_context_files, sync_files, write_model_tarball
-from mdk.config import LOCAL_STORAGE_FAMILIES, PRIMARY_VARIANT, ModelConfig, instance_family, is_gpu
+from mdk.config import PRIMARY_VARIANT, ModelConfig
+from mdk_runtime.instances import LOCAL_STORAGE_FAMILIES, instance_family, is_gpu
 from stacks import nag
 from stacks.alerts import rollback_alarm
 from stacks.settings import DeploySettings

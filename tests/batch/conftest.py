@@ -29,8 +29,11 @@ REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/mdk-test-batch"
 
 
-def batch_config() -> KitConfig:
-    """iris twice: plain records, and records with ids whose predictions are stored."""
+def batch_config(**iris_batch: Any) -> KitConfig:
+    """iris twice: plain records, and records with ids whose predictions are stored.
+
+    ``iris_batch``: more batch settings of the first model (e.g. its ``instance_type``).
+    """
     data = {
         "project": "mdk",
         "models": [
@@ -39,7 +42,7 @@ def batch_config() -> KitConfig:
                 "artifact": "models/iris/v1/model.onnx",
                 "runtime": "lambda",
                 "schema": {"labels": ["setosa", "versicolor", "virginica"]},
-                "batch": {"max_payload_mb": 1},
+                "batch": {"max_payload_mb": 1, **iris_batch},
             },
             {
                 "name": "iris-ids",
@@ -71,6 +74,14 @@ class Pipeline:
     sagemaker: Any = None
     dynamodb: Any = None
     uploads: list[str] = field(default_factory=list)
+    settings_file: Path | None = None
+
+    def configure(self, config: KitConfig) -> None:
+        """Deploy another config: the functions' settings file, as ``cdk synth`` writes it."""
+        assert self.settings_file is not None
+        self.config = config
+        self.settings_file.write_text(json.dumps(batch_function_config(config, DEPLOYMENT)))
+        _forget()
 
     def put(self, key: str, body: bytes) -> dict[str, Any]:
         """Upload a file and return the EventBridge event S3 sends for it."""
@@ -216,5 +227,6 @@ def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         sqs=sqs,
         sagemaker=sagemaker,
         dynamodb=dynamodb,
+        settings_file=settings_file,
     )
     _forget()

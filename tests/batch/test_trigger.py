@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from lambda_handlers import batch_aws
 from mdk_runtime import batch
-from tests.batch.conftest import BUCKET, DEPLOYMENT, Pipeline
+from tests.batch.conftest import BUCKET, DEPLOYMENT, Pipeline, batch_config
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
@@ -231,3 +231,66 @@ def test_folder_markers_are_not_files(pipeline: Pipeline) -> None:
     assert pipeline.trigger(pipeline.put("incoming/iris/", b""))["state"] == "Ignored"
     assert pipeline.jobs() == []
     assert pipeline.alerts() == []
+
+
+# Instance types with local NVMe storage, as AWS lists them (EC2 "Instance store volumes"); for these,
+# CreateTransformJob refuses a VolumeKmsKeyId: "You can't request a VolumeKmsKeyId when using an instance
+# type with local storage" (TransformResources, Amazon SageMaker API Reference,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformResources.html). moto accepts it.
+LOCAL_NVME = ("ml.g4dn.xlarge", "ml.g5.2xlarge", "ml.p4d.24xlarge", "ml.c5d.xlarge")
+
+
+class _Refusal:
+    """What botocore needs of an HTTP response to raise the parsed error as a ClientError."""
+
+    status_code = 400
+    headers: dict[str, str] = {}  # noqa: RUF012 - read only
+
+
+def refuse_volume_keys_as_aws_does(client: Any, sent: list[dict[str, Any]]) -> None:
+    """Make ``client``'s CreateTransformJob answer as SageMaker does for a volume key on local NVMe."""
+
+    def check(params: dict[str, Any], **_: Any) -> Any:
+        request = json.loads(params["body"])
+        sent.append(request)
+        resources = request["TransformResources"]
+        if resources["InstanceType"] in LOCAL_NVME and "VolumeKmsKeyId" in resources:
+            message = (
+                f"Volume KMS key is not supported for instance type {resources['InstanceType']} "
+                "with local storage"
+            )
+            error = {"Error": {"Code": "ValidationException", "Message": message}}
+            return _Refusal(), {**error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return None  # on to moto
+
+    client.meta.events.register("before-call.sagemaker.CreateTransformJob", check)
+
+
+@pytest.mark.parametrize("instance_type", LOCAL_NVME)
+def test_local_nvme_instance_types_get_no_volume_key(pipeline: Pipeline, instance_type: str) -> None:
+    pipeline.configure(batch_config(instance_type=instance_type))
+    sent: list[dict[str, Any]] = []
+    refuse_volume_keys_as_aws_does(batch_aws.client("sagemaker"), sent)
+
+    result = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", jsonl(ROWS)))
+
+    assert result["state"] == batch.IN_PROGRESS, pipeline.manifest(result["manifest"])["message"]
+    [request] = sent
+    assert request["TransformResources"] == {"InstanceType": instance_type, "InstanceCount": 1}
+    # The output is still encrypted with the data key (S3 objects, not the instance's volume).
+    assert request["TransformOutput"]["KmsKeyId"].startswith("arn:aws:kms:")
+    assert pipeline.alerts() == []
+
+
+@pytest.mark.parametrize("instance_type", ["ml.m5.large", "ml.c5.xlarge"])
+def test_instance_types_with_ebs_volumes_get_the_data_key(pipeline: Pipeline, instance_type: str) -> None:
+    pipeline.configure(batch_config(instance_type=instance_type))
+    sent: list[dict[str, Any]] = []
+    refuse_volume_keys_as_aws_does(batch_aws.client("sagemaker"), sent)
+
+    result = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", jsonl(ROWS)))
+
+    assert result["state"] == batch.IN_PROGRESS
+    [request] = sent
+    key = request["TransformOutput"]["KmsKeyId"]
+    assert request["TransformResources"]["VolumeKmsKeyId"] == key

@@ -227,3 +227,45 @@ def test_the_fast_json_lines_writer_writes_what_the_general_one_does(
     fast = jsonl_answers(model.signature, records, outputs)
     assert fast == dump_jsonl(predictions(model.signature, records, outputs))
     assert len(fast.splitlines()) == len(lines)
+
+
+def test_the_batch_layer_holds_every_runtime_module_the_functions_import() -> None:
+    """The batch functions get mdk_runtime from their layer only: a module missing from it fails their init."""
+    import ast
+
+    from mdk.bundle import BATCH_MODULES, HANDLERS_DIR, LAYER_RUNTIME_MODULES, RUNTIME_DIR
+
+    layer = {name.removesuffix(".py") for name in LAYER_RUNTIME_MODULES}
+    sources = [HANDLERS_DIR / name for name in BATCH_MODULES] + [RUNTIME_DIR / f"{m}.py" for m in layer]
+    needed: set[str] = set()
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mdk_runtime"):
+                parts = node.module.split(".")
+                needed |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+    assert needed - layer == set()
+    assert "instances" in needed  # the trigger decides the volume key from the shared family rule
+
+
+def test_the_trigger_and_the_endpoints_share_one_local_storage_rule() -> None:
+    """Every family the endpoint configs send no KMS key for gets no volume key in a transform job."""
+    from lambda_handlers.batch_aws import BatchModel
+    from lambda_handlers.batch_trigger import transform_job_request
+    from mdk_runtime import instances
+    from stacks import sagemaker_model
+
+    assert vars(sagemaker_model)["LOCAL_STORAGE_FAMILIES"] is instances.LOCAL_STORAGE_FAMILIES
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    for family in sorted(instances.LOCAL_STORAGE_FAMILIES | {"m5", "c5", "r5", "g4ad", "p3"}):
+        model = BatchModel(
+            name="iris", version="1", sagemaker_model="m", instance_type=f"ml.{family}.xlarge",
+            instance_count=1, max_payload_mb=6, max_concurrent_transforms=1, invocation_timeout_s=60,
+            invocation_retries=1, id_field=None, features_field="features", store=False, store_ttl_days=None,
+        )  # fmt: skip
+        request = transform_job_request(
+            model, job_name="j", run="r", bucket="b", staged="s", results="r/", content_type="text/csv",
+            gzipped=False, data_key_arn=key,
+        )  # fmt: skip
+        volume_key = request["TransformResources"].get("VolumeKmsKeyId")
+        assert volume_key == (None if family in instances.LOCAL_STORAGE_FAMILIES else key), family
+        assert request["TransformOutput"]["KmsKeyId"] == key
