@@ -86,22 +86,37 @@ def write_bundle(model: ModelConfig, dest: Path) -> Path:
     Leaving identical files alone keeps their mtimes, so image builds and asset hashes only change
     when the model or its spec does.
     """
-    dest.mkdir(parents=True, exist_ok=True)
+    _make_dirs(dest)
     digest = file_sha256(model.artifact)
     target = dest / ARTIFACT_FILE
     if not target.is_file() or file_sha256(target) != digest:
         _atomic_copy(model.artifact, target)
+    elif target.stat().st_mode & 0o777 != FILE_MODE:
+        target.chmod(FILE_MODE)  # written by an older kit (0600): same bytes, readable now
     doc = json.dumps(model_spec(model, sha256=digest).to_json(), indent=2, sort_keys=True) + "\n"
     spec_path = dest / SPEC_FILE
     if not spec_path.is_file() or spec_path.read_text(encoding="utf-8") != doc:
         _atomic_write(spec_path, doc.encode("utf-8"))
+    elif spec_path.stat().st_mode & 0o777 != FILE_MODE:
+        spec_path.chmod(FILE_MODE)
     return dest
+
+
+#: Modes of what the kit writes into bundles, build contexts and archives. Docker's COPY keeps a file's
+#: mode, and Lambda runs a container image's function as a non-root user ("Lambda runs as a default Linux
+#: user with least-privileged permissions ... ensure that your files are readable by the default Lambda
+#: user": "Create a Lambda function using a container image",
+#: https://docs.aws.amazon.com/lambda/latest/dg/images-create.html), so everything must be world-readable
+#: whatever the writing process's umask (``mkstemp`` alone gives 0600).
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 
 
 def _atomic_copy(src: Path, dest: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     os.close(fd)
     shutil.copyfile(src, tmp)
+    os.chmod(tmp, FILE_MODE)
     os.replace(tmp, dest)
 
 
@@ -109,7 +124,23 @@ def _atomic_write(dest: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    os.chmod(tmp, FILE_MODE)
     os.replace(tmp, dest)
+
+
+def _make_dirs(path: Path, *, stop: Path | None = None) -> None:
+    """``mkdir -p`` with mode 0755 for every directory it creates (and ``path`` itself), umask or not."""
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in [path, *missing]:
+        if stop is not None and not directory.is_relative_to(stop):
+            continue
+        if directory.stat().st_mode & 0o777 != DIR_MODE:
+            directory.chmod(DIR_MODE)
 
 
 def image_context_files() -> dict[str, Path]:
@@ -156,14 +187,16 @@ def write_function_context(modules: dict[str, Path], dest: Path) -> Path:
 
 def sync_files(files: dict[str, Path], dest: Path, *, keep: tuple[str, ...] = ()) -> None:
     """Make ``dest`` hold exactly ``files`` (plus the ``keep`` subtrees); unchanged files stay untouched."""
-    dest.mkdir(parents=True, exist_ok=True)
+    _make_dirs(dest)
     wanted = set(files)
     for rel, source in files.items():
         target = dest / rel
         data = source.read_bytes()
         if not target.is_file() or target.read_bytes() != data:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(target.parent, stop=dest)
             _atomic_write(target, data)
+        elif target.stat().st_mode & 0o777 != FILE_MODE:
+            target.chmod(FILE_MODE)  # written by an older kit (0600): same bytes, readable now
     for path in sorted(dest.rglob("*"), reverse=True):
         rel = path.relative_to(dest).as_posix()
         if rel.split("/", 1)[0] in keep:
@@ -208,7 +241,7 @@ BATCH_MODULES = ("__init__.py", "batch_aws.py", "batch_trigger.py", "batch_statu
 BATCH_CONFIG_FILE = "batch_models.json"
 # What their layer holds: the runtime's standard-library modules, and Powertools with its dependencies
 # (pure Python, copied from this environment's locked install: no download, no Docker at synth).
-LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "instances.py", "media.py")
+LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "media.py")
 LAYER_DISTRIBUTIONS = ("aws-lambda-powertools", "jmespath", "typing-extensions")
 
 
