@@ -29,7 +29,7 @@ def test_an_upload_starts_one_transform_job_with_the_models_settings(pipeline: P
     assert result["state"] == batch.IN_PROGRESS
     [name] = pipeline.jobs()
     assert name == result["job"]
-    assert name.startswith(f"{DEPLOYMENT}-iris-")
+    assert name.startswith(f"{batch.job_prefix(DEPLOYMENT)}iris-")
     job = pipeline.sagemaker.describe_transform_job(TransformJobName=name)
     run = result["run_id"]
     assert job["ModelName"] == f"{DEPLOYMENT}-batch-iris"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
-from tests.infra.conftest import Synth, dumps, one, resources
+import pytest
+from moto.events.models import EventPattern
+
+from mdk_runtime import batch
+from tests.infra.conftest import REPO, Synth, dumps, one, resources, synth_config, write_config
 
 
 def by_prefix(template: dict[str, Any], kind: str, prefix: str) -> dict[str, Any]:
@@ -73,7 +78,7 @@ def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: 
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Transform Job State Change"],
         "detail": {
-            "TransformJobName": [{"prefix": "mdk-dev-"}],
+            "TransformJobName": [{"prefix": batch.job_prefix("mdk-dev")}],
             "TransformJobStatus": ["Completed", "Failed", "Stopped"],
         },
     }
@@ -153,7 +158,7 @@ def test_roles_are_least_privilege(synth_repo_config: Synth) -> None:
 
     trigger = statements(template, "BatchTriggerRole")
     create = next(s for s in trigger if "sagemaker:CreateTransformJob" in actions(s))
-    assert dumps(create["Resource"]).endswith(':transform-job/mdk-dev-*"]]}')
+    assert dumps(create["Resource"]).endswith(f':transform-job/{batch.job_prefix("mdk-dev")}*"]]}}')
     pass_role = next(s for s in trigger if "iam:PassRole" in actions(s))
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert all("BatchModel" in dumps(r) for r in pass_role["Resource"])
@@ -231,3 +236,71 @@ def test_prediction_store_and_its_route(synth_variant: Synth) -> None:
     assert transform["PrimaryContainer"]["Environment"]["MDK_MAX_CONCURRENT_TRANSFORMS"] == "4"
     assert not [k for k in resources(template, "AWS::SageMaker::Model") if "bigbang" in k.lower()]
     assert json.loads(json.dumps(store))  # serialisable: a sanity check on the template
+
+
+LONG_PROJECT = """
+    project: customer-churn-model
+    models:
+      - name: churn
+        artifact: MODELS/iris/v1/model.onnx
+        runtime: lambda
+"""
+
+
+def _scopes(template: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+    """The status rule's pattern, and the job ARN pattern the trigger's and the status' grants name."""
+    [finished] = [
+        v["Properties"]["EventPattern"]
+        for k, v in resources(template, "AWS::Events::Rule").items()
+        if k.startswith("BatchJobsFinished")
+    ]
+    jobs = []
+    for role in ("BatchTriggerRole", "BatchStatusRole"):
+        [grant] = [s for s in statements(template, role) if "sagemaker:DescribeTransformJob" in actions(s)]
+        jobs.append(grant["Resource"]["Fn::Join"][1][-1].rsplit("/", 1)[1])
+    assert jobs[0] == jobs[1]
+    streams = [
+        s["Resource"]
+        for k, v in resources(template, "AWS::IAM::Policy").items()
+        if k.startswith("BatchModelchurn")
+        for s in v["Properties"]["PolicyDocument"]["Statement"]
+        if "logs:PutLogEvents" in actions(s)
+    ]
+    [stream_grant] = streams
+    assert f'/aws/sagemaker/TransformJobs:log-stream:{jobs[0]}"' in dumps(stream_grant)
+    return finished, jobs[0], dumps(stream_grant)
+
+
+def _matches_arn_pattern(pattern: str, name: str) -> bool:
+    assert pattern.endswith("*")
+    assert "*" not in pattern[:-1]
+    return name.startswith(pattern[:-1])
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    directory = tmp_path_factory.mktemp("stages")
+    path = write_config(directory, LONG_PROJECT)
+    return {
+        stage: synth_config(path, directory / stage, context={"stage": stage}).serving_json
+        for stage in ("dev", "prod")
+    }
+
+
+def test_stages_of_a_long_project_name_see_only_their_own_jobs(stages: dict[str, dict[str, Any]]) -> None:
+    """customer-churn-model-dev and -prod once shared a 20-character job prefix: each saw the other's jobs."""
+    recorded = json.loads(
+        (REPO / "tests" / "events" / "sagemaker-transform-job-state-change.json").read_text()
+    )
+    run = "20261129T101502Z-0123456789ab"
+    jobs = {stage: batch.job_name(f"customer-churn-model-{stage}", "churn", run) for stage in stages}
+    scopes = {stage: _scopes(template) for stage, template in stages.items()}
+    assert scopes["dev"][1] != scopes["prod"][1]
+    for stage, (pattern, arn_pattern, _) in scopes.items():
+        rule = EventPattern.load(json.dumps(pattern))
+        for other, job in jobs.items():
+            event = copy.deepcopy(recorded)  # AWS's own example event, with this job's name
+            event["detail"]["TransformJobName"] = job
+            own = other == stage
+            assert rule.matches_event(event) is own, (stage, job)
+            assert _matches_arn_pattern(arn_pattern, job) is own, (stage, job)

@@ -6,6 +6,7 @@ import gzip
 import io
 import itertools
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,40 @@ def test_run_ids_and_job_names_are_deterministic_and_fit() -> None:
     assert len(name) <= 63
     assert name.startswith(batch.job_prefix("a-very-long-project-name-dev"))
     assert name.endswith(run)
+
+
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # CreateTransformJob's TransformJobName
+# Deployment names as the kit makes them (<project>-<stage>: a DNS-style project name, a stage of
+# letters and digits), from a small alphabet so that heads, hyphens and lengths collide often.
+projects = st.from_regex(r"[a-c](?:[a-c0-9-]{0,30}[a-c0-9])?", fullmatch=True)
+stages = st.from_regex(r"[a-c][a-c0-9]{0,11}", fullmatch=True)
+deployments = st.builds(lambda project, stage: f"{project}-{stage}", projects, stages)
+models = st.from_regex(r"[a-c](?:[a-c0-9-]{0,30}[a-c0-9])?", fullmatch=True)
+
+
+@given(deployments, deployments, models)
+def test_no_deployments_prefix_starts_another_deployments_job_names(a: str, b: str, model: str) -> None:
+    """The status rule and the IAM grants match job names by prefix: each deployment sees only its own."""
+    run = batch.run_id("b", "incoming/x/a.jsonl", "0055AED6DCD90281E5", CREATED)
+    prefix_a, prefix_b, job_b = batch.job_prefix(a), batch.job_prefix(b), batch.job_name(b, model, run)
+    assert JOB_NAME.match(job_b)
+    assert len(job_b) <= batch.JOB_NAME_MAX
+    assert batch.is_own_job(b, job_b)
+    if a != b:
+        assert not prefix_a.startswith(prefix_b)
+        assert not prefix_b.startswith(prefix_a)
+        assert not job_b.startswith(prefix_a)
+        assert not batch.is_own_job(a, job_b)
+
+
+def test_stages_of_a_long_project_name_get_their_own_prefixes() -> None:
+    dev, prod = batch.job_prefix("customer-churn-model-dev"), batch.job_prefix("customer-churn-model-prod")
+    assert dev != prod
+    assert dev.startswith("customerchu-")
+    assert not batch.job_name("customer-churn-model-prod", "iris", "r").startswith(dev)
+    # A name that starts like another one's prefix is not taken for it.
+    assert not batch.job_prefix(f"{dev}x").startswith(dev)
+    assert not batch.job_prefix("abc-d").startswith(batch.job_prefix("abc"))
 
 
 def test_preflight_limits() -> None:

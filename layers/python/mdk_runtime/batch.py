@@ -99,9 +99,33 @@ def run_id(bucket: str, key: str, sequencer: str, created: datetime) -> str:
     return f"{created.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest}"
 
 
+PREFIX_HEAD = 11  # letters and digits of the deployment name kept for people reading job lists
+PREFIX_HASH = 8  # hex digits of SHA-256 over the whole deployment name
+
+
 def job_prefix(deployment: str) -> str:
-    """What every job name of a deployment starts with (the status rule matches on it)."""
-    return deployment[:20].rstrip("-") + "-"
+    """What every job name of a deployment starts with: ``<head>-<hash>-``, e.g. ``customerchu-1a2b3c4d-``.
+
+    The status rule (an EventBridge ``prefix`` match), the IAM grants (``transform-job/<prefix>*``) and
+    the transform log streams are scoped by it, so it must be unique per deployment whatever the
+    length of the name, and no job name of one deployment may start with another's prefix. ``head``
+    is the name's first letters and digits (no hyphen) and ``hash`` is fixed-length hex of the whole
+    name: a string starting with a prefix has its first hyphen right after that prefix's head, so two
+    prefixes of which one starts a name of the other share head and hash, hence (but for a SHA-256
+    collision in 32 bits) the deployment. At most 21 characters: with the model's 12 and the run's
+    29, a job name fits SageMaker's 63.
+    """
+    head = "".join(c for c in deployment.lower() if c in _ALNUM)[:PREFIX_HEAD] or "mdk"
+    digest = hashlib.sha256(deployment.encode()).hexdigest()[:PREFIX_HASH]
+    return f"{head}-{digest}-"
+
+
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def is_own_job(deployment: str, job: str) -> bool:
+    """Whether a transform job name is one of this deployment's (what its status rule matches)."""
+    return job.startswith(job_prefix(deployment))
 
 
 def job_name(deployment: str, model: str, run: str) -> str:
