@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger, Metrics
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mdk_runtime.batch import ALERTING, now_iso
+from mdk_runtime.batch import ALERTING, RESULTS, now_iso
 
 SERVICE = "mdk-batch"
 NAMESPACE = "mdk"
@@ -39,6 +39,7 @@ RECORDS_OUT = "BatchRecordsOut"
 RECORD_ERRORS = "BatchRecordErrors"
 RUN_SECONDS = "BatchRunSeconds"
 STORED = "PredictionsStored"
+FOREIGN_EVENTS = "BatchForeignEvents"  # events about another deployment's buckets or jobs (ignored)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,23 @@ RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 4}, connect_
 @lru_cache(maxsize=8)
 def client(service: str) -> Any:
     return boto3.client(service, config=RETRIES)
+
+
+def not_ours(what: str, **details: Any) -> dict[str, Any]:
+    """The outcome of an event about something that is not this deployment's (another bucket, another
+    deployment's job): logged and counted, nothing read or written, no alert, no retry."""
+    reason = f"not this deployment's: {what}"
+    logger.warning(reason, extra={"ignored": details})
+    metrics.add_metric(name=FOREIGN_EVENTS, unit="Count", value=1)
+    return {"state": "Ignored", "reason": reason}
+
+
+def owns_output(uri: Any) -> bool:
+    """Whether a job's output path is under this deployment's ``results/`` (what its trigger writes)."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        return False
+    bucket, _, key = uri[5:].partition("/")
+    return bucket == env().bucket and key.startswith(RESULTS)
 
 
 def reset() -> None:

@@ -45,12 +45,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     status = detail.get("TransformJobStatus")
     if status not in batch.TERMINAL_JOB_STATES:
         return {"state": "Ignored", "reason": f"job state {status!r} is not final"}
+    name = detail.get("TransformJobName")
+    if not isinstance(name, str) or not batch.is_own_job(env().deployment, name):
+        # Another deployment's job (or SageMaker's documented example): its rule should not have sent it.
+        return batch_aws.not_ours(f"job {str(name)[:63]!r}", job=name)
+    output_path = (detail.get("TransformOutput") or {}).get("S3OutputPath")
+    if output_path is not None and not batch_aws.owns_output(output_path):
+        return batch_aws.not_ours(f"job {name!r} writes outside its results/", job=name, output=output_path)
     job = {
-        "name": detail["TransformJobName"],
+        "name": name,
         "status": status,
         "arn": detail.get("TransformJobArn"),
         "failure_reason": detail.get("FailureReason"),
-        "output_path": (detail.get("TransformOutput") or {}).get("S3OutputPath"),
+        "output_path": output_path,
         "created": batch.iso(detail.get("CreationTime")),
         "started": batch.iso(detail.get("TransformStartTime")),
         "ended": batch.iso(detail.get("TransformEndTime")),
@@ -69,6 +76,8 @@ def finish_run(job: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not job.get("output_path"):
         describe = client("sagemaker").describe_transform_job(TransformJobName=job["name"])
         job["output_path"] = describe["TransformOutput"]["S3OutputPath"]
+        if not batch_aws.owns_output(job["output_path"]):
+            return batch_aws.not_ours(f"job {job['name']!r} writes outside its results/", job=job["name"])
     bucket, output_prefix = batch.parse_s3_uri(job["output_path"])
     output_prefix = output_prefix if output_prefix.endswith("/") else output_prefix + "/"
     results = output_prefix.removesuffix(batch.OUTPUT_DIR)

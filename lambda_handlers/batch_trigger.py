@@ -57,6 +57,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "event_time": event.get("time"),
     }
     logger.append_keys(key=ref["key"], sequencer=ref["sequencer"])
+    if ref["bucket"] != env().bucket:
+        # Only the inbox's uploads start runs: never read, stage or write a manifest in another bucket.
+        return batch_aws.not_ours(f"bucket {ref['bucket'][:63]!r} is not its inbox", bucket=ref["bucket"])
     if ref["key"].endswith("/") and not ref["size"]:
         logger.info("a folder marker, not a file: nothing to score")
         return {"state": "Ignored", "reason": "folder marker"}

@@ -22,7 +22,7 @@ from mdk.bundle import write_bundle
 from mdk.local.transform import TransformSettings, container, transform
 from mdk_runtime import batch
 from tests.batch.conftest import BUCKET, Pipeline, batch_config
-from tests.events import FakeLambdaContext, api_event, response_json
+from tests.events import EVENTS, FakeLambdaContext, api_event, response_json, transform_state_change
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
@@ -244,3 +244,33 @@ def test_local_runs_write_the_same_manifest(tmp_path: Path) -> None:
     refused = run_file(model, header, tmp_path / "results", bundle_dir=tmp_path / "bundle")
     assert refused["state"] == batch.REJECTED
     assert refused["errors"][0]["code"] == "csv_header"
+
+
+def _recorded_state_change() -> dict[str, Any]:
+    recorded: dict[str, Any] = json.loads((EVENTS / "sagemaker-transform-job-state-change.json").read_text())
+    return recorded
+
+
+def test_aws_example_state_change_is_not_this_deployments(pipeline: Pipeline) -> None:
+    """The SageMaker guide's own example event, unchanged (job "myjob", output in another bucket): it
+    once crashed the function (another bucket's manifest read, or ``expected an s3:// URI``); now a
+    logged, counted no-op."""
+    result = pipeline.status(_recorded_state_change())
+    assert result == {"state": "Ignored", "reason": "not this deployment's: job 'myjob'"}
+    assert pipeline.alerts() == []
+    assert pipeline.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    # Not even an idempotency record: a foreign event leaves nothing behind.
+    assert pipeline.dynamodb.scan(TableName="idempotency")["Count"] == 0
+
+
+def test_a_job_named_like_ours_with_output_elsewhere_is_not_this_deployments(pipeline: Pipeline) -> None:
+    """A job whose name has this deployment's prefix but whose output is in another bucket (or not an
+    S3 URI at all) was not started by this trigger: nothing is read or written for it."""
+    started = pipeline.trigger(pipeline.put("incoming/iris/a.jsonl", b"[1,2,3,4]\n"))
+    for output in ("s3://amzn-s3-demo-bucket1/results/", "https://example.com/results/"):
+        event = transform_state_change(started["job"], "Failed", output_path=output)
+        result = pipeline.status(event)
+        assert result["state"] == "Ignored", output
+        assert "not this deployment's" in result["reason"]
+    assert pipeline.manifest(started["manifest"])["state"] == batch.IN_PROGRESS
+    assert pipeline.alerts() == []

@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 from lambda_handlers import batch_aws
 from mdk_runtime import batch
 from tests.batch.conftest import BUCKET, DEPLOYMENT, Pipeline, batch_config
+from tests.events import EVENTS, s3_object_created
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
@@ -294,3 +295,42 @@ def test_instance_types_with_ebs_volumes_get_the_data_key(pipeline: Pipeline, in
     [request] = sent
     key = request["TransformOutput"]["KmsKeyId"]
     assert request["TransformResources"]["VolumeKmsKeyId"] == key
+
+
+def _objects(pipeline: Pipeline, bucket: str) -> list[str]:
+    return [o["Key"] for o in pipeline.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_aws_example_event_of_another_bucket_is_not_this_deployments(pipeline: Pipeline) -> None:
+    """S3's documented example event, unchanged: a bucket this deployment does not own (and that need
+    not exist) is no upload of ours: no read, no manifest, no job, no alert, no crash."""
+    event = json.loads((EVENTS / "s3-object-created.json").read_text())
+    result = pipeline.trigger(event)
+    assert result == {
+        "state": "Ignored",
+        "reason": "not this deployment's: bucket 'amzn-s3-demo-bucket1' is not its inbox",
+    }
+    assert pipeline.jobs() == []
+    assert _objects(pipeline, BUCKET) == []
+    assert pipeline.alerts() == []
+
+
+def test_an_upload_to_another_bucket_writes_nothing_there(pipeline: Pipeline) -> None:
+    """A rule of someone else's (or a replayed event) sends an upload of another bucket: the trigger
+    must not write its staging copy and manifest into whichever bucket the event names."""
+    other = "someone-elses-bucket"
+    pipeline.s3.create_bucket(Bucket=other)
+    pipeline.s3.put_bucket_versioning(Bucket=other, VersioningConfiguration={"Status": "Enabled"})
+    response = pipeline.s3.put_object(Bucket=other, Key="incoming/iris/a.jsonl", Body=jsonl(ROWS))
+    event = s3_object_created(
+        other, "incoming/iris/a.jsonl", version_id=response["VersionId"], sequencer="0055AED6DCD90281E5",
+        size=len(jsonl(ROWS)),
+    )  # fmt: skip
+
+    result = pipeline.trigger(event)
+
+    assert result["state"] == "Ignored"
+    assert "not this deployment's" in result["reason"]
+    assert _objects(pipeline, other) == ["incoming/iris/a.jsonl"]
+    assert pipeline.jobs() == []
+    assert pipeline.alerts() == []
