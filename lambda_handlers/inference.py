@@ -21,6 +21,7 @@ import time
 
 _MODULE_STARTED = time.perf_counter()  # before the imports below: InitDuration counts them
 
+import logging  # noqa: E402
 import os  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -144,7 +145,12 @@ def _record(reply: Reply, started: float, request_id: str) -> None:
         pass
     # The code and message only: messages never carry request data, and bodies are never logged.
     message = reply.error.message if reply.error is not None else ""
-    level = logger.error if reply.status >= 500 else logger.info
+    if reply.status >= 500:
+        level = logger.error
+    elif reply.error is not None and reply.error.log_level >= logging.WARNING:
+        level = logger.warning  # e.g. values the model refused: a client's, but worth a look
+    else:
+        level = logger.info
     level(
         "request rejected",
         extra={"status": reply.status, "code": code, "detail": message, "request_id": request_id},

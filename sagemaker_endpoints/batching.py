@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mdk_runtime.errors import InvalidInput
+
 log = logging.getLogger(__name__)
 
 RunFn = Callable[[dict[str, np.ndarray], int], dict[str, Any]]
@@ -150,6 +152,12 @@ class DynamicBatcher:
         total = sum(p.n for p in live)
         try:
             outputs = await self._infer(loop, feeds, total, requests=len(live))
+        except InvalidInput:
+            # The model refused some values (input_rejected_by_model): one caller's rows may have failed
+            # the whole batch. Each request runs alone, so only the caller whose values they were hears.
+            for p in live:
+                await self._settle(p, loop, p.feeds, p.n)
+            return
         except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the failure
             for p in live:
                 if not p.future.done():

@@ -420,3 +420,25 @@ def test_the_direct_route_answers_as_the_fastapi_route(
     assert direct.status_code == routed.status_code
     assert direct.content == routed.content
     assert direct.headers["content-type"] == routed.headers["content-type"]
+
+
+def test_values_the_model_refuses_fail_only_their_own_request_in_a_coalesced_batch(
+    serving: ServeFactory, bundle: BundleFactory
+) -> None:
+    """An index out of range in one request of a dynamic batch: that caller gets 422
+    input_rejected_by_model (the value not echoed), every other caller its rows."""
+    from tests.value_models import gather_client_indices
+
+    directory = bundle(gather_client_indices(), name="lookup")
+    indices = [[i % 5] for i in range(15)] + [[987654]]
+    bodies = [json.dumps({"instances": idx}).encode() for idx in indices]
+    with serving(directory, max_batch_size=64, max_batch_delay_ms=50) as running:
+        responses = asyncio.run(_concurrent(running.url, bodies))
+    for idx, response in zip(indices, responses, strict=True):
+        if idx == [987654]:
+            assert response.status_code == 422
+            assert response.json()["error"]["code"] == "input_rejected_by_model"
+            assert "987654" not in response.text
+        else:
+            assert response.status_code == 200, response.text
+            assert response.json()["predictions"] == [[2.0 * idx[0], 2.0 * idx[0] + 1]]

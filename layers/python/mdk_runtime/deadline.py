@@ -16,13 +16,28 @@ import time
 
 import onnxruntime as ort
 
+# onnxruntime logs every failed kernel to stderr at ERROR, quoting the values that failed it (a Gather
+# index, an Expand shape): client data in the function's logs. Runs log only FATAL; the kit logs each
+# failure itself, a server fault with onnxruntime's detail, a refused input without the values.
+QUIET_LOG_LEVEL = 4
+
+
+def quiet_run_options() -> ort.RunOptions:
+    options = ort.RunOptions()
+    options.log_severity_level = QUIET_LOG_LEVEL
+    return options
+
+
+#: The run options of an unwatched run (read-only: safe to share between threads).
+QUIET_RUN_LOG = quiet_run_options()
+
 
 class _Watch:
     __slots__ = ("active", "deadline", "options")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self.options = ort.RunOptions()
+        self.options = quiet_run_options()
         self.active = True
 
 

@@ -8,6 +8,7 @@ and what was expected, and never echo the client's data back.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 
@@ -16,6 +17,8 @@ class MdkError(Exception):
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    #: How a front end logs a refusal with this error (a 5xx is always logged at ERROR).
+    log_level: ClassVar[int] = logging.INFO
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -41,6 +44,16 @@ class InvalidInput(MdkError):
 
     status = 422
     code = "invalid_input"
+
+
+class InputRejectedByModel(InvalidInput):
+    """The inputs fit the schema, but the model refused their values when it ran (an index outside a
+    table, a shape it cannot expand or reshape to): the client's to fix, so a 422 and not a server
+    error; logged at WARNING (a client may be probing the model). The message names the inputs and
+    the operator, never the values (onnxruntime's own message quotes them)."""
+
+    code = "input_rejected_by_model"
+    log_level = logging.WARNING
 
 
 class PayloadTooLarge(MdkError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,9 +13,16 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from mdk_runtime.deadline import WATCHDOG
-from mdk_runtime.errors import InferenceFailed, InferenceTimeout, InvalidInput, MdkError, ModelLoadError
+from mdk_runtime.deadline import QUIET_RUN_LOG, WATCHDOG
+from mdk_runtime.errors import (
+    InferenceFailed,
+    InferenceTimeout,
+    InputRejectedByModel,
+    MdkError,
+    ModelLoadError,
+)
 from mdk_runtime.schema import Signature, build_signature, example_feeds
 from mdk_runtime.spec import ModelSpec, read_spec
 
@@ -23,6 +31,23 @@ log = logging.getLogger(__name__)
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one full vCPU at 1,769 MB, up to 6 at 10,240 MB
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
+
+# Which failures of a run are the request's (422 input_rejected_by_model) and which the server's (500).
+# onnxruntime's Python exception type is the status code of the failed run:
+# * InvalidArgument and Fail: a kernel refused the values it was given. Kernels return
+#   INVALID_ARGUMENT for a value outside what they accept ("indices element out of data bounds",
+#   "invalid expand shape"), and FAIL for a check that failed inside them (a Reshape to a size that
+#   does not hold the data, an allocation for a size computed from the values). Before any of this
+#   runs, the kit has checked each input's rank, fixed sizes and dtype against the schema, and the
+#   model has run its warm-up (and, on a rollout, the pre-traffic smoke test): what is new in this
+#   run is the request's values, so the failure is the client's to fix.
+# * Everything else is a server fault, 500 inference_failed, logged at ERROR with onnxruntime's detail:
+#   RuntimeException (an exception inside onnxruntime itself), EPFail and DeviceReset (the execution
+#   provider or its GPU failed), EngineError, NotImplemented (no kernel for a type on this provider),
+#   and any other exception (a broken or closed session).
+INPUT_REFUSALS: tuple[type[BaseException], ...] = (ort_state.InvalidArgument, ort_state.Fail)
+# "... while running Gather node. Name:'...' Status Message: ...": the operator's type is the model's.
+_FAILED_OP = re.compile(r"while running (\w{1,64}) node")
 
 
 def lambda_vcpus(memory_mb: int) -> int:
@@ -138,22 +163,37 @@ class Model:
                 raise InferenceTimeout("the request's deadline passed before inference could start")
             watch = WATCHDOG.watch(deadline)
         try:
-            return list(self.session.run(self._output_names, feeds, watch.options if watch else None))
+            return list(
+                self.session.run(self._output_names, feeds, watch.options if watch else QUIET_RUN_LOG)
+            )
         except Exception as exc:
             if watch is not None and watch.options.terminate:
                 raise InferenceTimeout(
                     f"inference was stopped after {budget:.1f} s, at the request's deadline "
                     "(the time left to answer before the platform's timeout)"
                 ) from exc
-            kind = type(exc).__name__
-            message = str(exc).split(" : ", 3)[-1].strip().splitlines()[0][:300] if str(exc) else kind
-            if kind == "InvalidArgument":
-                # onnxruntime names inputs, dims and types here, never values.
-                raise InvalidInput(f"the model rejected the input: {message}") from exc
-            raise InferenceFailed(f"inference failed ({kind})") from exc
+            if isinstance(exc, INPUT_REFUSALS):
+                raise self._refusal(exc) from None  # no cause: its message quotes the client's values
+            raise InferenceFailed(f"inference failed ({type(exc).__name__})") from exc
         finally:
             if watch is not None:
                 WATCHDOG.release(watch)
+
+    def _refusal(self, exc: BaseException) -> InputRejectedByModel:
+        """The client's answer for a run the model refused: which inputs, which operator, no values."""
+        names = [s.name for s in self.signature.inputs]
+        found = _FAILED_OP.search(str(exc)[:200])
+        where = f"its {found.group(1)} operator" if found else "onnxruntime"
+        log.warning(
+            "the model refused the request's values",
+            extra={"status": type(exc).__name__, "operator": found.group(1) if found else None},
+        )
+        return InputRejectedByModel(
+            f"the model refused the values of input{'s' if len(names) > 1 else ''} "
+            f"{', '.join(repr(n) for n in names)}: {where} cannot run on them (e.g. an index outside "
+            "its table, or a shape it cannot produce); check the values against what the model accepts",
+            field=names[0] if len(names) == 1 else None,
+        )
 
     def warm_up(self) -> str:
         """One inference before traffic: the spec's example if any, else zeros of the right shape."""
