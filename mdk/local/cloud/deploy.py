@@ -370,15 +370,39 @@ class Deployer:
                 )
             except (ClientError, ParamValidationError, KeyError, ValueError) as exc:
                 raise DeployError(f"{stack}: {kind} {logical}: {exc}") from exc
-        for logical, resource in prepared.template["Resources"].items():  # after the bucket policies
-            if resource["Type"] == "AWS::S3::Bucket":
-                props = moto_adapter.resolve(stack, resource.get("Properties", {}), self.region)
-                try:
-                    self._bucket_settings(
-                        str(moto_adapter.resolve(stack, {"Ref": logical}, self.region)), props
-                    )
-                except ClientError as exc:
-                    raise DeployError(f"{stack}: AWS::S3::Bucket {logical}: {exc}") from exc
+        self._settings_moto_drops(stack, prepared)
+
+    def _settings_moto_drops(self, stack: str, prepared: Prepared) -> None:
+        """Properties moto's CloudFormation drops of resources it creates (after the bucket policies)."""
+        for logical, resource in prepared.template["Resources"].items():
+            kind = resource["Type"]
+            if kind not in ("AWS::S3::Bucket", "AWS::ApiGateway::RestApi"):
+                continue
+            props = moto_adapter.resolve(stack, resource.get("Properties", {}), self.region)
+            physical = str(moto_adapter.resolve(stack, {"Ref": logical}, self.region))
+            try:
+                if kind == "AWS::S3::Bucket":
+                    self._bucket_settings(physical, props)
+                else:
+                    self._binary_media_types(physical, props)
+            except ClientError as exc:
+                raise DeployError(f"{stack}: {kind} {logical}: {exc}") from exc
+
+    def _binary_media_types(self, api_id: str, props: dict[str, Any]) -> None:
+        """The API's BinaryMediaTypes, which moto's CloudFormation drops (its RestApi keeps the name,
+        description and endpoint configuration only): without them a binary body would reach a Lambda
+        proxy integration as text instead of base64 with isBase64Encoded, as API Gateway sends it."""
+        apigw = self.client("apigateway")
+        wanted = [str(t) for t in props.get("BinaryMediaTypes", [])]
+        have = apigw.get_rest_api(restApiId=api_id).get("binaryMediaTypes", [])
+        operations = [
+            {"op": op, "path": "/binaryMediaTypes/" + t.replace("~", "~0").replace("/", "~1"), "value": t}
+            for op, types, other in (("add", wanted, have), ("remove", have, wanted))
+            for t in types
+            if t not in other
+        ]
+        if operations:
+            apigw.update_rest_api(restApiId=api_id, patchOperations=operations)
 
     def _bucket_settings(self, bucket: str, props: dict[str, Any]) -> None:
         """What moto's CloudFormation drops of a bucket (it keeps the encryption and tags only)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import fnmatch
+import hashlib
 import json
 import logging
 import re
@@ -37,10 +38,14 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from mdk.local.cloud import functions
 from mdk.local.cloud.endpoints import Endpoints
 from mdk.local.cloud.functions import FunctionRunner, split_function
 
 log = logging.getLogger("mdk.local")
+#: The runner's refusal of an invocation Lambda would refuse (over 6 MB); the gateway measures the event
+#: itself while the runner does not have it.
+_INVOKE_REFUSED: type[Exception] | None = getattr(functions, "InvokeRefused", None)
 _SIGV4 = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
     r"/aws4_request,"
@@ -49,6 +54,15 @@ _SIGV4 = re.compile(
 _LAMBDA_URI = re.compile(r":lambda:path/2015-03-31/functions/(?P<function>.+)/invocations$")
 _SAGEMAKER_URI = re.compile(r":runtime\.sagemaker:path/endpoints/(?P<endpoint>[^/]+)/invocations$")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
+# "Quotas for configuring and running a REST API in API Gateway"
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html):
+# the URL of a regional API is at most 10,240 characters, and the request line and the header values together
+# at most 10,240 bytes. Python's http.server would answer its own HTML pages (414, 431) at 64 KiB instead.
+MAX_URL = 10_240
+MAX_HEADERS = 10_240
+#: Lambda's synchronous invocation payload ("Lambda quotas", https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html):
+#: Invoke answers 413 RequestEntityTooLargeException for a larger event, before any function code runs.
+MAX_EVENT = 6_291_456
 
 
 @dataclass
@@ -210,7 +224,7 @@ class Gateway:
                     request_id=request_id,
                     identity=identity,
                 )
-                return self._lambda(match.group("function"), event, integration)
+                return self._lambda(match.group("function"), event, integration, api.binary_types)
             if match := _SAGEMAKER_URI.search(uri):
                 return self._sagemaker(match.group("endpoint"), headers, body)
             raise GatewayError(
@@ -286,7 +300,27 @@ class Gateway:
                 403, "INVALID_SIGNATURE", "Signature expired: the request is more than 5 minutes old"
             )
         signed = match.group("headers").split(";")
-        url = f"http://{headers.get('host', '127.0.0.1')}{target}"
+        if "host" not in signed:
+            # SigV4 requires host among the signed headers ("Create a canonical request for Signature
+            # Version 4", https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html: "The
+            # host header must be included as a signed header"); AWS refuses a signature without it.
+            raise GatewayError(
+                403,
+                "INVALID_SIGNATURE",
+                "'Host' must be a signed header: SignedHeaders must include host",
+            )
+        # The payload hash is computed from the body received, never read from the client's
+        # X-Amz-Content-Sha256 (a signed header can carry the hash of another body): a body changed after
+        # signing gives another canonical request, so the signature does not match.
+        payload_hash = hashlib.sha256(body).hexdigest()
+        claimed = headers.get("x-amz-content-sha256")
+        if claimed is not None and claimed != payload_hash:
+            raise GatewayError(
+                403,
+                "INVALID_SIGNATURE",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        url = f"http://{headers.get('host', '')}{target}"
         request = AWSRequest(method=verb, url=url, data=body, headers={h: headers.get(h, "") for h in signed})
         expected = _Verifier(
             Credentials(access_key, secret), "execute-api", self.region, amz_date, signed
@@ -314,9 +348,7 @@ class Gateway:
         identity: dict[str, Any],
     ) -> dict[str, Any]:
         content_type = headers.get("content-type", "").split(";")[0].strip()
-        binary = (
-            any(fnmatch.fnmatch(content_type, pattern) for pattern in api.binary_types) if body else False
-        )
+        binary = _binary(content_type, api.binary_types) if body else False
         multi_query = dict(parse_qs(query, keep_blank_values=True)) if query else None
         now = time.time()
         return {
@@ -353,14 +385,39 @@ class Gateway:
         }
 
     def _lambda(
-        self, function_arn: str, event: dict[str, Any], integration: dict[str, Any]
+        self,
+        function_arn: str,
+        event: dict[str, Any],
+        integration: dict[str, Any],
+        binary_types: tuple[str, ...] = (),
     ) -> tuple[int, dict[str, str], bytes]:
         name, qualifier = split_function(function_arn)
         timeout = int(integration.get("timeoutInMillis", 29000)) / 1000
+        payload = json.dumps(event).encode()
+        # An event over Lambda's 6 MB synchronous limit (a body between ~6 MB and API Gateway's own 10 MB):
+        # Lambda's Invoke API refuses it (413 RequestEntityTooLargeException) before any function code runs,
+        # so the function records no Invocation and no Error (nothing a rollback alarm can count). What API
+        # Gateway answers then is documented in "Handling Lambda errors with an API Gateway API"
+        # (https://docs.aws.amazon.com/lambda/latest/dg/services-apigateway-errors.html): "If the Lambda API
+        # rejects the invocation request, API Gateway returns a 500 error code" with the message "Internal
+        # server error", the DEFAULT_5XX gateway response (no specific type is documented for it: see "Gateway
+        # response types for API Gateway", https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html).
+        # API Gateway REST cannot measure the event before invoking (no request validator or mapping can
+        # inspect a proxy integration's size), so that 500 in the stack's DEFAULT_5XX shape is what AWS gives
+        # the caller, and what the local gateway gives; the local runner refuses the invocation as Lambda
+        # does.
+        refused = _INVOKE_REFUSED is None and len(payload) > MAX_EVENT
         try:
-            result = self.runner.invoke(name, qualifier, json.dumps(event).encode(), timeout=timeout)
+            if refused:
+                raise GatewayError(500, "DEFAULT_5XX", "Internal server error")
+            result = self.runner.invoke(name, qualifier, payload, timeout=timeout)
         except LookupError as exc:
             raise GatewayError(502, "DEFAULT_5XX", f"Internal server error ({exc})") from exc
+        except Exception as exc:
+            if _INVOKE_REFUSED is not None and isinstance(exc, _INVOKE_REFUSED):
+                log.info("Lambda refused to invoke %s: %s", name, exc)
+                raise GatewayError(500, "DEFAULT_5XX", "Internal server error") from exc
+            raise
         if result.status == 504:
             raise GatewayError(504, "INTEGRATION_TIMEOUT", "Endpoint request timed out")
         if result.errored:
@@ -376,9 +433,16 @@ class Gateway:
         for key, values in (answer.get("multiValueHeaders") or {}).items():
             out_headers[str(key)] = ", ".join(str(v) for v in values)
         raw = answer.get("body") or ""
-        payload = base64.b64decode(raw) if answer.get("isBase64Encoded") else str(raw).encode()
+        # "Return binary media from a Lambda proxy integration in API Gateway"
+        # (https://docs.aws.amazon.com/apigateway/latest/developerguide/lambda-proxy-integration-with-proxy-resource.html
+        # and "Content type conversions in API Gateway", .../api-gateway-payload-encodings-workflow.html):
+        # a body flagged isBase64Encoded is decoded to binary when the request's (first) Accept media type
+        # is one of the API's binary media types; otherwise the client gets the base64 text.
+        accept = (event.get("headers") or {}).get("accept", "").split(",")[0].split(";")[0].strip()
+        decode = bool(answer.get("isBase64Encoded")) and _binary(accept, binary_types)
+        body_out = base64.b64decode(raw) if decode else str(raw).encode()
         out_headers["x-amzn-requestid"] = event["requestContext"]["requestId"]
-        return status, out_headers, payload
+        return status, out_headers, body_out
 
     def _sagemaker(
         self, endpoint: str, headers: dict[str, str], body: bytes
@@ -438,12 +502,21 @@ class _Verifier(SigV4Auth):  # type: ignore[misc]
                 del headers[name]
         return headers
 
+    def payload(self, request: AWSRequest) -> str:
+        return hashlib.sha256(request.body or b"").hexdigest()
+
     def signature_of(self, request: AWSRequest) -> str:
         request.context["timestamp"] = self._amz_date
-        if "host" not in request.headers:
-            request.headers["host"] = urlsplit(request.url).netloc
+        if "X-Amz-Content-SHA256" in request.headers:  # signed: its value is checked against the body
+            request.headers.replace_header("X-Amz-Content-SHA256", self.payload(request))
         canonical = self.canonical_request(request)
         return str(self.signature(self.string_to_sign(request, canonical), request))
+
+
+def _binary(media_type: str, binary_types: tuple[str, ...]) -> bool:
+    """Whether ``media_type`` is one of the API's binary media types (``*/*`` style wildcards allowed)."""
+    media_type = media_type.lower()
+    return bool(media_type) and any(fnmatch.fnmatchcase(media_type, p.lower()) for p in binary_types)
 
 
 def _match_path(template: str, path: str) -> dict[str, str] | None:
@@ -482,15 +555,109 @@ def _jwt_claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
+class _BadRequest(Exception):
+    def __init__(self, error: GatewayError, *, close: bool = True) -> None:
+        super().__init__(error.message)
+        self.error, self.close = error, close
+
+
 def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "mdk-local-apigateway"
 
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            size = len(self.raw_requestline) + sum(len(k) + len(v) + 4 for k, v in self.headers.items())
+            if len(self.path) > MAX_URL:
+                self._refuse(GatewayError(414, "DEFAULT_4XX", "Request-URI Too Long"))
+                return False
+            if size > MAX_HEADERS:
+                self._refuse(GatewayError(431, "DEFAULT_4XX", "Request Header Fields Too Large"))
+                return False
+            return True
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own refusals (a bad request line, a header line over 64 KiB, over 100 headers)
+            in API Gateway's JSON shape instead of its HTML pages."""
+            phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Bad Request"
+            if code in (431, 414):
+                phrase = {431: "Request Header Fields Too Large", 414: "Request-URI Too Long"}[code]
+            self._refuse(GatewayError(code, "DEFAULT_4XX" if code < 500 else "DEFAULT_5XX", phrase))
+
+        def _refuse(self, error: GatewayError) -> None:
+            status, out_headers, payload = gateway._gateway_response(error, str(uuid.uuid4()))
+            self.close_connection = True
+            self._write(status, {**out_headers, "connection": "close"}, payload)
+
+        def _body(self) -> bytes:
+            """The request's body: by Content-Length, or chunked (RFC 9112 section 7.1); both, or a length
+            that is not a number, is a malformed request (400); a body over API Gateway's 10 MB is a 413."""
+            length = self.headers.get("content-length")
+            encoding = (self.headers.get("transfer-encoding") or "").strip().lower()
+            if encoding:
+                if length is not None or encoding != "chunked":
+                    raise _BadRequest(GatewayError(400, "DEFAULT_4XX", "Bad Request"))
+                return self._chunked()
+            if length is None:
+                return b""
+            text = length.strip()
+            if not text.isdigit() or "," in length:
+                raise _BadRequest(
+                    GatewayError(400, "DEFAULT_4XX", "Bad Request: Content-Length must be a number of bytes")
+                )
+            size = int(text)
+            if size > MAX_BODY:
+                self._discard(size)  # read what the client sends (up to a bound) so it reads the answer
+                raise _BadRequest(GatewayError(413, "REQUEST_TOO_LARGE", "Request Too Long"))
+            body = self.rfile.read(size) if size else b""
+            if len(body) < size:
+                raise _BadRequest(GatewayError(400, "DEFAULT_4XX", "Bad Request: the body ended early"))
+            return body
+
+        def _discard(self, size: int) -> None:
+            left = min(size, 8 * MAX_BODY)
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    return
+                left -= len(chunk)
+
+        def _chunked(self) -> bytes:
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                line = self.rfile.readline(1026)
+                size_text = line.split(b";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise _BadRequest(
+                        GatewayError(400, "DEFAULT_4XX", "Bad Request: malformed chunked body")
+                    ) from None
+                if size < 0:
+                    raise _BadRequest(GatewayError(400, "DEFAULT_4XX", "Bad Request: malformed chunked body"))
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    raise _BadRequest(GatewayError(413, "REQUEST_TOO_LARGE", "Request Too Long"))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                    raise _BadRequest(GatewayError(400, "DEFAULT_4XX", "Bad Request: malformed chunked body"))
+                chunks.append(chunk)
+
         def _serve(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self._body()
+            except _BadRequest as exc:
+                self._refuse(exc.error)
+                return
             headers = {k.lower(): v for k, v in self.headers.items()}
+            headers.pop("transfer-encoding", None)  # what reaches the integration is the whole body
             try:
                 status, out_headers, payload = gateway.handle(self.command, self.path, headers, body)
             except Exception:
@@ -500,11 +667,16 @@ def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                     {"content-type": "application/json"},
                     b'{"message": "Internal server error"}',
                 )
+            self._write(status, out_headers, payload)
+
+        def _write(self, status: int, out_headers: dict[str, str], payload: bytes) -> None:
             self.send_response(
                 status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
             )
             for key, value in out_headers.items():
-                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                if key.lower() not in ("content-length", "transfer-encoding"):
+                    if key.lower() == "connection" and value != "close":
+                        continue
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
