@@ -442,3 +442,20 @@ def test_values_the_model_refuses_fail_only_their_own_request_in_a_coalesced_bat
         else:
             assert response.status_code == 200, response.text
             assert response.json()["predictions"] == [[2.0 * idx[0], 2.0 * idx[0] + 1]]
+
+
+def test_invocations_read_the_sagemaker_sdks_bare_json_array_as_instances(
+    serving: ServeFactory, iris_bundle: Path, iris_service: InferenceService
+) -> None:
+    """``predictor.predict(X)`` with the SDK's default JSONSerializer posts ``[[...], ...]``; as JSON Lines
+    a bare list on a line is that one record's row, so both answer the same labels."""
+    with serving(iris_bundle) as running:
+        bare = post(running.url, json.dumps(IRIS_ROWS), "application/json")
+        assert bare.status_code == 200, bare.text
+        assert [p["label"] for p in bare.json()["predictions"]] == labels(iris_service, IRIS_ROWS)
+        lines = "".join(json.dumps(row) + "\n" for row in IRIS_ROWS)
+        jsonl = post(running.url, lines, JSONL, accept=JSONL)
+        assert jsonl.status_code == 200, jsonl.text
+        assert [json.loads(line)["label"] for line in jsonl.text.splitlines()] == labels(
+            iris_service, IRIS_ROWS
+        )

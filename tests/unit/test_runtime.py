@@ -262,7 +262,9 @@ IRIS_REFUSALS = [
         400,
         "request body: send either 'instances' or 'inputs', not both",
     ),
-    ([[1, 2, 3, 4]], 400, "request body: expected a JSON object"),
+    # A bare list is read as instances (the SageMaker SDK's default JSON): a flat one is 4 scalars.
+    ([1, 2, 3, 4], 422, "instances: expected each instance of shape [4] (float32), got shape []"),
+    ("1,2,3,4", 400, "request body: expected a JSON object"),
     (b'{"instances": [[1, 2, 3, 4]]', 400, "request body is not valid JSON"),
     (b"", 400, "request body is not valid JSON"),
     (b'{"instances": [[NaN, 1, 2, 3]]}', 400, "request body is not valid JSON"),
@@ -465,3 +467,30 @@ def test_thread_and_limit_settings_from_the_environment() -> None:
         Settings.from_env({"MDK_MAX_BODY_BYTES": "-1"})
     settings = Settings.from_env({"MDK_MODEL_DIR": "/var/task/model", "MDK_MAX_BODY_BYTES": "1000"})
     assert settings == Settings(model_dir=Path("/var/task/model"), max_body_bytes=1000)
+
+
+# ------------------------------------------------------------------------------------------------
+# A bare JSON list: the SageMaker Python SDK's default serializer (predictor.predict(X))
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_bare_list_is_read_as_instances_for_a_single_input_model(iris_service: InferenceService) -> None:
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.4, 5.6, 2.4]]
+    bare = iris_service.predict(json.dumps(rows).encode(), "application/json", None)
+    wrapped = iris_service.predict(json.dumps({"instances": rows}).encode(), "application/json", None)
+    assert bare.status == 200, bare.body
+    assert bare.body == wrapped.body
+    assert bare.instances == 2
+    assert [p["label"] for p in json.loads(bare.body)["predictions"]] == ["setosa", "virginica"]
+
+
+def test_a_bare_list_for_a_model_with_several_inputs_is_refused_with_what_to_send(
+    service: ServiceFactory,
+) -> None:
+    svc = service(onnx_models.two_inputs(), name="pair")
+    reply = svc.predict(b'[{"a": [1, 2, 3], "b": [4, 5, 6]}]', "application/json", None)
+    err = error(reply, 400)
+    assert err["code"] == "malformed_request"
+    assert "only for a model with one input" in err["message"]
+    assert '{"inputs": {name: tensor, ...}}' in err["message"]
+    assert "inputs a, b" in err["message"]

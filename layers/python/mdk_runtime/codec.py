@@ -6,6 +6,8 @@ Request forms (the ones TF Serving and KServe v1 users already send):
   input's row; otherwise an object keyed by input name.
 * ``{"inputs": {"name": tensor, ...}}``: whole tensors, batch dimension included (a single-input
   model also takes ``{"inputs": tensor}``).
+* ``[...]``: a bare list, for a single-input model: the same as ``{"instances": [...]}`` (what the
+  SageMaker Python SDK's default JSON serializer sends for ``predictor.predict(X)``).
 * ``application/x-npy``: one array, for a single-input model.
 
 Every tensor is checked against the schema before onnxruntime sees it: rank, fixed sizes, sizes
@@ -30,7 +32,7 @@ from mdk_runtime.schema import Signature, TensorSpec, dtype_name
 Form = Literal["instances", "inputs", "npy"]
 REQUEST_HELP = (
     "expected a JSON object with 'instances' (a list, one item per instance) "
-    "or 'inputs' (tensors by input name)"
+    "or 'inputs' (tensors by input name), or for a model with one input a bare list of instances"
 )
 
 
@@ -388,6 +390,16 @@ def _from_inputs(inputs: Any, sig: Signature) -> Batch:
 
 
 def decode_json(doc: Any, sig: Signature) -> Batch:
+    if isinstance(doc, list):
+        # A bare array is what the SageMaker Python SDK's default JSONSerializer sends for
+        # predictor.predict(X): read it as "instances" (one item per instance) when that is unambiguous.
+        if len(sig.inputs) != 1:
+            raise MalformedRequest(
+                "request body: a bare JSON array is read as 'instances' only for a model with one input; "
+                f'this model has inputs {sig.input_names}: send {{"inputs": {{name: tensor, ...}}}} '
+                'or {"instances": [{name: value, ...}, ...]}'
+            )
+        return _from_instances(doc, sig)
     if not isinstance(doc, dict):
         raise MalformedRequest(f"request body: {REQUEST_HELP}")
     if len(doc) == 1:
