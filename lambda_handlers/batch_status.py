@@ -58,9 +58,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "arn": detail.get("TransformJobArn"),
         "failure_reason": detail.get("FailureReason"),
         "output_path": output_path,
-        "created": batch.iso(detail.get("CreationTime")),
-        "started": batch.iso(detail.get("TransformStartTime")),
-        "ended": batch.iso(detail.get("TransformEndTime")),
+        "created": batch.iso(detail.get("CreationTime"), epoch="ms"),
+        "started": batch.iso(detail.get("TransformStartTime"), epoch="ms"),
+        "ended": batch.iso(detail.get("TransformEndTime"), epoch="ms"),
     }
     logger.append_keys(job=job["name"], job_status=status)
     result: dict[str, Any] = _finish_once()(job=job, context=context)

@@ -131,7 +131,7 @@ def _batch_model(models: dict[str, BatchModel] | Any, name: str) -> BatchModel:
 
 
 def _event_time(value: Any) -> datetime:
-    parsed = batch.iso(value) if value else None
+    parsed = batch.event_time(value) if value else None
     if parsed:
         try:
             return datetime.fromisoformat(parsed.replace("Z", "+00:00"))

@@ -9,6 +9,8 @@ Failed deliveries and invocations land in one dead-letter queue that alarms.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -346,30 +348,14 @@ class BatchPipeline(Construct):
             self,
             "Uploads",
             description="files created under incoming/ of the batch bucket start a run",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [self.bucket.bucket_name]},
-                    # Every key under incoming/ (the function, not the rule, refuses other suffixes, so
-                    # a file of the wrong type gets a manifest and an alert instead of silence).
-                    "object": {"key": [{"prefix": batch.INCOMING}]},
-                },
-            ),
+            event_pattern=_pattern(batch.uploads_pattern(self.bucket.bucket_name)),
         )
         uploads.add_target(self._target(self.trigger))
         finished = events.Rule(
             self,
             "JobsFinished",
             description="this deployment's transform jobs reaching a final state",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Transform Job State Change"],
-                detail={
-                    "TransformJobName": [{"prefix": batch.job_prefix(self.settings.prefix)}],
-                    "TransformJobStatus": list(batch.TERMINAL_JOB_STATES),
-                },
-            ),
+            event_pattern=_pattern(batch.jobs_finished_pattern(self.settings.prefix)),
         )
         finished.add_target(self._target(self.status))
         from lambda_handlers.batch_status import STORE_DETAIL_TYPE, STORE_SOURCE
@@ -485,6 +471,13 @@ class BatchPipeline(Construct):
         facade.monitor_custom(
             alarm_friendly_name="runs", human_readable_name="batch runs by model", metric_groups=groups
         )
+
+
+def _pattern(pattern: dict[str, Any]) -> events.EventPattern:
+    """An EventBridge pattern (as :mod:`mdk_runtime.batch` writes it, and tests use it) for CDK."""
+    return events.EventPattern(
+        source=pattern["source"], detail_type=pattern["detail-type"], detail=pattern["detail"]
+    )
 
 
 class TransformModel(Construct):

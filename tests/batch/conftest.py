@@ -1,26 +1,36 @@
 """The batch pipeline against moto: the bucket, tables, topic and SageMaker models the stack creates.
 
-The functions run in process with real EventBridge event shapes and real boto3 calls (moto answers);
-their settings are written by the same code ``cdk synth`` uses (``mdk.bundle.batch_function_config``).
-Alerts reach an SQS queue subscribed to the topic, so tests read them as a subscriber would.
+The functions run in process with real boto3 calls (moto answers); their settings are written by the
+same code ``cdk synth`` uses (``mdk.bundle.batch_function_config``). Their events are what AWS would
+deliver: an upload's "Object Created" is the one moto's S3 sends to EventBridge (the bucket has
+EventBridge notifications on, as the stack's does), through a rule with the stack's own pattern
+(``batch.uploads_pattern``, asserted against the synthesized template) to a queue the test reads; a
+job's state change is AWS's recorded example (tests/events) with the job's name, state and output,
+checked against the stack's status rule pattern. Alerts reach an SQS queue subscribed to the topic, so
+tests read them as a subscriber would.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.events.models import EventPattern, Rule
 
 from lambda_handlers import batch_aws, batch_status, batch_trigger, predictions
 from mdk.bundle import batch_function_config
 from mdk.config import KitConfig, parse_config
-from tests.events import FakeLambdaContext, s3_object_created, transform_state_change
+from mdk_runtime import batch
+from tests.events import FakeLambdaContext, transform_state_change
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "mdk-test"
@@ -75,6 +85,7 @@ class Pipeline:
     dynamodb: Any = None
     uploads: list[str] = field(default_factory=list)
     settings_file: Path | None = None
+    raw_events: list[dict[str, Any]] = field(default_factory=list)
 
     def configure(self, config: KitConfig) -> None:
         """Deploy another config: the functions' settings file, as ``cdk synth`` writes it."""
@@ -84,14 +95,32 @@ class Pipeline:
         _forget()
 
     def put(self, key: str, body: bytes) -> dict[str, Any]:
-        """Upload a file and return the EventBridge event S3 sends for it."""
-        response = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-        head = self.s3.head_object(Bucket=BUCKET, Key=key, VersionId=response["VersionId"])
-        sequencer = f"{int(head['LastModified'].timestamp() * 1e6):016X}{len(self.uploads):04d}"
+        """Upload a file and return the EventBridge event S3 (moto) sends for it through the stack's rule."""
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         self.uploads.append(key)
-        return s3_object_created(
-            BUCKET, key, version_id=response["VersionId"], sequencer=sequencer, size=len(body)
-        )
+        [event] = self.delivered(UPLOADS_QUEUE)
+        return event
+
+    def put_raw(self, key: str, body: bytes) -> dict[str, Any]:
+        """Upload a file; the event as moto's EventBridge hands it to a rule's targets before its SQS
+        delivery formats ``time`` (what the local cloud gives a Lambda target: ``time`` in epoch seconds)."""
+        self.raw_events.clear()
+        self.put(key, body)
+        [event] = [e for e in self.raw_events if e.get("detail-type") == "Object Created"]
+        _sequence(event)
+        return event
+
+    def delivered(self, queue_name: str) -> list[dict[str, Any]]:
+        """The events a rule's queue target received since the last call."""
+        queue = self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        events: list[dict[str, Any]] = []
+        while messages := self.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+            for message in messages:
+                event = json.loads(message["Body"])
+                _sequence(event)
+                events.append(event)
+                self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return events
 
     def trigger(self, event: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = batch_trigger.handler(event, self.context)
@@ -102,10 +131,16 @@ class Pipeline:
         return result
 
     def state_change(self, job_name: str, status: str, **extra: Any) -> dict[str, Any]:
+        """The job's "SageMaker Transform Job State Change"; a final one must pass the status rule."""
         job = self.sagemaker.describe_transform_job(TransformJobName=job_name)
-        return transform_state_change(
+        event = transform_state_change(
             job_name, status, output_path=job["TransformOutput"]["S3OutputPath"], **extra
         )
+        finished = EventPattern.load(json.dumps(batch.jobs_finished_pattern(DEPLOYMENT)))
+        assert finished.matches_event(cast(Any, event)) is (status in batch.TERMINAL_JOB_STATES), event[
+            "detail"
+        ]
+        return event
 
     def manifest(self, key: str) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
@@ -132,6 +167,20 @@ class Pipeline:
         key = f"{prefix.rstrip('/')}/{name}.out"
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"\n".join(lines) + b"\n")
         return key
+
+
+UPLOADS_QUEUE = "uploads-rule-target"
+MOTO_S3_SEQUENCER = "617f08299329d189"  # moto 5.2.5 puts this in every S3 EventBridge notification
+_sequencer = itertools.count(int(time.time() * 1000) << 16)
+
+
+def _sequence(event: dict[str, Any]) -> None:
+    """moto's one gap in these events that matters here: S3's sequencer grows per key (the trigger's
+    idempotency key is bucket, key and sequencer), moto's is a constant. Filled as the local cloud
+    fills it (``mdk.local.cloud.moto_adapter``); every other field is as moto sent it."""
+    obj = event.get("detail", {}).get("object", {})
+    if obj.get("sequencer") == MOTO_S3_SEQUENCER:
+        obj["sequencer"] = f"{next(_sequencer):020X}"
 
 
 @pytest.fixture
@@ -162,6 +211,18 @@ def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    # The stack's bucket: EventBridge notifications on; its uploads rule, here with a queue as target.
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    sqs = boto3.client("sqs", region_name=REGION)
+    uploads = sqs.create_queue(QueueName=UPLOADS_QUEUE)["QueueUrl"]
+    uploads_arn = sqs.get_queue_attributes(QueueUrl=uploads, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(Name="uploads", EventPattern=json.dumps(batch.uploads_pattern(BUCKET)))
+    events.put_targets(Rule="uploads", Targets=[{"Id": "trigger", "Arn": uploads_arn}])
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(
         TableName="idempotency",
@@ -183,7 +244,6 @@ def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     )
     sns = boto3.client("sns", region_name=REGION)
     topic = sns.create_topic(Name="alerts")["TopicArn"]
-    sqs = boto3.client("sqs", region_name=REGION)
     queue = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -219,8 +279,18 @@ def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         "POWERTOOLS_METRICS_NAMESPACE": "mdk",
     }.items():
         monkeypatch.setenv(name, value)
+    raw_events: list[dict[str, Any]] = []
+    send_to_targets = Rule.send_to_targets
+
+    def record(rule: Rule, event: Any, transform_input: bool = True) -> None:
+        if rule.name == "uploads":
+            raw_events.append(copy.deepcopy(event))
+        send_to_targets(rule, event, transform_input)
+
+    monkeypatch.setattr(Rule, "send_to_targets", record)
     _forget()
     yield Pipeline(
+        raw_events=raw_events,
         config=config,
         alerts_queue=queue,
         s3=s3,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -334,3 +335,18 @@ def test_an_upload_to_another_bucket_writes_nothing_there(pipeline: Pipeline) ->
     assert _objects(pipeline, other) == ["incoming/iris/a.jsonl"]
     assert pipeline.jobs() == []
     assert pipeline.alerts() == []
+
+
+def test_a_file_refused_before_it_is_read_is_dated_by_the_events_time(pipeline: Pipeline) -> None:
+    """A key refused before the object is read (no model of that name) takes its run id's time from
+    the event: moto's S3 notification, as the local cloud delivers it to the trigger, carries it in
+    epoch seconds, once read as milliseconds (a run id of January 1970)."""
+    event = pipeline.put_raw("incoming/nosuch/a.jsonl", b"[1,2,3,4]\n")
+    assert isinstance(event["time"], float)
+    head = pipeline.s3.head_object(Bucket=BUCKET, Key="incoming/nosuch/a.jsonl")
+    result = pipeline.trigger(event)
+    assert result["state"] == batch.REJECTED
+    dated = datetime.strptime(result["run_id"][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert abs((dated - head["LastModified"]).total_seconds()) < 60  # the same moment, to the second
+    assert pipeline.manifest(result["manifest"])["run_id"] == result["run_id"]
+    pipeline.alerts()

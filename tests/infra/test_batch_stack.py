@@ -68,6 +68,8 @@ def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: 
             )
         }
     ]
+    # The pattern the batch tests route moto's S3 notifications through is this very one.
+    assert pattern == batch.uploads_pattern(pattern["detail"]["bucket"]["name"][0])
     [target] = uploads["Targets"]
     assert target["Arn"]["Fn::GetAtt"][0].startswith("BatchTrigger")
     assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("BatchDeadLetters")
@@ -82,6 +84,7 @@ def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: 
             "TransformJobStatus": ["Completed", "Failed", "Stopped"],
         },
     }
+    assert finished["EventPattern"] == batch.jobs_finished_pattern("mdk-dev")
     assert finished["Targets"][0]["Arn"]["Fn::GetAtt"][0].startswith("BatchStatus")
     handovers = next(v for k, v in rules.items() if k.startswith("BatchStoreHandovers"))
     assert handovers["EventPattern"]["source"] == ["mdk.batch"]

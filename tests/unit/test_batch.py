@@ -182,9 +182,25 @@ def test_reconcile_needs_every_line() -> None:
 
 
 def test_times_from_events_and_apis() -> None:
-    assert batch.iso(1796033473000) == "2026-11-30T10:11:13.000000Z"
-    assert batch.iso("2026-11-29T10:15:02Z") == "2026-11-29T10:15:02.000000Z"
-    assert batch.iso(None) is None
+    # SageMaker's state change events: epoch milliseconds.
+    assert batch.iso(1796033473000, epoch="ms") == "2026-11-30T10:11:13.000000Z"
+    assert batch.iso("1796033473000", epoch="ms") == "2026-11-30T10:11:13.000000Z"
+    # SageMaker's JSON API (DescribeTransformJob on the wire): epoch seconds with a fraction.
+    assert batch.iso(1796033473.25, epoch="s") == "2026-11-30T10:11:13.250000Z"
+    assert (
+        batch.iso(datetime(2026, 11, 30, 10, 11, 13, tzinfo=UTC), epoch="s") == "2026-11-30T10:11:13.000000Z"
+    )
+    assert batch.iso("2026-11-29T10:15:02Z", epoch="ms") == "2026-11-29T10:15:02.000000Z"
+    assert batch.iso(None, epoch="ms") is None
+    assert batch.iso("soon", epoch="ms") == "soon"
+
+
+def test_event_time_is_iso_text_or_moto_seconds_never_milliseconds() -> None:
+    """EventBridge's ``time`` is ISO text on AWS; moto's S3 notifications put epoch seconds there (a run
+    id once read them as milliseconds: dated January 1970)."""
+    assert batch.event_time("2026-11-29T10:15:02Z") == "2026-11-29T10:15:02.000000Z"
+    assert batch.event_time(1796033473.5) == "2026-11-30T10:11:13.500000Z"
+    assert batch.event_time(1796033473) == "2026-11-30T10:11:13.000000Z"
     assert batch.seconds_between("2026-11-29T10:00:00Z", "2026-11-29T10:20:00Z") == 1200.0
 
 

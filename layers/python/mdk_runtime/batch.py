@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from mdk_runtime.media import CSV, JSONL
 
@@ -134,6 +134,31 @@ def job_name(deployment: str, model: str, run: str) -> str:
     name = f"{job_prefix(deployment)}{model[:12].rstrip('-')}-{run}"
     assert len(name) <= JOB_NAME_MAX, name
     return name
+
+
+def uploads_pattern(bucket: Any) -> dict[str, Any]:
+    """The EventBridge pattern of the uploads rule: files created under ``incoming/`` of the inbox.
+
+    Every key under incoming/ (the trigger, not the rule, refuses other suffixes, so a file of the wrong
+    type gets a manifest and an alert instead of silence). ``bucket``: its name (a token in the stack).
+    """
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": INCOMING}]}},
+    }
+
+
+def jobs_finished_pattern(deployment: str) -> dict[str, Any]:
+    """The EventBridge pattern of the status rule: this deployment's transform jobs reaching a final state."""
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Transform Job State Change"],
+        "detail": {
+            "TransformJobName": [{"prefix": job_prefix(deployment)}],
+            "TransformJobStatus": list(TERMINAL_JOB_STATES),
+        },
+    }
 
 
 def results_prefix(model: str, run: str) -> str:
@@ -379,26 +404,52 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def iso(value: Any) -> str | None:
-    """A time from an event or an API (epoch milliseconds, ISO text or datetime) as ISO 8601 UTC."""
+EPOCH_DIVISORS = {"s": 1, "ms": 1000}
+
+
+def iso(value: Any, *, epoch: Literal["s", "ms"]) -> str | None:
+    """A time from an event or an API as ISO 8601 UTC: ISO text, a datetime, or a number (or numeric
+    text) since the epoch in the unit its source uses. Each call site names that unit; nothing is
+    guessed from the magnitude:
+
+    * SageMaker's "Transform Job State Change" events: ``CreationTime``, ``TransformStartTime``,
+      ``TransformEndTime`` in epoch **milliseconds** ("Events that Amazon SageMaker AI sends to Amazon
+      EventBridge", https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html).
+    * SageMaker's JSON API (``DescribeTransformJob`` over the wire): epoch **seconds** with a fraction
+      (the awsJson1_1 protocol's default timestamp format, https://smithy.io/2.0/aws/protocols/aws-json-1_1-protocol.html);
+      boto3 parses them into datetimes.
+    * EventBridge's envelope ``time``: ISO 8601 text on AWS (see :func:`event_time`).
+    """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         moment = value
-    elif isinstance(value, int | float):
-        moment = datetime.fromtimestamp(value / 1000, UTC)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(value / EPOCH_DIVISORS[epoch], UTC)
     else:
         text = str(value)
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             try:
-                moment = datetime.fromtimestamp(float(text) / 1000, UTC)
-            except ValueError:
+                moment = datetime.fromtimestamp(float(text) / EPOCH_DIVISORS[epoch], UTC)
+            except (ValueError, OverflowError, OSError):
                 return text
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_time(value: Any) -> str | None:
+    """An EventBridge event's ``time`` as ISO 8601 UTC.
+
+    AWS sends ISO 8601 text ("time": "2021-11-12T00:00:00Z", in "Amazon EventBridge events",
+    https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html, and in S3's "EventBridge
+    event message structure", https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html).
+    A number there comes only from moto (5.2.5's S3 notifications put ``unix_time()``: epoch seconds,
+    with a fraction), which the local cloud runs: read as seconds, never as milliseconds.
+    """
+    return iso(value, epoch="s")
 
 
 def seconds_between(start: str | None, end: str | None) -> float | None:
