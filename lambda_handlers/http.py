@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,17 @@ from mdk_runtime.service import Reply
 Action = Literal["predict", "metadata", "health"]
 METHODS: dict[str, str] = {"predict": "POST", "metadata": "GET", "health": "GET"}
 TEXT_TYPES = (JSON, "text/")
+
+#: What a synchronous invocation may answer: Lambda fails the invocation (API Gateway's caller gets a
+#: 502) when the function's serialized result is larger. "Lambda quotas", Invocation payload (request
+#: and response): 6 MB each for synchronous invocations (https://docs.aws.amazon.com/lambda/latest/dg/
+#: gettingstarted-limits.html); "Invoke", "For synchronous invocations, the maximum payload size is
+#: 6 MB" (https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html). 6 MB is 6 * 1024 * 1024 bytes.
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+# A proxy response's envelope (status, one header, flags) is a few hundred bytes; JSON escaping makes a
+# character of the body at most 12 bytes (an astral character as two \uXXXX escapes).
+_ENVELOPE_MARGIN = 1024
+_MAX_ESCAPE = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +128,23 @@ def to_response(reply: Reply, *, v2: bool) -> dict[str, Any]:
     if not v2:
         response["multiValueHeaders"] = {}
     return response
+
+
+def invocation_size(response: dict[str, Any]) -> int:
+    """Bytes of a proxy response as the Python runtime returns it to Lambda: its JSON serialization
+    (awslambdaric's encoder: default separators, and before Python 3.12 ``ensure_ascii``, the larger
+    count, used here for every runtime). A binary body is already base64 (4 bytes per 3); a text body's
+    escapes are counted, not written: the runtime serializes the response itself."""
+    body: str = response["body"]
+    envelope = len(json.dumps({**response, "body": ""}))
+    if body.isascii() and body.isprintable():  # orjson's output: only quotes and backslashes escape
+        return envelope + len(body) + body.count('"') + body.count("\\")
+    return envelope + len(json.dumps(body)) - 2
+
+
+def oversized(response: dict[str, Any], limit: int = LAMBDA_RESPONSE_LIMIT) -> int | None:
+    """The response's size if it is over ``limit``, else None; free for any body that cannot be over it."""
+    if len(response["body"]) * _MAX_ESCAPE + _ENVELOPE_MARGIN <= limit:
+        return None
+    size = invocation_size(response)
+    return size if size > limit else None

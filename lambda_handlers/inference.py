@@ -32,10 +32,24 @@ from aws_lambda_powertools import Logger, Metrics  # noqa: E402
 from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: E402
 
 from lambda_handlers import shadow  # noqa: E402
-from lambda_handlers.http import METHODS, match_route, read_event, to_response, wrong_method  # noqa: E402
+from lambda_handlers.http import (  # noqa: E402
+    LAMBDA_RESPONSE_LIMIT,
+    METHODS,
+    match_route,
+    oversized,
+    read_event,
+    to_response,
+    wrong_method,
+)
 from mdk_runtime import telemetry  # noqa: E402
 from mdk_runtime.errors import MalformedRequest, MdkError  # noqa: E402
-from mdk_runtime.service import InferenceService, Reply, Settings, error_reply  # noqa: E402
+from mdk_runtime.service import (  # noqa: E402
+    InferenceService,
+    Reply,
+    Settings,
+    error_reply,
+    response_too_large,
+)
 
 # Health and metadata calls add no metric; Powertools would warn about that on every such call.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -172,12 +186,21 @@ def handler(
     reply, v2 = dispatch(service, event, context)
     if reply is None:
         return asgi_handler(service)(event, context)
+    response = to_response(reply, v2=v2)
+    size = oversized(response)
+    if size is not None:  # Lambda would fail the invocation: a 502 for the caller, an error metric
+        reply = error_reply(
+            response_too_large(
+                size, LAMBDA_RESPONSE_LIMIT, "a synchronous Lambda response", reply.content_type
+            )
+        )
+        response = to_response(reply, v2=v2)
     _record(reply, started, getattr(context, "aws_request_id", ""))
     if reply.instances and os.environ.get(shadow.PARAMETER_ENV):
         request = read_event(event)
         live_ms = (time.perf_counter() - started) * 1e3
         shadow.offer(service, request.body(), request.header("content-type"), reply, live_ms)
-    return to_response(reply, v2=v2)
+    return response
 
 
 def _configure_logging() -> None:

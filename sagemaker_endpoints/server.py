@@ -29,12 +29,19 @@ from fastapi.responses import Response
 from mdk_runtime.codec import dump_json
 from mdk_runtime.errors import MdkError, ModelLoadError, ModelNotReady
 from mdk_runtime.media import CSV, JSON, JSONL, NPY
-from mdk_runtime.service import InferenceService, Reply, Settings, error_reply
+from mdk_runtime.service import InferenceService, Reply, Settings, error_reply, response_too_large
 from sagemaker_endpoints.batching import DynamicBatcher
 
 log = logging.getLogger("mdk_runtime.server")
 
 FORMATS = (JSON, NPY, JSONL, CSV)
+#: InvokeEndpoint's response limit: the API's response ``Body`` is at most 6,291,456 bytes ("InvokeEndpoint",
+#: Amazon SageMaker Runtime API Reference, Response Elements, Body: "Length Constraints: Maximum length of
+#: 6291456", https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html).
+#: A larger answer is a failed invocation for the caller; the container answers a 413 saying what to do.
+#: Batch transform has no such limit: SageMaker sets SAGEMAKER_BATCH=true in a transform job's container
+#: (as its own serving containers read it), and there the limit is off.
+INVOKE_ENDPOINT_RESPONSE_LIMIT = 6 * 1024 * 1024
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -46,6 +53,16 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise ModelLoadError(f"{name}: expected an integer from {low} to {high}, got {raw!r}")
     return int(raw)
+
+
+def _response_limit(environ: Mapping[str, str]) -> int | None:
+    """``MDK_MAX_RESPONSE_BYTES`` (0: none), else none in a batch transform job, else InvokeEndpoint's."""
+    explicit = _int(environ, "MDK_MAX_RESPONSE_BYTES", -1, 0, 2**40)
+    if explicit >= 0:
+        return explicit or None
+    if environ.get("SAGEMAKER_BATCH", "").strip().lower() == "true":
+        return None
+    return INVOKE_ENDPOINT_RESPONSE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,7 @@ class ServerSettings:
     port: int = 8080
     max_payload_mb: int = 6
     max_concurrent_transforms: int = 1
+    max_response_bytes: int | None = None  # None: no limit (from_env sets InvokeEndpoint's outside batch)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
@@ -81,6 +99,7 @@ class ServerSettings:
             port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535),
             max_payload_mb=_int(environ, "MDK_MAX_PAYLOAD_MB", 6, 1, 100),
             max_concurrent_transforms=_int(environ, "MDK_MAX_CONCURRENT_TRANSFORMS", 1, 1, 100),
+            max_response_bytes=_response_limit(environ),
         )
 
 
@@ -148,7 +167,13 @@ class ModelServer:
             if batcher is None:  # the model failed to load: prepare() raised already
                 raise ModelNotReady("model is not ready")
             outputs = list(await asyncio.gather(*(batcher.run(b.feeds, b.n) for b in job.batches)))
-            return service.finish(job, outputs)
+            reply = service.finish(job, outputs)
+            limit = self.settings.max_response_bytes
+            if limit is not None and len(reply.body) > limit:
+                raise response_too_large(
+                    len(reply.body), limit, "an InvokeEndpoint response", reply.content_type
+                )
+            return reply
         except MdkError as exc:
             return error_reply(exc)
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become replies

@@ -318,7 +318,11 @@ def run_file(model: ModelConfig, path: Path, out_dir: Path, *, bundle_dir: Path)
     result: TransformResult | None = None
     failure = ""
     with (
-        container(write_bundle(model, bundle_dir), env={"MDK_MAX_BODY_BYTES": body_limit}) as (url, _),
+        container(
+            write_bundle(model, bundle_dir),
+            # as SageMaker sets it in a transform job's container (no 6 MB response limit there)
+            env={"MDK_MAX_BODY_BYTES": body_limit, "SAGEMAKER_BATCH": "true"},
+        ) as (url, _),
         path.open("rb") as fh,
         output.open("wb") as sink,
     ):

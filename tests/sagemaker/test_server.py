@@ -459,3 +459,46 @@ def test_invocations_read_the_sagemaker_sdks_bare_json_array_as_instances(
         assert [json.loads(line)["label"] for line in jsonl.text.splitlines()] == labels(
             iris_service, IRIS_ROWS
         )
+
+
+def test_an_answer_over_invoke_endpoints_limit_is_a_413_with_a_hint(
+    serving: ServeFactory, bundle: BundleFactory
+) -> None:
+    """34 bytes ask for 2,000,000 floats (~8 MB): InvokeEndpoint could not return it, the container says
+    so with a 413; in batch transform (no limit) the same request is answered."""
+    from sagemaker_endpoints.server import INVOKE_ENDPOINT_RESPONSE_LIMIT
+    from tests.value_models import expand_to_client_shape
+
+    directory = bundle(expand_to_client_shape(), name="expander", batched=False)
+    body = json.dumps({"inputs": {"shape": [2000, 1000]}})
+    with serving(directory, max_response_bytes=INVOKE_ENDPOINT_RESPONSE_LIMIT) as running:
+        for accept in ("application/json", "application/x-npy"):
+            response = post(running.url, body, "application/json", accept=accept)
+            assert response.status_code == 413
+            error = response.json()["error"]
+            assert error["code"] == "response_too_large"
+            assert "6,291,456-byte limit of an InvokeEndpoint response" in error["message"]
+            assert "fewer instances" in error["message"]
+            assert "batch transform" in error["message"]
+        small = post(running.url, json.dumps({"inputs": {"shape": [500, 1000]}}), "application/json")
+        assert small.status_code == 200
+    with serving(directory, max_response_bytes=None) as running:
+        response = post(running.url, body, "application/json", accept="application/x-npy")
+        assert response.status_code == 200
+        assert np.load(io.BytesIO(response.content)).shape == (2000, 1000)
+
+
+def test_the_response_limit_is_invoke_endpoints_except_in_batch_transform() -> None:
+    from mdk_runtime.errors import ModelLoadError
+    from sagemaker_endpoints.server import INVOKE_ENDPOINT_RESPONSE_LIMIT, ServerSettings
+
+    def limit(**env: str) -> int | None:
+        return ServerSettings.from_env({"MDK_DEVICE": "cpu", **env}).max_response_bytes
+
+    assert INVOKE_ENDPOINT_RESPONSE_LIMIT == 6_291_456
+    assert limit() == INVOKE_ENDPOINT_RESPONSE_LIMIT
+    assert limit(SAGEMAKER_BATCH="true") is None  # SageMaker sets it in a transform job's container
+    assert limit(MDK_MAX_RESPONSE_BYTES="1000") == 1000
+    assert limit(MDK_MAX_RESPONSE_BYTES="0") is None
+    with pytest.raises(ModelLoadError, match="MDK_MAX_RESPONSE_BYTES"):
+        limit(MDK_MAX_RESPONSE_BYTES="6MB")

@@ -63,6 +63,13 @@ class PayloadTooLarge(MdkError):
     code = "payload_too_large"
 
 
+class ResponseTooLarge(PayloadTooLarge):
+    """The answer would be over the platform's synchronous response limit (a small request can ask for
+    a large answer): the client asks for fewer instances, a smaller format, or uses batch transform."""
+
+    code = "response_too_large"
+
+
 class UnsupportedMediaType(MdkError):
     """The Content-Type is not one the endpoint reads."""
 

@@ -22,6 +22,7 @@ from mdk_runtime.errors import (
     ModelNotReady,
     NotAcceptable,
     PayloadTooLarge,
+    ResponseTooLarge,
     UnsupportedMediaType,
 )
 from mdk_runtime.media import JSON, NPY
@@ -99,6 +100,20 @@ class Reply:
     @property
     def error_code(self) -> str | None:
         return None if self.error is None else self.error.code
+
+
+def response_too_large(size: int, limit: int, limit_name: str, answer: str) -> ResponseTooLarge:
+    """The 413 for an answer over a synchronous response limit, with what the client can do instead."""
+    smaller = (
+        ""
+        if answer == NPY
+        else "ask for a binary answer (Accept: application/x-npy, for a model with one numeric output), "
+    )
+    return ResponseTooLarge(
+        f"the response would be {size:,} bytes, over the {limit:,}-byte limit of {limit_name}; "
+        f"send fewer instances per request, {smaller}or score large inputs with batch transform "
+        "(a JSON Lines file in the batch inbox)"
+    )
 
 
 def error_reply(exc: BaseException) -> Reply:

@@ -276,7 +276,12 @@ class TransformJobs:
         )
         url = self.containers.url(
             job["ModelName"],
-            {**job.get("Environment", {}), "MDK_MAX_BODY_BYTES": str(payload_mb * 1024 * 1024 + 1024)},
+            # as SageMaker sets it in a transform job's container (no 6 MB response limit there)
+            {
+                **job.get("Environment", {}),
+                "MDK_MAX_BODY_BYTES": str(payload_mb * 1024 * 1024 + 1024),
+                "SAGEMAKER_BATCH": "true",
+            },
         )
         keys = [
             item["Key"]
