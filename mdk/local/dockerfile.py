@@ -33,7 +33,16 @@ with the cache: treat the stage as read-only, as ``/var/task`` is in Lambda (rep
 unlinks before it writes). The host's pip configuration (index, certificates) still applies to pip.
 
 The base image's runtime client, ``awslambdaric`` (the version installed in this environment), is
-installed into ``<stage>/var/runtime`` the same way.
+installed into ``<stage>/var/runtime`` the same way, and so is the AWS SDK the base image carries:
+``public.ecr.aws/lambda/python`` ships boto3 and botocore ("The Python runtime includes the AWS SDK for
+Python (Boto3)", "Building Lambda functions with Python",
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html): :data:`BASE_IMAGE_SDK`, at the versions
+this environment has installed, with ``--no-deps`` (exactly those distributions). It sits after the task
+root on ``PYTHONPATH``, so a function that bundles its own boto3 gets its own, as in Lambda, and code that
+imports boto3 only when it is there (the shadow mirror, Powertools' parameters) runs as it would on AWS.
+
+Files are written as a Docker build writes them whatever this process's umask: directories COPY creates
+are 0755, and pip runs with umask 022, as a ``RUN`` step does in the image.
 
 Isolation: :meth:`StagedImage.command` runs ``<python> -S -m awslambdaric <handler>`` with
 ``PYTHONPATH=<task root>:<runtime dir>`` and an environment built from scratch. ``-S`` skips the ``site``
@@ -48,8 +57,9 @@ tool (it ignores ``PYTHONPATH``) and ``-s`` only drops the user site. What ``-S`
 
 Known differences from the real image: the interpreter is the host's, not the image's (the image's
 Python version is :attr:`StagedImage.base_python`), so wheels are resolved for the host; the runtime dir
-holds ``awslambdaric`` and its dependencies only (the AWS base images also carry boto3); ``USER`` and
-file ownership are not emulated.
+holds ``awslambdaric`` and its dependencies plus the SDK; ``USER`` and ``--chown`` are not emulated (every
+staged file belongs to the user replaying; :class:`mdk.local.rie.LambdaProcess` runs the function as
+another user, so the stage is read-only to it, as ``/var/task`` is in Lambda).
 """
 
 from __future__ import annotations
@@ -73,6 +83,8 @@ IMAGE_TASK_ROOT = "/var/task"
 IMAGE_RUNTIME_DIR = "/var/runtime"
 BASE_IMAGE_REPOSITORY = "public.ecr.aws/lambda/python"
 RUNTIME_CLIENT = "awslambdaric"
+#: What the base image carries besides the runtime client: the AWS SDK for Python and its dependencies.
+BASE_IMAGE_SDK = ("boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3")
 BASE_ENTRYPOINT = "/lambda-entrypoint.sh"
 
 #: Bumped when the layout of cache keys changes, so old layers are not reused by mistake.
@@ -865,7 +877,7 @@ class _Replay:
         layers = _LayerCache(cache_dir, python)
         from_instruction = Instruction(self.from_line or 0, "FROM", self.base_image or "")
         for path in (IMAGE_TASK_ROOT, IMAGE_RUNTIME_DIR):
-            self.staged(path).mkdir(parents=True, exist_ok=True)
+            _make_dir(self.staged(path), None)
         if runtime_client:
             requirement = f"{RUNTIME_CLIENT}=={_runtime_client_version()}"
             args = ["install", "--only-binary=:all:", "--no-warn-script-location", requirement]
@@ -874,6 +886,13 @@ class _Replay:
                 key, args, cwd=self.stage, env={}, on_error=self.pip_failed(from_instruction)
             )
             _install_layer(layer, self.staged(IMAGE_RUNTIME_DIR), upgrade=True)
+            sdk = base_image_sdk()
+            args = ["install", "--no-deps", "--only-binary=:all:", "--no-warn-script-location", *sdk]
+            key = layers.key({"base_image_sdk": sdk}, args=args)
+            layer = layers.ensure(
+                key, args, cwd=self.stage, env={}, on_error=self.pip_failed(from_instruction)
+            )
+            _install_layer(layer, self.staged(IMAGE_RUNTIME_DIR), upgrade=False)
         ignore = DockerIgnore.load(self.context)
         for step in self.steps:
             if isinstance(step, _Workdir):
@@ -957,7 +976,12 @@ class _Replay:
         args = [self.stage_token(t) for t in step.args]
         workdir = self.staged(step.workdir)
         result = subprocess.run(
-            [python, "-m", "compileall", *args], cwd=workdir, capture_output=True, text=True, check=False
+            [python, "-m", "compileall", *args],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            check=False,
+            umask=0o022,  # a RUN step's umask: the bytecode must be readable by Lambda's user
         )
         if result.returncode != 0:
             raise self.error(step.instruction, f"compileall failed:\n{result.stdout}{result.stderr}")
@@ -1081,6 +1105,7 @@ class _LayerCache:
         self.sweep()
         tmp = self.cache_dir / f".tmp-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+        tmp.chmod(0o755)  # renamed into the cache: the top of every staged layer
         try:
             command = list(args)
             if target is None:
@@ -1099,6 +1124,7 @@ class _LayerCache:
                 stderr=subprocess.STDOUT,
                 text=True,
                 check=False,
+                umask=0o022,  # a RUN step's umask: what pip writes must be readable by Lambda's user
             )
             if result.returncode != 0:
                 tail = "\n".join(result.stdout.splitlines()[-40:])
@@ -1122,6 +1148,16 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def base_image_sdk() -> list[str]:
+    """``name==version`` of :data:`BASE_IMAGE_SDK` as installed here (what the staged runtime dir gets)."""
+    try:
+        return [f"{name}=={importlib.metadata.version(name)}" for name in BASE_IMAGE_SDK]
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ReplayError(
+            f"{exc.name} is not installed in {sys.prefix}: it pins the base image's SDK"
+        ) from exc
 
 
 def _runtime_client_version() -> str:
@@ -1167,15 +1203,23 @@ def _included(root: Path, context: Path, ignore: DockerIgnore) -> Iterator[tuple
 
 
 def _make_dir(path: Path, mode: int | None) -> None:
+    """``mkdir -p``: directories it creates are 0755 (a Docker build's, whatever the umask), or ``mode``."""
     if path.exists() and not path.is_dir():
         path.unlink()
+    created = []
+    current = path
+    while not current.exists() and current != current.parent:
+        created.append(current)
+        current = current.parent
     path.mkdir(parents=True, exist_ok=True)
+    for directory in created:
+        directory.chmod(0o755)
     if mode is not None:
         path.chmod(mode)
 
 
 def _copy_file(source: Path, dest: Path, mode: int | None) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    _make_dir(dest.parent, None)
     if dest.is_dir() and not dest.is_symlink():
         shutil.rmtree(dest)
     elif dest.exists() or dest.is_symlink():

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -72,9 +73,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Literal, Self
 
+from mdk.local import processes
 from mdk.local.dockerfile import StagedImage
+from mdk.local.processes import spawn
 from mdk_runtime.spec import file_sha256
 
 #: The aws-sam-cli release whose wheel carries the emulator binaries.
@@ -93,6 +96,16 @@ FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "mdk-local-fake-session-token",
 }
 
+#: Lambda's sandbox user (``sbx_user1051``, uid 993 and gid 990 in Lambda's execution environment). When
+#: this process is root, the emulator and the function run as this uid/gid (no passwd entry needed), as
+#: "Lambda runs as a default Linux user with least-privileged permissions" ("Create a Lambda function
+#: using a container image", https://docs.aws.amazon.com/lambda/latest/dg/images-create.html).
+SANDBOX_UID = 993
+SANDBOX_GID = 990
+#: Lambda's default ephemeral storage (``/tmp``), in MB ("Configure ephemeral storage for Lambda functions",
+#: https://docs.aws.amazon.com/lambda/latest/dg/configuration-ephemeral-storage.html): 512 to 10,240.
+DEFAULT_EPHEMERAL_MB = 512
+
 _REPORT = re.compile(
     r"^REPORT RequestId: (?P<request_id>\S+)\s+"
     r"(?:Init Duration: (?P<init>[\d.]+) ms\s+)?"
@@ -107,6 +120,10 @@ _INIT_EVENT = re.compile(
     r"|RTDONE\(status: (?P<status>\w+)\)"
     r"|REPORT\(durationMs: (?P<duration>[\d.]+)\))"
 )
+
+
+#: Live processes of a session (re-exported: callers of this module use it to check for leftovers).
+session_members = processes.session_members
 
 
 class RieError(Exception):
@@ -228,39 +245,141 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def session_members(sid: int) -> list[int]:
-    """Live (non-zombie) processes of session ``sid``, read from ``/proc`` (Linux); [] elsewhere."""
-    members: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return members
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 3 and fields[0] != "Z" and int(fields[3]) == sid:
-            members.append(int(entry.name))
-    return sorted(members)
-
-
-def _kill_session(sid: int) -> None:
+def _kill_session(sid: int, tmp: str | None = None) -> None:
     """Last resort, for a LambdaProcess dropped without stop(): SIGKILL everything in its session."""
     for pid in session_members(sid) or [sid]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _default_user() -> int | None:
+    return SANDBOX_UID if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+def grant_search(path: Path) -> None:
+    """Let other users traverse (``o+x``, not list) every directory above ``path`` that this user owns.
+
+    The sandbox user must reach the stage, the emulator and the interpreter, which may lie under a 0700
+    directory (pytest's ``/tmp/pytest-of-root``). Directories owned by others are left alone.
+    """
+    uid = os.geteuid()
+    for directory in [path, *path.parents] if path.is_dir() else list(path.parents):
+        try:
+            info = directory.stat()
+        except OSError:
+            continue
+        if info.st_uid == uid and not info.st_mode & 0o001:
+            directory.chmod((info.st_mode & 0o7777) | 0o001)
+
+
+def _readable_by_others(info: os.stat_result, *, directory: bool) -> bool:
+    wanted = 0o005 if directory else (0o005 if info.st_mode & 0o100 else 0o004)
+    return info.st_mode & wanted == wanted
+
+
+_PREFIX_PROBE = (
+    "import sys, sysconfig; print(sys.base_prefix); print(sysconfig.get_python_version()); "
+    "print(sysconfig.get_config_var('LDLIBRARY') or '')"
+)
+
+
+def lambda_base_python(cache_dir: Path, python: str = sys.executable) -> Path:
+    """This machine's interpreter laid out as the base image's ``/var/lang``, readable by the sandbox user.
+
+    The interpreter may live where the sandbox user cannot go (pyenv under ``/root``, mode 0700): its
+    executable, ``libpython`` and standard library (not its site-packages, nor its test suite) are
+    hard-linked (copied across file systems, or where a file is not world-readable) into
+    ``cache_dir/lambda-lang-<version>-<key>/``, once; returns ``<that>/bin/pythonX.Y``. The function's
+    environment puts ``<that>/lib`` first on ``LD_LIBRARY_PATH``, as Lambda puts ``/var/lang/lib``.
+    """
+    executable = Path(os.path.realpath(python))
+    probe = subprocess.run(
+        [str(executable), "-S", "-c", _PREFIX_PROBE], capture_output=True, text=True, check=True
+    )
+    prefix_text, version, ldlibrary = probe.stdout.splitlines()[:3]
+    prefix = Path(prefix_text)
+    name = f"python{version}"
+    info = executable.stat()
+    key = hashlib.sha256(f"{prefix}|{executable}|{info.st_size}|{info.st_mtime_ns}".encode()).hexdigest()[:16]
+    cache_dir = cache_dir.absolute()
+    final = cache_dir / f"lambda-lang-{version}-{key}"
+    if (final / "bin" / name).is_file():
+        return final / "bin" / name
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-lang-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp / "bin").mkdir(parents=True)
+        _place(executable, tmp / "bin" / name)
+        (tmp / "lib").mkdir()
+        for library in sorted((prefix / "lib").glob(f"{ldlibrary}*" if ldlibrary else "libpython*")):
+            if library.is_file():
+                _place(library.resolve(), tmp / "lib" / library.name)
+        stdlib = prefix / "lib" / name
+        skip = {stdlib / "site-packages", stdlib / "test"}
+        for directory, dirnames, filenames in os.walk(stdlib):
+            base = Path(directory)
+            dirnames[:] = [d for d in dirnames if base / d not in skip]
+            out = tmp / "lib" / name / base.relative_to(stdlib)
+            out.mkdir(parents=True, exist_ok=True)
+            out.chmod(0o755)
+            for filename in filenames:
+                source = base / filename
+                if source.is_symlink():
+                    (out / filename).symlink_to(os.readlink(source))
+                elif source.is_file():
+                    _place(source, out / filename)
+        for made in (tmp, tmp / "bin", tmp / "lib"):
+            made.chmod(0o755)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / "bin" / name).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / "bin" / name
+
+
+def _place(source: Path, dest: Path) -> None:
+    """Hard-link ``source`` to ``dest`` when others can read it (and link across); else copy it 0644/0755."""
+    info = source.stat()
+    if _readable_by_others(info, directory=False):
+        try:
+            os.link(source, dest)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, dest)
+    dest.chmod(0o755 if info.st_mode & 0o100 else 0o644)
 
 
 class LambdaProcess:
-    """A staged image running under ``aws-lambda-rie`` on a free loopback port.
+    """A staged image running under ``aws-lambda-rie`` on a free loopback port, as Lambda runs it.
 
     Use it as a context manager (start and wait until ready, then stop), or call :meth:`start`,
     :meth:`wait_ready` and :meth:`stop` yourself. The emulator's and the function's output go to
     :attr:`log_path` (by default ``<stage>.rie.log`` next to the stage; rewritten by each start).
+
+    The execution environment, as far as one machine can have it:
+
+    * **an unprivileged user**: when this process is root, the emulator and the function run as
+      :data:`SANDBOX_UID`/:data:`SANDBOX_GID` with no supplementary groups (``user``; None runs them as this
+      process's user, the only choice when it is not root). The interpreter is then this machine's,
+      laid out as the base image's ``/var/lang`` (:func:`lambda_base_python`), and every directory above
+      the stage, the emulator and the interpreter is made traversable (:func:`grant_search`);
+    * **a read-only task root**: the stage belongs to this process's user (0755/0644 when the build
+      context was world-readable, as a Docker build keeps the context's modes), so the function can read
+      it and cannot write it; a file the context had at 0600 cannot be read, and init fails as on AWS;
+    * **a writable /tmp of its own**: ``TMPDIR`` names a fresh 0700 directory owned by the sandbox user,
+      removed at :meth:`stop`. Lambda's ephemeral size (``ephemeral_storage_mb``) is passed on but **not
+      enforced** (a size limit needs a mount of its own: tmpfs or a loop device, which needs privileges
+      CI does not have); :meth:`tmp_usage_bytes` measures what the function left there;
+    * **Lambda's environment variables** (:meth:`lambda_env`);
+    * **a parent-death signal**: the emulator gets SIGTERM (on which it kills the runtime) when this
+      process ends, however it ends (:func:`mdk.local.processes.spawn`).
     """
 
     def __init__(
@@ -268,23 +387,32 @@ class LambdaProcess:
         image: StagedImage,
         rie: Path,
         *,
-        python: str = sys.executable,
+        python: str | None = None,
         log_path: Path | None = None,
         function_name: str = "function",
         memory_mb: int = 3008,
         timeout_s: int = 300,
         region: str = "us-east-1",
         env: Mapping[str, str] | None = None,
+        user: int | Literal["default"] | None = "default",
+        ephemeral_storage_mb: int = DEFAULT_EPHEMERAL_MB,
+        version: str = "$LATEST",
     ) -> None:
         self.image = image
         # The emulator runs in the task root: relative paths to the binaries would no longer resolve there.
         self.rie = rie.absolute()
+        self.user = _default_user() if user == "default" else user
+        if python is None:
+            # As root, the function runs as the sandbox user: it needs an interpreter it can reach.
+            python = sys.executable if self.user is None else str(lambda_base_python(self.rie.parent))
         self.python = os.path.abspath(python) if os.sep in python else python
         self.log_path = log_path or image.root.with_name(image.root.name + ".rie.log")
         self.function_name = function_name
         self.memory_mb = memory_mb
         self.timeout_s = timeout_s
         self.region = region
+        self.version = version
+        self.ephemeral_storage_mb = ephemeral_storage_mb
         self.extra_env = dict(env or {})
         self.port = _free_port()
         self.runtime_api_port = _free_port()
@@ -295,9 +423,11 @@ class LambdaProcess:
         #: Seconds from spawning the emulator to the first invocation's complete response: emulator start,
         #: runtime start and init (lazy, at the first invoke) and the first invocation together.
         self.first_response_s: float | None = None
+        #: The sandbox's /tmp (TMPDIR), created by start(), removed by stop().
+        self.tmp: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._finalizer: weakref.finalize[[int], LambdaProcess] | None = None
+        self._finalizer: weakref.finalize[[int, str | None], LambdaProcess] | None = None
 
     # --- lifecycle
 
@@ -316,17 +446,33 @@ class LambdaProcess:
     def pgid(self) -> int:
         return self.pid
 
+    def returncode(self) -> int | None:
+        """The emulator's exit status once it ended (negative: the signal that killed it), else None."""
+        return None if self._process is None else self._process.poll()
+
+    def alive(self) -> bool:
+        """Whether the emulator is running (False before start, after stop, or once it died)."""
+        return self._process is not None and self._process.poll() is None
+
     def lambda_env(self) -> dict[str, str]:
-        """What Lambda sets for a function, as far as a local run can have it (credentials are fake)."""
+        """What Lambda sets for a function, as far as a local run can have it (credentials are fake).
+
+        "Defined runtime environment variables" in "Working with Lambda environment variables",
+        https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
+        (``LAMBDA_TASK_ROOT``, ``LAMBDA_RUNTIME_DIR``, ``LANG``, ``TZ`` come from the staged image, as they
+        come from the base image's ENV; ``PATH`` and ``LD_LIBRARY_PATH`` are completed by :meth:`start`).
+        """
         today = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")
+        python = self.image.base_python or f"{sys.version_info.major}.{sys.version_info.minor}"
         return {
             "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": self.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(self.timeout_s),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.function_name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"{today}/[$LATEST]{uuid.uuid4().hex}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{today}/[{self.version}]{uuid.uuid4().hex}",
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{'.'.join(python.split('.')[:2])}",
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             **FAKE_CREDENTIALS,
@@ -342,15 +488,35 @@ class LambdaProcess:
             *self.image.command(self.python),
         ]
 
+    def environment(self) -> dict[str, str]:
+        """The emulator's (and so the function's) whole environment, built from scratch."""
+        env = self.image.process_env({**self.lambda_env(), **self.extra_env})
+        lang = Path(self.python).parent.parent
+        if self.user is not None and (lang / "lib").is_dir():
+            # The base image's order: /var/lang/lib first, then the system's, then the runtime and task.
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                [str(lang / "lib"), "/lib64", "/usr/lib64", env["LD_LIBRARY_PATH"]]
+            )
+            env["PATH"] = os.pathsep.join([str(lang / "bin"), env["PATH"]])
+        if self.tmp is not None:
+            env["TMPDIR"] = str(self.tmp)
+        env["MDK_LOCAL_EPHEMERAL_STORAGE_MB"] = str(self.ephemeral_storage_mb)
+        return env
+
     def start(self) -> None:
         if self._process is not None:
             raise RieError("the emulator was already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="mdk-lambda-tmp-"))
+        if self.user is not None:
+            os.chown(self.tmp, self.user, SANDBOX_GID)
+            for path in (self.rie, Path(self.python), self.image.root, self.tmp):
+                grant_search(path)
         self._log = self.log_path.open("wb")  # one log per run: reports() must not see an earlier run
-        env = self.image.process_env({**self.lambda_env(), **self.extra_env})
+        env = self.environment()
         self.started_at = time.monotonic()
         try:
-            self._process = subprocess.Popen(
+            self._process = spawn(
                 self.command(),
                 cwd=self.image.workdir,
                 env=env,
@@ -358,12 +524,27 @@ class LambdaProcess:
                 stdout=self._log,
                 stderr=self._log,
                 start_new_session=True,
+                death_signal=signal.SIGTERM,  # the emulator SIGKILLs the runtime, then exits
+                user=self.user,
+                group=None if self.user is None else SANDBOX_GID,
             )
         except OSError as exc:
             self._log.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
             raise RieError(f"cannot start {self.rie}: {exc}") from exc
         # Garbage collection or interpreter exit without stop() still leaves no orphans.
-        self._finalizer = weakref.finalize(self, _kill_session, self._process.pid)
+        self._finalizer = weakref.finalize(self, _kill_session, self._process.pid, str(self.tmp))
+
+    def tmp_usage_bytes(self) -> int:
+        """Bytes the function keeps in its /tmp now (Lambda's ephemeral storage; not enforced here)."""
+        if self.tmp is None:
+            return 0
+        total = 0
+        for directory, _dirs, files in os.walk(self.tmp):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += (Path(directory) / name).lstat().st_size
+        return total
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Block until the emulator accepts connections; raise RieError if it exits or takes too long."""
@@ -415,6 +596,8 @@ class LambdaProcess:
             self._finalizer.detach()
         if self._log is not None:
             self._log.close()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         return process.returncode
 
     def __enter__(self) -> Self:

@@ -241,3 +241,59 @@ def test_count_data_points_are_stored_per_second_as_statistic_sets() -> None:
         {"SampleCount": 2.0, "Sum": 1.0, "Minimum": 0.0, "Maximum": 1.0},
         {"SampleCount": 1.0, "Sum": 0.0, "Minimum": 0.0, "Maximum": 0.0},
     ]
+
+
+def test_the_local_invoke_api_refuses_oversized_requests_as_lambda_does() -> None:
+    """boto3 gets the Invoke API's 413 RequestEntityTooLargeException (6 MB synchronous, 1 MB Event), and the
+    function is not invoked."""
+    import io
+    import zipfile
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from mdk.local.cloud import moto_adapter
+    from mdk.local.cloud.functions import ASYNC_REQUEST_LIMIT, SYNC_REQUEST_LIMIT
+
+    calls: list[tuple[str, int, bool]] = []
+
+    def invoker(
+        function: str, _qualifier: str | None, payload: bytes, asynchronous: bool
+    ) -> tuple[bytes, bool]:
+        calls.append((function, len(payload), asynchronous))
+        return b'{"ok": true}', False
+
+    aws = moto_adapter.LocalAws()
+    aws.start()
+    hooks = moto_adapter.HOOKS
+    hooks.active, hooks.invoker = True, invoker
+    try:
+        session = boto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+        iam = session.client("iam", endpoint_url=aws.endpoint_url)
+        role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+        client = session.client("lambda", endpoint_url=aws.endpoint_url)
+        client.create_function(
+            FunctionName="fn",
+            Runtime="python3.12",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": code.getvalue()},
+        )
+        assert client.invoke(FunctionName="fn", Payload=b"1" * SYNC_REQUEST_LIMIT)["StatusCode"] == 200
+        for size, kind in ((SYNC_REQUEST_LIMIT + 1, "RequestResponse"), (ASYNC_REQUEST_LIMIT + 1, "Event")):
+            with pytest.raises(ClientError) as refused:
+                client.invoke(FunctionName="fn", InvocationType=kind, Payload=b"1" * size)
+            error = refused.value.response
+            assert error["Error"]["Code"] == "RequestEntityTooLargeException"
+            assert error["ResponseMetadata"]["HTTPStatusCode"] == 413
+            assert (
+                f"{size} byte payload is too large for the {kind} invocation type"
+                in error["Error"]["Message"]
+            )
+        assert calls == [("fn", SYNC_REQUEST_LIMIT, False)]
+    finally:
+        hooks.active, hooks.invoker = False, None
+        aws.stop()

@@ -1,10 +1,20 @@
 """Lambda functions of the local cloud, run for real: one Runtime Interface Emulator process per version.
 
 Image functions are staged by replaying their Dockerfile (:mod:`mdk.local.dockerfile`); zip functions get
-the same treatment from a Dockerfile written here (layers, then the code, on the Lambda base image, plus
-the boto3 Lambda's Python runtime provides). Each process gets the version's configuration from the local
+the same treatment from a Dockerfile written here (layers, then the code, on the Lambda base image). Both
+get the boto3 that Lambda's Python runtime and base image provide, in the runtime dir (replay stages it).
+Each process gets the version's configuration from the local
 AWS (environment, memory, timeout) with ``AWS_ENDPOINT_URL`` pointing back at it. An invocation through an
 alias picks the version by the alias's routing weights, per request, as Lambda does.
+
+Like Lambda, the runner enforces the synchronous payload limits (Lambda quotas, "Invocation payload
+(request and response)": 6 MB synchronous, 1 MB asynchronous,
+https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): a request over the limit is
+refused before any function runs (:class:`InvokeRefused`, as the Invoke API's 413
+``RequestEntityTooLargeException``), and a response over 6,291,556 bytes fails the invocation with Lambda's
+``Function.ResponseSizeTooLarge`` function error instead of being delivered. A sandbox whose emulator died
+is replaced: the invocation in flight fails as ``Runtime.ExitError`` and the next one cold-starts a new
+sandbox, as Lambda replaces a failed execution environment.
 
 Like Lambda, the runner reports ``AWS/Lambda`` metrics per invocation (Invocations, Errors, Duration by
 function, by alias and by executed version) and turns the functions' embedded-metric-format log lines
@@ -15,16 +25,17 @@ into metrics, so alarms see what they would see on AWS. Each version's log is a 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import logging
 import queue
 import random
 import shutil
+import signal
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +47,47 @@ from mdk.local.rie import LambdaProcess
 
 log = logging.getLogger("mdk.local")
 LAMBDA_BASE = "public.ecr.aws/lambda/python:3.12"
+
+#: The largest request a synchronous (RequestResponse) invoke takes: 6 MiB. AWS answers a larger one with
+#: HTTP 413 ``RequestEntityTooLargeException``, "<n> byte payload is too large for the RequestResponse
+#: invocation type (limit 6291456 bytes)" ("Invoke", https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html,
+#: errors: "RequestTooLargeException ... HTTP Status Code: 413"; the error code boto3 receives is
+#: RequestEntityTooLargeException).
+SYNC_REQUEST_LIMIT = 6_291_456
+#: The largest request of an asynchronous (Event) invoke: 1 MB ("Invoke": "For asynchronous invocations, the
+#: maximum payload size is 1 MB").
+ASYNC_REQUEST_LIMIT = 1_048_576
+#: The largest response Lambda delivers: 6,291,556 bytes, as its error message says (measured here: the
+#: emulator delivers exactly that many bytes and refuses one more). Over it, Invoke answers 200 with
+#: ``X-Amz-Function-Error: Unhandled`` and this payload (a function error: API Gateway then answers 502).
+RESPONSE_LIMIT = 6_291_556
+RESPONSE_TOO_LARGE = {
+    "errorType": "Function.ResponseSizeTooLarge",
+    "errorMessage": f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
+}
+
+
+class InvokeRefused(Exception):
+    """Lambda refused the invocation before any function ran: what the Invoke API answers with ``status``
+    and ``error_type`` (the error code boto3 raises, e.g. ``RequestEntityTooLargeException``)."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+def check_request(payload: bytes, *, asynchronous: bool = False) -> None:
+    """Raise :class:`InvokeRefused` for a request over the invocation type's payload limit."""
+    limit = ASYNC_REQUEST_LIMIT if asynchronous else SYNC_REQUEST_LIMIT
+    if len(payload) > limit:
+        kind = "Event" if asynchronous else "RequestResponse"
+        raise InvokeRefused(
+            413,
+            "RequestEntityTooLargeException",
+            f"{len(payload)} byte payload is too large for the {kind} invocation type (limit {limit} bytes)",
+        )
 
 
 @dataclass(frozen=True)
@@ -233,15 +285,28 @@ class FunctionRunner:
         return str(alias["FunctionVersion"]), qualifier
 
     def invoke(
-        self, function: str, qualifier: str | None, payload: bytes, *, timeout: float | None = None
+        self,
+        function: str,
+        qualifier: str | None,
+        payload: bytes,
+        *,
+        timeout: float | None = None,
+        asynchronous: bool = False,
     ) -> Invocation:
+        """Run one invocation; raises :class:`InvokeRefused` when Lambda would not run the function at all."""
+        check_request(payload, asynchronous=asynchronous)
         name, qualifier = split_function(function, qualifier)
         version, alias = self.resolve_version(name, qualifier)
-        running = self.process(name, version)
         started = time.perf_counter()
+        running = self.process(name, version)
+        if not running.process.alive():  # died while idle: this invocation cold-starts a new sandbox
+            self._discard(name, version, running)
+            running = self.process(name, version)
         with running.lock:  # one sandbox per version: its invocations queue up, as with concurrency 1
-            status, body = self._post(running.process, payload, timeout or running.process.timeout_s + 5)
+            status, body = self._call(running, payload, timeout)
         duration_ms = (time.perf_counter() - started) * 1000
+        if not running.process.alive():
+            self._discard(name, version, running)  # the next invocation starts a new sandbox
         errored = status != 200 or _is_error_payload(body)
         result = Invocation(name, version, body, errored, duration_ms, status)
         self._report(result, alias)
@@ -249,11 +314,48 @@ class FunctionRunner:
             observer(result, alias)
         return result
 
+    def _call(self, running: _Running, payload: bytes, timeout: float | None) -> tuple[int, bytes]:
+        process = running.process
+        status, body = self._post(process, payload, timeout or process.timeout_s + 5)
+        if status == 502 and b"Function.ResponseSizeTooLarge" in body:
+            # The emulator refused the runtime's answer (its runtime then exits); Invoke reports that as a
+            # function error with status 200, not as a service error.
+            return 200, json.dumps(RESPONSE_TOO_LARGE).encode()
+        if status == 200 and len(body) > RESPONSE_LIMIT:
+            return 200, json.dumps(RESPONSE_TOO_LARGE).encode()  # never delivered, whoever answered it
+        if status == _DISCONNECTED:
+            if process.alive():
+                return 504, body
+            # The sandbox died under the invocation (kill -9, OOM): Lambda reports the runtime's exit.
+            message = (
+                f"RequestId: {uuid.uuid4()} Error: Runtime exited with error: "
+                f"{_exit_reason(process.returncode())}"
+            )
+            return 200, json.dumps({"errorType": "Runtime.ExitError", "errorMessage": message}).encode()
+        return status, body
+
+    def _discard(self, function: str, version: str, running: _Running) -> None:
+        with self._lock:
+            if self._running.get((function, version)) is running:
+                del self._running[(function, version)]
+        running.stop.set()
+        with contextlib.suppress(Exception):
+            running.process.stop()
+        log.warning(
+            "the sandbox of %s version %s died (%s); the next invocation starts a new one",
+            function,
+            version,
+            _exit_reason(running.process.returncode()),
+        )
+
     def invoke_for_moto(
         self, function: str, qualifier: str | None, payload: bytes, asynchronous: bool
     ) -> tuple[bytes, bool]:
+        """What moto's Invoke hook wants; :class:`InvokeRefused` propagates (the adapter answers it)."""
         try:
-            result = self.invoke(function, qualifier, payload)
+            result = self.invoke(function, qualifier, payload, asynchronous=asynchronous)
+        except InvokeRefused:
+            raise
         except Exception as exc:
             log.exception("invoking %s:%s failed", function, qualifier)
             body = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
@@ -276,8 +378,12 @@ class FunctionRunner:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:  # a timeout: Lambda answers Task timed out
-            message = f"Task timed out after {timeout:.2f} seconds" if "timed out" in str(exc) else str(exc)
-            return 504, json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
+            if "timed out" in str(exc):
+                message = f"Task timed out after {timeout:.2f} seconds"
+                return 504, json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
+            return _DISCONNECTED, json.dumps(
+                {"errorType": "Sandbox.Failure", "errorMessage": str(exc)}
+            ).encode()
 
     def _report(self, result: Invocation, alias: str | None) -> None:
         now = datetime.now(UTC)
@@ -341,6 +447,8 @@ class FunctionRunner:
             timeout_s=int(config.get("Timeout", 3)),
             region=self.region,
             env=env,
+            version=version,
+            ephemeral_storage_mb=int(config.get("EphemeralStorage", {}).get("Size", 512)),
         )
         with self._lock:
             existing = self._running.get(key)
@@ -404,11 +512,8 @@ class FunctionRunner:
         context = self.work / "contexts" / code.key
         shutil.rmtree(context, ignore_errors=True)
         context.mkdir(parents=True)
-        lines = [
-            f"FROM {LAMBDA_BASE}",
-            # Lambda's Python runtimes carry boto3; the staged runtime dir gets the version this kit pins.
-            f"RUN pip install --no-deps --target ${{LAMBDA_RUNTIME_DIR}} {_boto_pins()}",
-        ]
+        # Lambda's Python runtimes carry boto3: replay stages it into the runtime dir, as for images.
+        lines = [f"FROM {LAMBDA_BASE}"]
         for index, layer in enumerate(code.layers):
             shutil.copytree(layer, context / f"layer{index}")
             if (context / f"layer{index}" / "python").is_dir():
@@ -453,9 +558,16 @@ def split_function(function: str, qualifier: str | None = None) -> tuple[str, st
     return name, qualifier
 
 
-def _boto_pins() -> str:
-    names = ("boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3")
-    return " ".join(f"{name}=={importlib.metadata.version(name)}" for name in names)
+_DISCONNECTED = -1  # _post's status when the emulator could not be reached or hung up
+
+
+def _exit_reason(returncode: int | None) -> str:
+    if returncode is None:
+        return "unknown"
+    if returncode < 0:
+        # Worded as Lambda words it (Go's): "signal: killed", "signal: segmentation fault".
+        return f"signal: {(signal.strsignal(-returncode) or str(-returncode)).lower()}"
+    return f"exit status {returncode}"
 
 
 def _is_error_payload(body: bytes) -> bool:

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import moto
+from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend, LambdaVersion, LayerVersion
 from moto.awslambda.utils import get_backend as lambda_backend
 from moto.cloudformation.models import cloudformation_backends
@@ -50,6 +51,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.s3.models import FakeBucket
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from mdk.local.cloud.functions import InvokeRefused, check_request
 
 log = logging.getLogger("mdk.local")
 MOTO_VERSION = "5.2.5"
@@ -107,15 +110,28 @@ def _invoke(  # noqa: PLR0917 - moto's LambdaBackend.invoke signature
         return _ORIGINAL["invoke"](self, function_name, qualifier, body, headers, response_headers)  # type: ignore[no-any-return]
     self.get_function(function_name, qualifier)  # raises moto's ResourceNotFound
     payload = body.encode() if isinstance(body, str) else (body or b"{}")
-    if (headers or {}).get("x-amz-invocation-type") == "Event":
-        _background(HOOKS.invoker, function_name, qualifier, payload, True)
-        response_headers["status"] = 202
-        return b""
-    result, errored = HOOKS.invoker(function_name, qualifier, payload, False)
+    asynchronous = (headers or {}).get("x-amz-invocation-type") == "Event"
+    try:
+        check_request(payload, asynchronous=asynchronous)  # refused before anything runs, as on AWS
+        if asynchronous:
+            _background(HOOKS.invoker, function_name, qualifier, payload, True)
+            response_headers["status"] = 202
+            return b""
+        result, errored = HOOKS.invoker(function_name, qualifier, payload, False)
+    except InvokeRefused as refused:
+        raise _InvokeError(refused) from None
     if errored:
         response_headers["x-amz-function-error"] = "Unhandled"
     response_headers["Content-Length"] = str(len(result))
     return result
+
+
+class _InvokeError(LambdaClientError):
+    """An Invoke the local Lambda refused (e.g. 413 RequestEntityTooLargeException), as AWS answers it."""
+
+    def __init__(self, refused: InvokeRefused) -> None:
+        super().__init__(refused.error_type, refused.message)
+        self.code = refused.status
 
 
 def _send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
