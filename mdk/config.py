@@ -327,6 +327,11 @@ class BatchSettings(_Frozen):
             raise ValueError("store needs id_field: stored predictions are looked up by each record's id")
         if self.id_field is not None and self.id_field == self.features_field:
             raise ValueError("id_field and features_field must differ")
+        if instance_family(self.instance_type) in GRAVITON_FAMILIES:
+            # The same rule as the endpoints': batch jobs run the same x86_64 serving image.
+            raise ValueError(
+                f"Graviton (arm64) instances are not supported by the serving image: {self.instance_type}"
+            )
         return self
 
 
