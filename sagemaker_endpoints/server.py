@@ -26,10 +26,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from mdk_runtime.codec import dump_json
-from mdk_runtime.errors import MdkError, ModelLoadError, ModelNotReady
+from mdk_runtime.codec import Batch, dump_json
+from mdk_runtime.errors import InputRejectedByModel, MdkError, ModelLoadError, ModelNotReady
 from mdk_runtime.media import CSV, JSON, JSONL, NPY
-from mdk_runtime.service import InferenceService, Reply, Settings, error_reply, response_too_large
+from mdk_runtime.service import InferenceService, Job, Reply, Settings, error_reply, response_too_large
 from sagemaker_endpoints.batching import DynamicBatcher
 
 log = logging.getLogger("mdk_runtime.server")
@@ -166,7 +166,7 @@ class ModelServer:
             job = service.prepare(body, content_type, accept, formats=FORMATS)
             if batcher is None:  # the model failed to load: prepare() raised already
                 raise ModelNotReady("model is not ready")
-            outputs = list(await asyncio.gather(*(batcher.run(b.feeds, b.n) for b in job.batches)))
+            outputs = await self._run(job, batcher)
             reply = service.finish(job, outputs)
             limit = self.settings.max_response_bytes
             if limit is not None and len(reply.body) > limit:
@@ -178,6 +178,46 @@ class ModelServer:
             return error_reply(exc)
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become replies
             return error_reply(exc)
+
+    @staticmethod
+    async def _run(job: Job, batcher: DynamicBatcher) -> list[dict[str, Any]]:
+        """The outputs of the job's batches. JSON Lines / CSV records: values the model refused fail only
+        their own records (an error record on their line, as for a record that fails validation), so one
+        bad record cannot fail a batch transform's whole mini-batch."""
+        results = await asyncio.gather(
+            *(batcher.run(b.feeds, b.n) for b in job.batches), return_exceptions=True
+        )
+        records = job.records
+        refused = [isinstance(r, InputRejectedByModel) for r in results]
+        for result in results:
+            if isinstance(result, BaseException) and (
+                records is None or not isinstance(result, InputRejectedByModel)
+            ):
+                raise result
+        if not any(refused):
+            return [r for r in results if not isinstance(r, BaseException)]
+        assert records is not None
+        groups: list[tuple[list[int], Batch]] = []
+        outputs: list[dict[str, Any]] = []
+        for (lines, batch), result in zip(records.groups, results, strict=True):
+            if not isinstance(result, BaseException):
+                groups.append((lines, batch))
+                outputs.append(result)
+                continue
+            for row, line in enumerate(lines):  # the group's records one by one
+                feeds = {name: value[row : row + 1] for name, value in batch.feeds.items()}
+                try:
+                    out = await batcher.run(feeds, 1)
+                except InputRejectedByModel as exc:
+                    records.errors[line] = InputRejectedByModel(
+                        f"line {line + 1}: {exc.message}", field=exc.field
+                    )
+                    continue
+                groups.append(([line], Batch(feeds, 1, "instances")))
+                outputs.append(out)
+        records.groups = groups
+        job.batches = [batch for _, batch in groups]
+        return outputs
 
     def execution_parameters(self) -> dict[str, Any]:
         return {

@@ -502,3 +502,22 @@ def test_the_response_limit_is_invoke_endpoints_except_in_batch_transform() -> N
     assert limit(MDK_MAX_RESPONSE_BYTES="0") is None
     with pytest.raises(ModelLoadError, match="MDK_MAX_RESPONSE_BYTES"):
         limit(MDK_MAX_RESPONSE_BYTES="6MB")
+
+
+def test_a_record_the_model_refuses_gets_an_error_on_its_line_and_the_others_their_answers(
+    serving: ServeFactory, bundle: BundleFactory
+) -> None:
+    """Batch transform's JSON Lines: an index out of range on line 2 answers an error record there (not
+    the value), lines 1 and 3 their rows: one bad record does not fail the mini-batch."""
+    from tests.value_models import gather_client_indices
+
+    directory = bundle(gather_client_indices(), name="lookup")
+    with serving(directory) as running:
+        response = post(running.url, "1\n987654\n4\n", JSONL, accept=JSONL)
+    assert response.status_code == 200, response.text
+    answers = [json.loads(line) for line in response.text.splitlines()]
+    assert answers[0] == [2.0, 3.0]
+    assert answers[2] == [8.0, 9.0]
+    assert answers[1]["error"]["code"] == "input_rejected_by_model"
+    assert answers[1]["error"]["message"].startswith("line 2: the model refused the values of input 'idx'")
+    assert "987654" not in response.text
