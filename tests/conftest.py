@@ -84,3 +84,20 @@ def service(bundle: BundleFactory) -> ServiceFactory:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite leaves no process behind (issue 13, defect 16): whatever the kit spawned in this run
+    (emulators, runtimes, serving containers) must be gone once every fixture is torn down."""
+    from mdk.local.processes import leftovers
+
+    left = leftovers()
+    if left:
+        commands = {}
+        for pid in left:
+            try:
+                commands[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200]
+            except OSError:
+                commands[pid] = b"?"
+        session.config.get_terminal_writer().line(f"processes left behind by the suite: {commands}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -53,6 +53,9 @@ _PRCTL = _load_prctl()  # resolved here, in the parent: the child only calls it
 #: every child spawned and still referenced -> whether it leads a session of its own
 _children: weakref.WeakKeyDictionary[subprocess.Popen[Any], bool] = weakref.WeakKeyDictionary()
 _children_lock = threading.Lock()
+#: (pid, start time in clock ticks, leads a session) of every child ever spawned: what :func:`leftovers`
+#: checks (the start time tells a reused pid from ours).
+_spawned: list[tuple[int, int | None, bool]] = []
 
 
 def _death_link(signum: int, parent: int) -> Callable[[], None]:
@@ -121,6 +124,7 @@ def spawn(
         process: subprocess.Popen[bytes] = subprocess.Popen(args, preexec_fn=link, **popen)  # noqa: PLW1509 - see the module docstring
         with _children_lock:
             _children[process] = bool(popen.get("start_new_session"))
+            _spawned.append((process.pid, _start_time(process.pid), bool(popen.get("start_new_session"))))
         return process
 
     process: subprocess.Popen[bytes] = _SPAWNER.call(start)
@@ -164,6 +168,35 @@ def running_children() -> list[subprocess.Popen[Any]]:
     with _children_lock:
         children = list(_children)
     return [p for p in children if p.poll() is None or (_children.get(p) and session_members(p.pid))]
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"
+
+
+def leftovers() -> list[int]:
+    """Processes this process spawned (and, for session leaders, their sessions) that still run."""
+    with _children_lock:
+        spawned = list(_spawned)
+    found: set[int] = set()
+    for pid, started, session in spawned:
+        if _alive(pid) and (started is None or _start_time(pid) == started):
+            found.add(pid)
+        if session:
+            found.update(session_members(pid))
+    return sorted(found)
 
 
 @atexit.register

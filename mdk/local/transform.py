@@ -31,6 +31,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from mdk.config import ModelConfig
+from mdk.local.processes import spawn
 from mdk_runtime import batch
 from mdk_runtime.media import JSONL
 
@@ -215,7 +216,8 @@ def container(
         "MDK_MAX_BATCH_SIZE": str(max_batch_size),
         **(env or {}),
     }
-    process = subprocess.Popen(
+    # Ends with this process however it ends (a parent-death signal: mdk.local.processes).
+    process = spawn(
         [sys.executable, "-m", "sagemaker_endpoints.serve", "serve"],
         env=environ,
         stdout=subprocess.DEVNULL,

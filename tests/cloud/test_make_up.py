@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cloud.conftest import REPO
 
 
@@ -97,3 +99,36 @@ def test_make_up_reaches_ready_and_its_printed_examples_work(tmp_path: Path) -> 
     while (left := processes_mentioning(str(work))) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"still running after Ctrl-C: {left}"
+
+
+@pytest.mark.parametrize("first", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm-then-sigkill", "sigkill"])
+def test_stopped_by_a_supervisor_it_leaves_no_process_of_the_kit(
+    tmp_path: Path, first: signal.Signals
+) -> None:
+    """Issue 13, defect 16: stopped as a supervisor stops a service (SIGTERM, then SIGKILL 2 s later), or
+    killed outright, `mdk local up` leaves no emulator, runtime or serving container running."""
+    work = tmp_path / "local"
+    command = [sys.executable, "-m", "mdk", "local", "up", "--api-port", "0", "--aws-port", "0", "--no-watch"]
+    command += ["--work", str(work)]
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_PROFILE")}
+    with (tmp_path / "up.out").open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while "ready; Ctrl-C stops every process" not in (text := (tmp_path / "up.out").read_text()):
+            assert process.poll() is None, f"mdk local up exited with {process.returncode}:\n{text}"
+            assert time.monotonic() < deadline, f"not ready within 240 s:\n{text}"
+            time.sleep(0.5)
+        started = processes_mentioning(str(work))
+        assert started  # the emulators and the serving containers
+    finally:
+        process.send_signal(first)
+        try:
+            process.wait(2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 10
+    while (left := processes_mentioning(str(work))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"still running after SIGTERM and SIGKILL: {left}"

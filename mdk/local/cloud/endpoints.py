@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mdk.local.cloud import moto_adapter
+from mdk.local.processes import spawn
 from mdk.local.transform import TransformFailed, TransformSettings, _wait_ready, free_port, transform
 from mdk_runtime import batch
 
@@ -101,7 +102,8 @@ class Containers:
             "SAGEMAKER_BIND_TO_PORT": str(port),
         }
         with log_path.open("wb") as sink:
-            process = subprocess.Popen(
+            # Ends with this process however it ends (a parent-death signal: mdk.local.processes).
+            process = spawn(
                 [sys.executable, "-m", "sagemaker_endpoints.serve", "serve"],
                 env=environ,
                 cwd=context,
