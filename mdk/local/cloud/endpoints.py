@@ -163,16 +163,33 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+#: InvokeEndpoint's limits ("InvokeEndpoint", https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html:
+#: "Maximum payload size 6 MB" for the request and the response, and "A customer's model containers must
+#: respond to requests within 60 seconds"), and the BYOC health check ("Use Your Own Inference Code with
+#: Hosting Services", https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html:
+#: "your container must respond to /ping requests within 2 seconds").
+MAX_INVOKE_BYTES = 6 * 1024 * 1024
+INVOKE_TIMEOUT_S = 60.0
+PING_TIMEOUT_S = 2.0
+#: Headers of InvokeEndpoint that reach the container (SageMaker "strips all POST headers except those
+#: supported by the API").
+_FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+
+
 class Endpoints:
     """InvokeEndpoint, locally: a production variant by weight, then its container's /invocations."""
 
-    def __init__(self, containers: Containers, sagemaker: Any) -> None:
+    def __init__(self, containers: Containers, sagemaker: Any, region: str = "us-east-1") -> None:
         self.containers = containers
         self.sagemaker = sagemaker
+        self.region = region
         self._configs: dict[str, dict[str, Any]] = {}  # endpoint configs are immutable: described once
+        self._pinged: set[str] = set()  # container URLs that answered /ping in time
+        # the local AWS's sagemaker-runtime answers InvokeEndpoint through this object (moto's is canned)
+        moto_adapter.HOOKS.endpoint_invoker = self.invoke_endpoint
 
-    def pick_variant(self, endpoint: str) -> tuple[str, str]:
-        """(variant name, model name) for one request; the weights are read per request (they change)."""
+    def variants(self, endpoint: str) -> tuple[list[tuple[str, float]], dict[str, str]]:
+        """([(variant, current weight)], {variant: model}) of an endpoint; weights are read per request."""
         described = self.sagemaker.describe_endpoint(EndpointName=endpoint)
         name = described["EndpointConfigName"]
         config = self._configs.get(name)
@@ -184,6 +201,15 @@ class Endpoints:
             (v["VariantName"], float(v.get("CurrentWeight", v.get("InitialVariantWeight", 1.0))))
             for v in variants
         ]
+        return weights, models
+
+    def pick_variant(self, endpoint: str, target: str | None = None) -> tuple[str, str]:
+        """(variant name, model name) for one request: ``target`` (TargetVariant), else by weight."""
+        weights, models = self.variants(endpoint)
+        if target is not None:
+            if target not in models:
+                raise LookupError(f"variant {target!r} is not a production variant of endpoint {endpoint}")
+            return target, models[target]
         total = sum(w for _, w in weights)
         if total <= 0:
             raise RuntimeError(f"endpoint {endpoint}: every variant has weight 0")
@@ -195,18 +221,143 @@ class Endpoints:
         return weights[-1][0], models[weights[-1][0]]
 
     def invoke(
-        self, endpoint: str, body: bytes, headers: dict[str, str]
+        self,
+        endpoint: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        target_variant: str | None = None,
+        timeout: float = INVOKE_TIMEOUT_S,
     ) -> tuple[int, dict[str, str], bytes, str]:
         """(status, headers, body, variant) of the chosen variant's container."""
-        variant, model = self.pick_variant(endpoint)
-        status, answer_headers, answer = _post(self.containers.url(model), "/invocations", body, headers)
+        variant, model = self.pick_variant(endpoint, target_variant)
+        url = self.containers.url(model)
+        self.ping(url)
+        forward = {k: v for k, v in headers.items() if k.lower() in _FORWARDED}
+        status, answer_headers, answer = _post(url, "/invocations", body, forward, timeout)
         answer_headers["x-amzn-invoked-production-variant"] = variant
         return status, answer_headers, answer, variant
 
+    def ping(self, url: str, timeout: float = PING_TIMEOUT_S) -> None:
+        """SageMaker's health check of a container: ``GET /ping`` answered 200 within 2 seconds, else the
+        container is not healthy (SageMaker takes such an instance out of service; here the request
+        fails). Checked once per container process (its first request), not on every request."""
+        if url in self._pinged:
+            return
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+        try:
+            conn.request("GET", "/ping")
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except OSError as exc:  # a timeout included
+            raise RuntimeError(f"the container at {url} did not answer /ping within {timeout:g} s") from exc
+        finally:
+            conn.close()
+        if status != 200:
+            raise RuntimeError(f"the container at {url} answered /ping with {status}, not 200")
+        self._pinged.add(url)
+
+    def invoke_endpoint(self, endpoint: str, body: bytes, headers: dict[str, str]) -> _Answer:
+        """``sagemaker-runtime:InvokeEndpoint`` as SageMaker answers it: the container's status, body and
+        ContentType with ``x-Amzn-Invoked-Production-Variant``; SageMaker's own error shapes otherwise:
+        ValidationError (400) for an unknown endpoint or variant and a body over 6 MB (the container never
+        sees it), ModelError (424) with ``OriginalStatusCode`` / ``OriginalMessage`` for a container's 4xx
+        or 5xx (see the ModelError shape in the API reference above and
+        https://docs.aws.amazon.com/botocore/latest/reference/services/sagemaker-runtime/client/exceptions/ModelError.html),
+        ModelError for an answer over 6 MB or none within 60 s."""
+        try:
+            return self._invoke_endpoint(endpoint, body, headers)
+        except _Refusal as refusal:
+            return refusal.answer
+
+    def _invoke_endpoint(self, endpoint: str, body: bytes, headers: dict[str, str]) -> _Answer:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if len(body) > MAX_INVOKE_BYTES:
+            raise _Refusal(
+                400,
+                "ValidationError",
+                f"Request body of {len(body)} bytes is over InvokeEndpoint's limit of {MAX_INVOKE_BYTES}"
+                " bytes (6 MB): send fewer records per request, or use batch transform",
+            )
+        target = lowered.get("x-amzn-sagemaker-target-variant")
+        try:
+            variant, model = self.pick_variant(endpoint, target)
+        except LookupError as exc:
+            raise _Refusal(400, "ValidationError", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - DescribeEndpoint failed: no such endpoint
+            log.info("InvokeEndpoint %s: %s", endpoint, exc)
+            raise _Refusal(
+                400, "ValidationError", f"Endpoint {endpoint} of account {moto_adapter.ACCOUNT} not found."
+            ) from None
+        log_group = f"/aws/sagemaker/Endpoints/{endpoint}"
+        try:
+            url = self.containers.url(model)
+            self.ping(url)
+            forward = {k: v for k, v in lowered.items() if k in _FORWARDED}
+            status, answer_headers, answer = _post(url, "/invocations", body, forward, INVOKE_TIMEOUT_S)
+        except TimeoutError:
+            raise _Refusal(
+                424,
+                "ModelError",
+                f"Your invocation timed out while waiting for a response from container {variant}. Review"
+                f" the latency metrics for each container in Amazon CloudWatch, resolve the issue, and try"
+                f" again.",
+            ) from None
+        except (RuntimeError, OSError) as exc:
+            log.warning("InvokeEndpoint %s: %s", endpoint, exc)
+            raise _Refusal(500, "InternalFailure", f"An internal failure occurred: {exc}") from None
+        if status >= 400:
+            kind = "client" if status < 500 else "server"
+            text = answer.decode("utf-8", "replace")
+            raise _Refusal(
+                424,
+                "ModelError",
+                f'Received {kind} error ({status}) from {variant} with message "{text}". See'
+                f" https://{self.region}.console.aws.amazon.com/cloudwatch/home?region={self.region}"
+                f"#logEventViewer:group={log_group} in account {moto_adapter.ACCOUNT} for more information.",
+                OriginalStatusCode=status,
+                OriginalMessage=text,
+                LogStreamArn=f"arn:aws:logs:{self.region}:{moto_adapter.ACCOUNT}:log-group:{log_group}",
+            )
+        if len(answer) > MAX_INVOKE_BYTES:
+            raise _Refusal(
+                424,
+                "ModelError",
+                f"Received server error from {variant}: the response of {len(answer)} bytes is over"
+                f" InvokeEndpoint's limit of {MAX_INVOKE_BYTES} bytes (6 MB)",
+            )
+        out = {
+            "Content-Type": answer_headers.get("content-type", "application/octet-stream"),
+            "x-Amzn-Invoked-Production-Variant": variant,
+        }
+        if "x-amzn-sagemaker-custom-attributes" in answer_headers:
+            out["X-Amzn-SageMaker-Custom-Attributes"] = answer_headers["x-amzn-sagemaker-custom-attributes"]
+        return status, out, answer
+
+
+#: (status, headers, body) of an HTTP answer
+_Answer = tuple[int, dict[str, str], bytes]
+
+
+class _Refusal(Exception):
+    """An error of the sagemaker-runtime API (rest-json): the type in ``x-amzn-ErrorType`` and the body."""
+
+    def __init__(self, status: int, code: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        body = json.dumps({"ErrorCode": code, "Message": message, **fields}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": f"{code}:http://internal.amazon.com/",
+        }
+        self.answer: _Answer = (status, headers, body)
+
 
 def _post(
-    url: str, path: str, body: bytes, headers: dict[str, str], timeout: float = 60
+    url: str, path: str, body: bytes, headers: dict[str, str], timeout: float = INVOKE_TIMEOUT_S
 ) -> tuple[int, dict[str, str], bytes]:
+    """POST to a container; a ``TimeoutError`` when it does not answer within ``timeout`` seconds."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:

@@ -24,6 +24,7 @@ import itertools
 import json
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -33,7 +34,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 import moto
 from moto.awslambda.exceptions import LambdaClientError
@@ -46,10 +49,12 @@ from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import codedeploy_backends
 from moto.codedeploy.responses import CodeDeployResponse
 from moto.core.common_models import BaseModel
+from moto.core.responses import ActionResult
 from moto.events.models import Rule
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3.models import FakeBucket
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from mdk.local.cloud.functions import InvokeRefused, check_request
@@ -69,6 +74,8 @@ TransformRunner = Callable[[dict[str, Any]], None]
 HookReporter = Callable[[str, str, str], None]
 #: (deployment id, auto rollback) -> None
 DeploymentStopper = Callable[[str, bool], None]
+#: (endpoint name, body, request headers) -> (status, response headers, body): InvokeEndpoint
+EndpointInvoker = Callable[[str, bytes, dict[str, str]], tuple[int, dict[str, str], bytes]]
 
 
 class _Hooks:
@@ -81,6 +88,7 @@ class _Hooks:
     transform: TransformRunner | None = None
     hook_status: HookReporter | None = None
     stop_deployment: DeploymentStopper | None = None
+    endpoint_invoker: EndpointInvoker | None = None
 
 
 HOOKS = _Hooks()
@@ -235,6 +243,32 @@ def _deployment_group_info(group: Any) -> dict[str, Any]:
     return info
 
 
+#: Structures moto answers as ``{}`` when they were never configured; AWS leaves such keys out, and strict
+#: clients (the SageMaker Python SDK v3's pydantic shapes: ``Endpoint.get``, ``Transformer``) refuse ``{}``.
+_UNSET_WHEN_EMPTY = ("DataCaptureConfig", "VpcConfig")
+
+
+def _describe_as_aws(operation: str) -> Callable[[SageMakerResponse], ActionResult]:
+    def describe(self: SageMakerResponse) -> ActionResult:
+        result: ActionResult = _ORIGINAL[operation](self)
+        if not HOOKS.active or not isinstance(result.result, dict):
+            return result
+        return ActionResult(
+            {k: v for k, v in result.result.items() if not (k in _UNSET_WHEN_EMPTY and not v)}
+        )
+
+    describe.__name__ = operation
+    return describe
+
+
+_SAGEMAKER_DESCRIBES = (
+    "describe_model",
+    "describe_endpoint_config",
+    "describe_endpoint",
+    "describe_transform_job",
+)
+
+
 def _model_new(cls: type, *args: Any, **kwargs: Any) -> Any:
     """moto appends every model object it ever creates to ``<class>.instances_tracked`` (for its web
     dashboard and its reset), and only a reset empties those lists: every CloudWatch data point of a
@@ -262,7 +296,10 @@ def _install() -> None:
             get_permission=FakeBucket.get_permission,
             deployment_group_info=codedeploy_responses._deployment_group_info,
             model_new=BaseModel.__new__,
+            **{name: getattr(SageMakerResponse, name) for name in _SAGEMAKER_DESCRIBES},
         )
+        for name in _SAGEMAKER_DESCRIBES:
+            setattr(SageMakerResponse, name, _describe_as_aws(name))
         BaseModel.__new__ = staticmethod(_model_new)  # type: ignore[method-assign]
         codedeploy_responses._deployment_group_info = _deployment_group_info  # type: ignore[assignment]
         LambdaBackend.invoke = _invoke  # type: ignore[method-assign]
@@ -370,6 +407,48 @@ def _operation(environ: dict[str, Any]) -> str:
     return ""
 
 
+_INVOKE_ENDPOINT = re.compile(r"^/endpoints/(?P<endpoint>[^/]+)/invocations$")
+
+
+def _sagemaker_runtime(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``sagemaker-runtime:InvokeEndpoint`` (``POST /endpoints/<name>/invocations``) to the local endpoints
+    (moto answers a canned body for every request, and an HTML 500 for a body that is not UTF-8): the raw
+    body and headers go to :data:`HOOKS`.endpoint_invoker, its answer back as is."""
+
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        match = _INVOKE_ENDPOINT.match(environ.get("PATH_INFO", ""))
+        invoker = HOOKS.endpoint_invoker
+        if match is None or environ.get("REQUEST_METHOD") != "POST" or not HOOKS.active or invoker is None:
+            return app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH") or "0"
+        body = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
+        headers = {
+            key[5:].replace("_", "-").lower(): str(value)
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = str(environ["CONTENT_TYPE"])
+        try:
+            status, out_headers, payload = invoker(unquote(match.group("endpoint")), body, headers)
+        except Exception as exc:  # the service's own failure: InternalFailure, never a traceback page
+            log.exception("InvokeEndpoint failed")
+            status, out_headers = (
+                500,
+                {"Content-Type": "application/json", "x-amzn-ErrorType": "InternalFailure"},
+            )
+            payload = json.dumps({"Message": f"An internal failure occurred: {type(exc).__name__}"}).encode()
+        out_headers = {
+            **out_headers,
+            "x-amzn-RequestId": str(uuid.uuid4()),
+            "Content-Length": str(len(payload)),
+        }
+        start_response(f"{status} {HTTPStatus(status).phrase}", list(out_headers.items()))
+        return [payload]
+
+    return middleware
+
+
 def _throttled(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     request_id = str(uuid.uuid4())
     if environ.get("HTTP_X_AMZ_TARGET"):
@@ -414,7 +493,7 @@ class LocalAws:
             pass
 
     def _serve(self) -> None:
-        app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))
+        app = self.faults.wrap(_sagemaker_runtime(DomainDispatcherApplication(create_backend_app)))
         server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True, name="mdk-local-aws")
