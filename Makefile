@@ -19,7 +19,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-.PHONY: help setup models up test synth lint format typecheck bench reliability lock clean
+# The SageMaker Python SDK v3 for the real-client tests: its own venv (it pins rich<15; ~1 GB), never an image.
+SDK_VENV := $(CACHE)/sdk-venv
+SDK_STAMP := $(SDK_VENV)/.installed
+.PHONY: help setup sdk models up test synth lint format typecheck bench reliability lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +33,14 @@ $(PY_STAMP): requirements.txt requirements-dev.txt layers/requirements.txt const
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
+
+$(SDK_STAMP): requirements-sdk.txt
+	@test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(SDK_VENV)/bin/python -m pip install --quiet -r requirements-sdk.txt
+	@touch $@
+
+sdk: $(SDK_STAMP) ## the SageMaker Python SDK v3 in .cache/sdk-venv, for the tests that use it as a client
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -43,7 +54,7 @@ setup: $(PY_STAMP) $(NODE_STAMP) models ## install everything (Python venv, Node
 up: setup ## deploy the stacks onto the embedded local AWS and serve them (Ctrl-C stops)
 	$(VENV)/bin/mdk local up
 
-test: setup lint typecheck ## lint, type-check and run every test
+test: setup sdk lint typecheck ## lint, type-check and run every test
 	$(PY) -m pytest
 
 synth: setup ## the CloudFormation templates in cdk.out/ (offline; cdk-nag runs on them)
