@@ -241,7 +241,7 @@ BATCH_MODULES = ("__init__.py", "batch_aws.py", "batch_trigger.py", "batch_statu
 BATCH_CONFIG_FILE = "batch_models.json"
 # What their layer holds: the runtime's standard-library modules, and Powertools with its dependencies
 # (pure Python, copied from this environment's locked install: no download, no Docker at synth).
-LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "media.py")
+LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "instances.py", "media.py")
 LAYER_DISTRIBUTIONS = ("aws-lambda-powertools", "jmespath", "typing-extensions")
 
 
