@@ -1,7 +1,11 @@
-"""``GET /models/{name}/predictions/{id}``: a prediction a batch run stored, by the record's id.
+"""``GET /models/<name>/predictions/{id}``: a prediction a batch run stored, by the record's id.
 
 API Gateway authenticates the call as it does every model route; this function reads one item of the
 prediction store and answers in the API's shapes (errors as ``{"error": {"code", "message"}}``).
+
+Each model's route is its own literal resource (``/models/iris/predictions/{id}``), so that each keeps
+the model's own method auth: ``id`` is the only path parameter, and the model is read from the event's
+``resource`` (the route's template path, which API Gateway sends as defined, not from the client's URL).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def lookup(event: dict[str, Any]) -> dict[str, Any]:
     if event.get("httpMethod", "GET") != "GET":
         raise MalformedRequest("only GET reads stored predictions")
     params = event.get("pathParameters") or {}
-    model, record_id = params.get("name"), params.get("id")
+    model, record_id = _model_of(event.get("resource") or ""), params.get("id")
     if not model or model not in _models():
         raise RouteNotFound("this model keeps no prediction store (batch.store in the config)", field="name")
     record_id = record_id or ""  # REST APIs hand path parameters over decoded
@@ -66,6 +70,14 @@ def lookup(event: dict[str, Any]) -> dict[str, Any]:
         "run_id": item.get("run_id"),
         "stored_at": item.get("stored_at"),
     }
+
+
+def _model_of(resource: str) -> str | None:
+    """The model of a ``/models/<name>/predictions/{id}`` route (its template path, as the stack built it)."""
+    parts = resource.split("/")
+    if len(parts) == 5 and parts[1] == "models" and parts[3] == "predictions" and parts[4] == "{id}":
+        return parts[2]
+    return None
 
 
 def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:

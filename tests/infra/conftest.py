@@ -46,9 +46,13 @@ class Synth:
 
 
 def synth_config(
-    config_path: Path, outdir: Path, *, context: dict[str, str] | None = None, with_nag: bool = True
+    config_path: Path | KitConfig,
+    outdir: Path,
+    *,
+    context: dict[str, str] | None = None,
+    with_nag: bool = True,
 ) -> Synth:
-    config = load_config(config_path)
+    config = config_path if isinstance(config_path, KitConfig) else load_config(config_path)
     # The feature flags of cdk.json, as `cdk synth` passes them, then the test's own context.
     flags = json.loads((REPO / "cdk.json").read_text())["context"]
     app = cdk.App(outdir=str(outdir), context={**flags, **(context or {})})

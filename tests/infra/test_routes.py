@@ -1,0 +1,104 @@
+"""Every route the stack defines reaches a handler that accepts the event API Gateway sends for it.
+
+The events are built from the synthesized template (tests/template_events.py), never by hand: the
+prediction store's handler once read a ``name`` path parameter that its route never had.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambda_handlers import predictions
+from lambda_handlers.http import METHODS, match_route
+from tests.events import FakeLambdaContext, response_json
+from tests.infra.conftest import Synth, resources
+from tests.template_events import NoRoute, rest_event, routes
+
+
+def _integrated(route_integration: dict[str, Any]) -> str:
+    return json.dumps(route_integration.get("Uri", ""))
+
+
+def test_every_model_route_is_one_the_inference_handler_serves(synth_variant: Synth) -> None:
+    template = synth_variant.serving_json
+    served = 0
+    for route in routes(template):
+        parts = [p for p in route.path.split("/") if p]
+        if len(parts) != 3 or parts[0] != "models" or route.verb == "OPTIONS":
+            continue
+        model, action = parts[1], parts[2]
+        event = rest_event(
+            template, route.verb, f"/models/{model}/{action}", body="{}" if route.verb == "POST" else None
+        )
+        assert event["resource"] == route.path
+        assert event["pathParameters"] is None
+        assert match_route(event["path"], model) == action, route
+        assert METHODS[action] == route.verb
+        assert route.integration["Type"] == "AWS_PROXY"
+        served += 1
+    assert served == 3 * len(synth_variant.config.models)  # predict, metadata, health of each model
+
+
+def test_the_prediction_store_route_answers_with_the_event_its_stack_sends(
+    synth_variant: Synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = synth_variant.serving_json
+    [function] = [
+        v["Properties"]
+        for k, v in resources(template, "AWS::Lambda::Function").items()
+        if k.startswith("BatchPredictions")
+    ]
+    [store_route] = [r for r in routes(template) if r.path.endswith("/predictions/{id}")]
+    assert "BatchPredictions" in _integrated(store_route.integration)
+    assert store_route.path == "/models/iris-fast/predictions/{id}"
+    event = rest_event(template, "GET", "/models/iris-fast/predictions/customer-42")
+    assert event["pathParameters"] == {"id": "customer-42"}  # the only parameter API Gateway sends
+    with pytest.raises(NoRoute):  # a model without a store has no such route at the gateway
+        rest_event(template, "GET", "/models/iris-big-bang/predictions/customer-42")
+
+    env = function["Environment"]["Variables"]
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("MDK_STORE_TABLE", "predictions")
+    monkeypatch.setenv("MDK_STORE_MODELS", env["MDK_STORE_MODELS"])
+    with mock_aws():
+        table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
+            TableName="predictions",
+            KeySchema=[
+                {"AttributeName": "model", "KeyType": "HASH"},
+                {"AttributeName": "id", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "model", "AttributeType": "S"},
+                {"AttributeName": "id", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        table.put_item(
+            Item={
+                "model": "iris-fast",
+                "id": "customer-42",
+                "prediction": json.dumps({"label": "setosa"}),
+                "model_version": "3",
+                "run_id": "r1",
+                "stored_at": "2026-12-01T00:00:00Z",
+            }
+        )
+        predictions.reset()
+        try:
+            response = predictions.handler(event, cast(Any, FakeLambdaContext()))
+            missing = predictions.handler(
+                rest_event(template, "GET", "/models/iris-fast/predictions/nobody"),
+                cast(Any, FakeLambdaContext()),
+            )
+        finally:
+            predictions.reset()
+    assert response["statusCode"] == 200, response
+    assert response_json(response)["prediction"] == {"label": "setosa"}
+    assert response_json(response)["model"] == "iris-fast"
+    assert missing["statusCode"] == 404
+    assert response_json(missing)["error"]["message"].startswith("no stored prediction for this id")
