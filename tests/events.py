@@ -49,6 +49,10 @@ def api_event(
         event["body"] = raw.decode()
         event["isBase64Encoded"] = False
     if version == "v1":
+        # The kit's model routes are literal resources (/models/iris/predict): API Gateway sends the route
+        # as ``resource`` and no path parameters (tests/template_events.py builds any route from a template).
+        event["resource"] = event["requestContext"]["resourcePath"] = path
+        event["pathParameters"] = None
         event["httpMethod"] = method
         event["path"] = path
         event["requestContext"]["httpMethod"] = method
