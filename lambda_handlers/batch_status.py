@@ -11,6 +11,7 @@ SageMaker may send an event more than once: the work is idempotent on job name a
 from __future__ import annotations
 
 import json
+import os
 import time
 from functools import lru_cache
 from typing import Any
@@ -117,9 +118,36 @@ def finish_run(job: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "batch run finished", extra={"state": state, "run_id": manifest["run_id"], "alerted": alerted}
     )
     result = {"state": state, "run_id": manifest["run_id"], "manifest": manifest_key, "alerted": alerted}
+    keep_transform_logs()
     if manifest.get("store"):
         result["store"] = load_store(bucket, manifest_key, manifest, files, 0, context)
     return result
+
+
+_RETENTION_SET: list[int] = []  # the days this sandbox already set (once per sandbox)
+
+
+def keep_transform_logs() -> str:
+    """Give SageMaker's shared ``/aws/sagemaker/TransformJobs`` log group the kit's retention.
+
+    SageMaker creates that group, without retention, for the first transform job of an account and region
+    ("Log Amazon SageMaker AI events with Amazon CloudWatch",
+    https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html); every deployment shares
+    it, so no stack can create it (a second deployment's create would fail). After a job has ended the
+    group exists, and PutRetentionPolicy is idempotent: once per sandbox. A failure is logged and
+    counted (``TransformLogRetentionFailed``), never the run's failure.
+    """
+    days = int(os.environ.get(batch.TRANSFORM_LOG_RETENTION_ENV) or 0)
+    if not days or days in _RETENTION_SET:
+        return "kept"
+    try:
+        client("logs").put_retention_policy(logGroupName=batch.TRANSFORM_LOGS, retentionInDays=days)
+    except Exception as exc:  # noqa: BLE001 - a missing group or a refused call must not fail the run
+        logger.warning("transform log retention not set", extra={"error": type(exc).__name__})
+        metrics.add_metric(name="TransformLogRetentionFailed", unit="Count", value=1)
+        return "failed"
+    _RETENTION_SET.append(days)
+    return "set"
 
 
 def _lost_manifest(results: str, job: dict[str, Any]) -> dict[str, Any]:

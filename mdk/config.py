@@ -198,7 +198,9 @@ class SageMakerSettings(_Frozen):
     max_batch_delay_ms: int = Field(2, ge=0, le=1000, description="dynamic batching: wait for more")
     data_capture_percent: int = Field(0, ge=0, le=100, description="requests and answers captured to S3")
     baking_minutes: int = Field(10, ge=0, le=60, description="watch the new fleet before the old one goes")
-    network_isolation: bool = False
+    # The kit's container needs no network: SageMaker mounts the model, captures data and ships logs and
+    # metrics itself (CreateModel's EnableNetworkIsolation). Turn off only for a container that calls out.
+    network_isolation: bool = True
     vpc: VpcSettings | None = None
 
     @model_validator(mode="after")

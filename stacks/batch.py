@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -44,7 +44,7 @@ from mdk_runtime import batch
 from mdk_runtime.instances import is_gpu
 from stacks import nag
 from stacks.alerts import AlarmTopic
-from stacks.lambda_model import LOG_RETENTION, function_role
+from stacks.lambda_model import LOG_RETENTION, LOG_RETENTION_DAYS, function_role
 from stacks.model_api import ModelApi
 from stacks.sagemaker_model import ServingImages, grant_logs_and_metrics
 from stacks.settings import DeploySettings
@@ -52,7 +52,7 @@ from stacks.storage import Storage
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCH = lambda_.Architecture.ARM_64
-TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
+TRANSFORM_LOGS = batch.TRANSFORM_LOGS
 # Requests to the container during batch: many records per request, so larger batches than online.
 BATCH_MAX_BATCH_SIZE = 1024
 
@@ -132,6 +132,7 @@ class BatchPipeline(Construct):
             "MDK_IDEMPOTENCY_TABLE": self.idempotency.table_name,
             "MDK_ALERT_TOPIC_ARN": alarm_topic.topic_arn,
             "MDK_DATA_KEY_ARN": self.key.key_arn,
+            batch.TRANSFORM_LOG_RETENTION_ENV: str(LOG_RETENTION_DAYS),
             "POWERTOOLS_SERVICE_NAME": batch_aws.SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": batch_aws.NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -234,6 +235,20 @@ class BatchPipeline(Construct):
             resource_name=batch.job_prefix(self.settings.prefix) + "*",
         )
         trigger, status = self.trigger, self.status
+        # Status: the retention of the shared transform log group (batch_status.keep_transform_logs).
+        status.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["logs:PutRetentionPolicy"],
+                resources=[
+                    stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name=batch.TRANSFORM_LOGS,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
         # Trigger: read uploads (any version), stage copies, write manifests, start its own jobs.
         trigger.add_to_role_policy(
             iam.PolicyStatement(
@@ -583,6 +598,6 @@ class TransformModel(Construct):
             )
             if sm is not None and sm.vpc is not None
             else None,
-            enable_network_isolation=sm.network_isolation if sm is not None else None,
+            enable_network_isolation=sm.network_isolation if sm is not None else True,
         )
         self.cfn_model.node.add_dependency(self.role)

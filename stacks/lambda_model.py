@@ -21,6 +21,7 @@ from stacks.settings import DeploySettings
 
 ALIAS = "live"
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+LOG_RETENTION_DAYS = 90  # the same, as a number of days (for what the kit sets at run time)
 
 _PRESETS: dict[tuple[str, int, int], codedeploy.ILambdaDeploymentConfig] = {
     ("canary", 10, 5): codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
@@ -119,12 +120,15 @@ class LambdaModel(Construct):
             # The alarms must watch the new version before CodeDeploy starts shifting traffic to it.
             self.alias.node.add_dependency(alarm)
         self.pre_traffic_hook = self._pre_traffic_hook(settings)
+        self.rollout_role = self._codedeploy_role()
         nag.acknowledge(self.function, nag.SYNC_ONLY_DLQ)
         nag.acknowledge(self.role, nag.XRAY_WILDCARD)
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
             "Rollout",
             alias=self.alias,
+            # Immutable to the group: it would attach AWSCodeDeployRoleForLambdaLimited to any role.
+            role=self.rollout_role.without_policy_updates(),
             deployment_config=deployment_config(self, model.rollout),
             alarms=self.rollback_alarms,
             auto_rollback=codedeploy.AutoRollbackConfig(
@@ -133,14 +137,47 @@ class LambdaModel(Construct):
             pre_hook=self.pre_traffic_hook,
         )
         hook_arn = Stack.of(self).get_logical_id(self.pre_traffic_hook.node.default_child)  # type: ignore[arg-type]
+        function_id = Stack.of(self).get_logical_id(self.function.node.default_child)  # type: ignore[arg-type]
         nag.acknowledge(
-            self.deployment_group.role,
-            nag.CODEDEPLOY_MANAGED_POLICY,
+            self.rollout_role,
+            nag.CODEDEPLOY_ALARMS,
+            nag.Acknowledged(
+                nag.CODEDEPLOY_ALIAS.rule.replace("<FUNCTION>", f"<{function_id}.Arn>"),
+                nag.CODEDEPLOY_ALIAS.reason,
+            ),
             nag.Acknowledged(
                 nag.CODEDEPLOY_HOOK_QUALIFIERS.rule.replace("<HOOK>", f"<{hook_arn}.Arn>"),
                 nag.CODEDEPLOY_HOOK_QUALIFIERS.reason,
             ),
         )
+
+    def _codedeploy_role(self) -> iam.Role:
+        """CodeDeploy's service role, narrowed to this function: AWS's managed policy for it
+        (AWSCodeDeployRoleForLambdaLimited) allows lambda:UpdateAlias on every function of the account.
+
+        What CodeDeploy needs for a Lambda deployment, from that policy: read and update the alias,
+        read its provisioned concurrency, read the group's alarms, invoke the pre-traffic hook (any
+        qualifier of that one function). (AWS managed policy reference:
+        https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSCodeDeployRoleForLambdaLimited.html)
+        """
+        role = iam.Role(
+            self,
+            "RolloutRole",
+            assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com"),
+            description=f"CodeDeploy rollouts of mdk model {self.model.name}: this function's alias only",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig"],
+                resources=[self.function.function_arn, f"{self.function.function_arn}:*"],
+            )
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=["*"]))
+        hook = self.pre_traffic_hook.function_arn
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[hook, f"{hook}:*"])
+        )
+        return role
 
     def version_metric(self, metric_name: str, statistic: str) -> cloudwatch.Metric:
         """An AWS/Lambda metric of the version this synth deploys, invoked through the alias.

@@ -80,6 +80,18 @@ class ModelApi(Construct):
             ),
         )
         self.stage = self.api.deployment_stage
+        # Execution logs (logging_level above) go to API-Gateway-Execution-Logs_<api id>/<stage>, a group
+        # API Gateway creates without retention on its first write ("Set up CloudWatch logging for REST
+        # APIs in API Gateway", https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html):
+        # the stack creates it, with the access logs' retention, before the stage exists.
+        self.execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{settings.stage}",
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=settings.removal_policy,
+        )
+        self.stage.node.add_dependency(self.execution_logs)
         if self.api.node.try_find_child("CloudWatchRole") is not None:
             nag.acknowledge(self.api.node.find_child("CloudWatchRole"), nag.APIGW_LOGGING_ROLE)
         if config.auth != "cognito":

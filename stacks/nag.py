@@ -25,19 +25,25 @@ XRAY_WILDCARD = Acknowledged(
 )
 SYNC_ONLY_DLQ = Acknowledged(
     "Serverless::Serverless-LambdaDLQ",
-    "invoked synchronously only (API Gateway and the pre-traffic hook): a dead-letter queue applies "
-    "to asynchronous invocations, and callers get every failure as an HTTP status",
+    "callers invoke it synchronously (API Gateway, the pre-traffic hook) and get every failure as an HTTP "
+    "status; the only asynchronous invoker is its own live version's shadow mirror, whose events are "
+    "copies of requests already answered: a failed copy loses one comparison (counted as ShadowErrors "
+    "by the candidate), and a dead-letter queue would only keep users' request bodies for no consumer",
 )
 HOOK_DLQ = Acknowledged(
     "Serverless::Serverless-LambdaDLQ",
     "CodeDeploy waits for the hook's report: a hook that fails to report fails the deployment, which "
     "rolls back; there is no event to redeliver later",
 )
-CODEDEPLOY_MANAGED_POLICY = Acknowledged(
-    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-    "AWSCodeDeployRoleForLambdaLimited]",
-    "AWS's purpose-built, least-privilege policy for CodeDeploy Lambda deployments (alias updates, "
-    "alarm reads, hook invokes), kept current by AWS",
+CODEDEPLOY_ALIAS = Acknowledged(
+    "AwsSolutions::AwsSolutions-IAM5[Resource::<FUNCTION>:*]",
+    "CodeDeploy shifts the weights of this one function's alias (lambda:GetAlias/UpdateAlias on its "
+    "qualifiers, for which IAM takes the qualified ARN); no other function",
+)
+CODEDEPLOY_ALARMS = Acknowledged(
+    "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+    "cloudwatch:DescribeAlarms is read-only (alarm definitions and states): CodeDeploy calls it for the "
+    "group's alarms before and during a rollout; the role holds no other wildcard and writes nothing else",
 )
 CODEDEPLOY_HOOK_QUALIFIERS = Acknowledged(
     "AwsSolutions::AwsSolutions-IAM5[Resource::<HOOK>:*]",
@@ -100,8 +106,9 @@ ASYNC_FAILURE_DESTINATION = Acknowledged(
     "(the batch dead-letter queue, which alarms), which records the error with the event",
 )
 BATCH_JOBS_REASON = (
-    "transform jobs are named per run (<deployment>-<model>-<run id>); the role may act on this "
-    "deployment's jobs only"
+    "transform jobs are named per run (<job prefix><model>-<run id>); the job prefix is unique per "
+    "deployment (its name's head and a hash of the whole name) and no prefix starts another's, so the "
+    "role may act on this deployment's jobs only"
 )
 BATCH_INCOMING_REASON = (
     "the trigger reads the uploaded files, whatever their names, under incoming/ of the batch bucket only"

@@ -10,6 +10,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
@@ -21,6 +22,7 @@ from mdk.config import PRIMARY_VARIANT, ModelConfig
 from mdk_runtime.instances import LOCAL_STORAGE_FAMILIES, instance_family, is_gpu
 from stacks import nag
 from stacks.alerts import rollback_alarm
+from stacks.lambda_model import LOG_RETENTION
 from stacks.settings import DeploySettings
 
 ENDPOINT_NAME_MAX = 63
@@ -202,6 +204,18 @@ class SageMakerModel(Construct):
                 sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DesiredWeight")
             ],
         )
+        # SageMaker writes the endpoint's logs to /aws/sagemaker/Endpoints/<endpoint name>, creating the
+        # group without retention if it is missing ("Log Amazon SageMaker AI events with Amazon
+        # CloudWatch", https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html): the stack
+        # creates it first, with the kit's retention (the endpoint waits for it).
+        self.log_group = logs.LogGroup(
+            self,
+            "EndpointLogs",
+            log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            retention=LOG_RETENTION,
+            removal_policy=settings.removal_policy,
+        )
+        self.endpoint.node.add_dependency(self.log_group)
         self._autoscaling(stack)
 
     # -- pieces ---------------------------------------------------------------------------------

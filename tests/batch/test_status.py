@@ -17,7 +17,7 @@ from typing import Any, cast
 import boto3
 import pytest
 
-from lambda_handlers import predictions
+from lambda_handlers import batch_status, predictions
 from mdk.bundle import write_bundle
 from mdk.local.transform import TransformSettings, container, transform
 from mdk_runtime import batch
@@ -283,3 +283,27 @@ def test_a_job_named_like_ours_with_output_elsewhere_is_not_this_deployments(pip
         assert "not this deployment's" in result["reason"]
     assert pipeline.manifest(started["manifest"])["state"] == batch.IN_PROGRESS
     assert pipeline.alerts() == []
+
+
+def test_finished_runs_give_sagemakers_shared_transform_log_group_the_kits_retention(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(batch.TRANSFORM_LOG_RETENTION_ENV, "90")
+    monkeypatch.setattr(batch_status, "_RETENTION_SET", [])
+    logs = boto3.client("logs", region_name="us-east-1")
+    rows = b"\n".join(json.dumps(r).encode() for r in ROWS)
+
+    # No job has logged yet, so no group: the run is reconciled all the same, the miss is counted.
+    first = pipeline.trigger(pipeline.put("incoming/iris/first.jsonl", rows))
+    assert (
+        pipeline.status(pipeline.state_change(first["job"], "Failed", failure_reason="x"))["state"]
+        == "Failed"
+    )
+    assert batch_status._RETENTION_SET == []
+    # SageMaker creates the group (without retention) when a job logs; the next finished run sets it.
+    logs.create_log_group(logGroupName=batch.TRANSFORM_LOGS)
+    second = pipeline.trigger(pipeline.put("incoming/iris/second.jsonl", rows))
+    pipeline.status(pipeline.state_change(second["job"], "Stopped"))
+    [group] = logs.describe_log_groups(logGroupNamePrefix=batch.TRANSFORM_LOGS)["logGroups"]
+    assert group["retentionInDays"] == 90
+    assert batch_status.keep_transform_logs() == "kept"  # once per sandbox

@@ -103,6 +103,12 @@ PREFIX_HEAD = 11  # letters and digits of the deployment name kept for people re
 PREFIX_HASH = 8  # hex digits of SHA-256 over the whole deployment name
 
 
+#: The one log group SageMaker writes every transform job's logs to, per account and region, shared by
+#: every deployment (so no stack can own it): the status function sets its retention.
+TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
+TRANSFORM_LOG_RETENTION_ENV = "MDK_TRANSFORM_LOG_RETENTION_DAYS"
+
+
 def job_prefix(deployment: str) -> str:
     """What every job name of a deployment starts with: ``<head>-<hash>-``, e.g. ``customerchu-1a2b3c4d-``.
 
