@@ -303,6 +303,8 @@ def test_serve_process_drains_in_flight_requests_on_sigterm(iris_bundle: Path) -
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "MDK_PROVIDERS": "CPUExecutionProvider",
         "MDK_ORT_THREADS": "1",
+        # A batch transform's mini-batch: its answer (150,000 lines) is over InvokeEndpoint's 6 MB.
+        "SAGEMAKER_BATCH": "true",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "sagemaker_endpoints.serve", "serve"],
