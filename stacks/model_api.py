@@ -362,17 +362,89 @@ class ModelApi(Construct):
             scope="REGIONAL",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=_visibility("ModelApi"),
+            custom_response_bodies={
+                PAYLOAD_TOO_LARGE: wafv2.CfnWebACL.CustomResponseBodyProperty(
+                    content_type="APPLICATION_JSON", content=PAYLOAD_TOO_LARGE_BODY
+                )
+            },
             rules=[
                 rate_limit,
-                managed("AWSManagedRulesAmazonIpReputationList", 1),
-                managed("AWSManagedRulesCommonRuleSet", 2, COMMON_RULES_COUNTED),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
+                _lambda_payload_limit(),
+                managed("AWSManagedRulesAmazonIpReputationList", 2),
+                managed("AWSManagedRulesCommonRuleSet", 3, COMMON_RULES_COUNTED),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 4),
             ],
         )
         wafv2.CfnWebACLAssociation(
             self, "WebAclAssociation", resource_arn=self.stage.stage_arn, web_acl_arn=acl.attr_arn
         )
         return acl
+
+
+# A body over what fits Lambda's 6,291,456-byte synchronous event: API Gateway cannot measure the event
+# before invoking, and a request Lambda refuses is API Gateway's 500 ("Handling Lambda errors with an API
+# Gateway API", https://docs.aws.amazon.com/lambda/latest/dg/services-apigateway-errors.html), so with
+# WAF on, its Content-Length is checked first and the caller gets a 413 in the kit's shape. The event
+# carries the body plus headers and context (the ~290 KB left), and binary bodies (.npy) as base64 (4/3).
+# WAF reads a header as text, so "at least N" is a regular expression over the decimal number. A chunked
+# body has no Content-Length: it still ends as the 500 (README: the local cloud's contract).
+PAYLOAD_TOO_LARGE = "payload_too_large"
+PAYLOAD_TOO_LARGE_BODY = (
+    '{"error": {"code": "payload_too_large", "message": "the request body is over what a Lambda function '
+    "accepts (6 MB for the whole event, 4.5 MB for a binary body): send fewer instances or use batch "
+    'transform (s3://<BatchBucket>/incoming/<model>/)"}}'
+)
+AT_LEAST_6_000_000 = r"^([1-9][0-9]{7,}|[6-9][0-9]{6})$"
+AT_LEAST_4_500_000 = r"^([1-9][0-9]{7,}|[5-9][0-9]{6}|4[5-9][0-9]{5})$"
+
+
+def _content_length_at_least(regex: str) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        regex_match_statement=wafv2.CfnWebACL.RegexMatchStatementProperty(
+            regex_string=regex,
+            field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(single_header={"Name": "content-length"}),
+            text_transformations=[wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")],
+        )
+    )
+
+
+def _lambda_payload_limit() -> wafv2.CfnWebACL.RuleProperty:
+    binary = wafv2.CfnWebACL.StatementProperty(
+        and_statement=wafv2.CfnWebACL.AndStatementProperty(
+            statements=[
+                _content_length_at_least(AT_LEAST_4_500_000),
+                wafv2.CfnWebACL.StatementProperty(
+                    byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                        search_string=NPY,
+                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                            single_header={"Name": "content-type"}
+                        ),
+                        positional_constraint="STARTS_WITH",
+                        text_transformations=[
+                            wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="LOWERCASE")
+                        ],
+                    )
+                ),
+            ]
+        )
+    )
+    return wafv2.CfnWebACL.RuleProperty(
+        name="LambdaPayloadLimit",
+        priority=1,
+        action=wafv2.CfnWebACL.RuleActionProperty(
+            block=wafv2.CfnWebACL.BlockActionProperty(
+                custom_response=wafv2.CfnWebACL.CustomResponseProperty(
+                    response_code=413, custom_response_body_key=PAYLOAD_TOO_LARGE
+                )
+            )
+        ),
+        statement=wafv2.CfnWebACL.StatementProperty(
+            or_statement=wafv2.CfnWebACL.OrStatementProperty(
+                statements=[_content_length_at_least(AT_LEAST_6_000_000), binary]
+            )
+        ),
+        visibility_config=_visibility("LambdaPayloadLimit"),
+    )
 
 
 def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
