@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import copy
 import fnmatch
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,17 @@ class Route:
 
 
 class NoRoute(LookupError):
-    """The template's API has no method for this verb and path (API Gateway would answer 403/404)."""
+    """The template's API has no method for this verb and path: API Gateway answers it itself (REST APIs
+    answer an unknown route or method 403 ``MISSING_AUTHENTICATION_TOKEN``), the function never sees it."""
+
+
+class NotLambdaProxy(LookupError):
+    """The route exists but is not a Lambda proxy integration (e.g. SageMaker's AWS integration): API
+    Gateway sends no Lambda event for it."""
+
+
+class GatewayRefusal(ValueError):
+    """API Gateway's request validator refuses the body before the integration (``BAD_REQUEST_BODY``)."""
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -105,6 +116,79 @@ def route_for(template: dict[str, Any], verb: str, path: str) -> tuple[Route, di
     return route, params
 
 
+def binary_media_types(template: dict[str, Any]) -> list[str]:
+    """The REST API's ``BinaryMediaTypes``: request bodies of these types reach a proxy function base64."""
+    [api] = _resources(template, "AWS::ApiGateway::RestApi").values()
+    types: list[str] = api["Properties"].get("BinaryMediaTypes", [])
+    return types
+
+
+def _body_schema(template: dict[str, Any], route: Route, content_type: str) -> dict[str, Any] | None:
+    """The JSON schema API Gateway validates this route's body against, if its validator checks bodies."""
+    props = template["Resources"][route.method_id]["Properties"]
+    validator = props.get("RequestValidatorId")
+    models = props.get("RequestModels") or {}
+    if not isinstance(validator, dict) or "Ref" not in validator:
+        return None
+    if not template["Resources"][validator["Ref"]]["Properties"].get("ValidateRequestBody"):
+        return None
+    # API Gateway picks the model by the request's Content-Type, and "$default" otherwise.
+    model = models.get(content_type) or models.get("$default")
+    if not isinstance(model, dict) or "Ref" not in model:
+        return None
+    schema: dict[str, Any] = template["Resources"][model["Ref"]]["Properties"]["Schema"]
+    return schema
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def schema_problems(schema: dict[str, Any], value: Any, where: str = "$") -> list[str]:
+    """What JSON Schema draft 4 finds wrong with ``value``, for the keywords the kit's models use (type,
+    properties, additionalProperties, min/maxProperties, minItems, items); any other keyword raises, so a
+    model this checker cannot read is never silently accepted."""
+    known = {"$schema", "title", "type", "properties", "additionalProperties", "minProperties",
+             "maxProperties", "minItems", "maxItems", "items", "description"}  # fmt: skip
+    unknown = set(schema) - known
+    if unknown:
+        raise NotImplementedError(f"schema keywords {sorted(unknown)} at {where}")
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        ok = any(
+            isinstance(value, _JSON_TYPES[k]) and not (k in ("number", "integer") and isinstance(value, bool))
+            for k in kinds
+        )
+        if not ok:
+            return [f"{where}: expected {' or '.join(kinds)}"]
+    problems: list[str] = []
+    if isinstance(value, dict):
+        most = schema.get("maxProperties", len(value))
+        if not schema.get("minProperties", 0) <= len(value) <= most:
+            problems.append(f"{where}: {len(value)} properties")
+        properties = schema.get("properties", {})
+        for key, item in value.items():
+            if key in properties:
+                problems += schema_problems(properties[key], item, f"{where}.{key}")
+            elif schema.get("additionalProperties", True) is False:
+                problems.append(f"{where}: unexpected property {key}")
+    if isinstance(value, list):
+        if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
+            problems.append(f"{where}: {len(value)} items")
+        if isinstance(schema.get("items"), dict):
+            for i, item in enumerate(value):
+                problems += schema_problems(schema["items"], item, f"{where}[{i}]")
+    return problems
+
+
 def rest_event(
     template: dict[str, Any],
     verb: str,
@@ -115,17 +199,35 @@ def rest_event(
 ) -> dict[str, Any]:
     """The Lambda proxy event the template's REST API sends for this request."""
     route, params = route_for(template, verb, path)
-    [api] = _resources(template, "AWS::ApiGateway::RestApi").values()
-    binary = api["Properties"].get("BinaryMediaTypes", [])
+    if route.integration.get("Type") != "AWS_PROXY":
+        raise NotLambdaProxy(f"{verb} {path}: {route.path} is a {route.integration.get('Type')} integration")
+    binary = binary_media_types(template)
     stages = _resources(template, "AWS::ApiGateway::Stage").values()
     stage = next((s["Properties"]["StageName"] for s in stages), "prod")
     event = copy.deepcopy(_recorded("v1"))
     recorded = {k: v for k, v in event["headers"].items() if k.lower() not in ("accept", "content-type")}
+    given = headers or {}
+    # The caller's headers win whatever their case (a client sends each header once).
+    recorded = {k: v for k, v in recorded.items() if k.lower() not in {g.lower() for g in given}}
     typed = {"Content-Type": "application/json"} if body is not None else {}
-    headers = {**recorded, **typed, **(headers or {})}
+    if any(k.lower() == "content-type" for k in given):
+        typed = {}
+    headers = {**recorded, **typed, **given}
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     raw = body.encode() if isinstance(body, str) else body
-    is_binary = any(fnmatch.fnmatch(content_type.split(";")[0].strip(), pattern) for pattern in binary)
+    media_type = content_type.split(";")[0].strip()
+    is_binary = any(fnmatch.fnmatch(media_type, pattern) for pattern in binary)
+    # Without a Content-Type, API Gateway takes the body as application/json.
+    schema = _body_schema(template, route, media_type or "application/json")
+    if schema is not None:
+        # A body-validating method refuses a body that is missing, not JSON or off its model (400).
+        try:
+            document = json.loads(raw or b"")
+        except ValueError:
+            raise GatewayRefusal(f"{verb} {path}: the body is not JSON (the model is {media_type})") from None
+        problems = schema_problems(schema, document)
+        if problems:
+            raise GatewayRefusal(f"{verb} {path}: the body fails the method's model: {'; '.join(problems)}")
     event.update(
         resource=route.path,
         path=path,
@@ -141,4 +243,20 @@ def rest_event(
     )
     context = event["requestContext"]
     context.update(resourcePath=route.path, httpMethod=verb, stage=stage, path=f"/{stage}{path}")
+    method = template["Resources"][route.method_id]["Properties"]
+    if method.get("AuthorizationType") == "AWS_IAM":
+        # A SigV4-signed call: API Gateway names the signer in the identity.
+        signer = {
+            "accountId": "123456789012",
+            "caller": "AROAEXAMPLEROLEID:client",
+            "accessKey": "ASIAEXAMPLEACCESSKEY",
+            "userArn": "arn:aws:sts::123456789012:assumed-role/client/client",
+            "user": "AROAEXAMPLEROLEID:client",
+        }
+        context["identity"] = {**context["identity"], **signer}
+    if method.get("ApiKeyRequired"):
+        # The client sent its key (x-api-key); API Gateway names it in the identity.
+        event["headers"] = {**event["headers"], "x-api-key": "test-api-key-value"}
+        event["multiValueHeaders"] = {**event["multiValueHeaders"], "x-api-key": ["test-api-key-value"]}
+        context["identity"] = {**context["identity"], "apiKey": "test-api-key-value", "apiKeyId": "testkeyid"}
     return event

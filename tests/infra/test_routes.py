@@ -33,7 +33,10 @@ def test_every_model_route_is_one_the_inference_handler_serves(synth_variant: Sy
             continue
         model, action = parts[1], parts[2]
         event = rest_event(
-            template, route.verb, f"/models/{model}/{action}", body="{}" if route.verb == "POST" else None
+            template,
+            route.verb,
+            f"/models/{model}/{action}",
+            body='{"instances": [[1, 2, 3, 4]]}' if route.verb == "POST" else None,
         )
         assert event["resource"] == route.path
         assert event["pathParameters"] is None
