@@ -21,6 +21,7 @@ from mdk_runtime.service import InferenceService, Settings
 from tests import onnx_models
 from tests.conftest import BundleFactory
 from tests.events import FakeLambdaContext
+from tests.template_events import rest_event
 
 VERSION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:mdk-dev-serving-ModelirisFunction:7"
 ENV = {"MDK_TARGET_VERSION_ARN": VERSION_ARN, "MDK_MODEL_NAME": "iris"}
@@ -223,3 +224,20 @@ def test_hook_module_needs_only_the_standard_library_and_boto3() -> None:
     }
     assert imports <= {"__future__", "json", "logging", "math", "os", "collections", "dataclasses", "typing"}
     assert "import boto3" in source  # inside pre_traffic: in the Lambda runtime, not bundled
+
+
+@pytest.mark.parametrize(("method", "action", "body"), [("GET", "health", None), ("GET", "metadata", None),
+                                                         ("POST", "predict", {"instances": [[1, 2, 3, 4]]})])  # fmt: skip
+def test_the_hooks_events_are_the_ones_the_stacks_api_sends(
+    method: str, action: str, body: Any, api_template: dict[str, Any]
+) -> None:
+    """The hook calls the version directly, with events it builds itself: each must be what the stack's
+    REST API sends for that route (resource, path parameters, method, body encoding), or the hook
+    would pass a version that fails behind the API (or fail one that works)."""
+    hook = api_event("iris", method, action, body)
+    text = None if body is None else json.dumps(body)
+    gateway = rest_event(api_template, method, f"/models/iris/{action}", text)
+    for key in ("resource", "path", "httpMethod", "pathParameters", "isBase64Encoded", "body"):
+        assert hook[key] == gateway[key], key
+    assert hook["requestContext"]["resourcePath"] == gateway["requestContext"]["resourcePath"]
+    assert hook["headers"]["content-type"] == "application/json"
