@@ -39,6 +39,22 @@ REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/mdk-test-batch"
 
 
+def create_store_table(dynamodb: Any, name: str) -> None:
+    """The prediction store's table, keyed as the stack's (model, id)."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "model", "KeyType": "HASH"},
+            {"AttributeName": "id", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "model", "AttributeType": "S"},
+            {"AttributeName": "id", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def batch_config(**iris_batch: Any) -> KitConfig:
     """iris twice: plain records, and records with ids whose predictions are stored.
 
@@ -230,18 +246,7 @@ def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    dynamodb.create_table(
-        TableName="predictions",
-        KeySchema=[
-            {"AttributeName": "model", "KeyType": "HASH"},
-            {"AttributeName": "id", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "model", "AttributeType": "S"},
-            {"AttributeName": "id", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_store_table(dynamodb, "predictions")
     sns = boto3.client("sns", region_name=REGION)
     topic = sns.create_topic(Name="alerts")["TopicArn"]
     queue = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]

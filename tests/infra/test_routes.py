@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from lambda_handlers import predictions
 from lambda_handlers.http import METHODS, match_route
+from tests.batch.conftest import create_store_table
 from tests.events import FakeLambdaContext, response_json
 from tests.infra.conftest import Synth, resources
 from tests.template_events import NoRoute, rest_event, routes
@@ -69,18 +70,8 @@ def test_the_prediction_store_route_answers_with_the_event_its_stack_sends(
     monkeypatch.setenv("MDK_STORE_TABLE", "predictions")
     monkeypatch.setenv("MDK_STORE_MODELS", env["MDK_STORE_MODELS"])
     with mock_aws():
-        table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
-            TableName="predictions",
-            KeySchema=[
-                {"AttributeName": "model", "KeyType": "HASH"},
-                {"AttributeName": "id", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "model", "AttributeType": "S"},
-                {"AttributeName": "id", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_store_table(boto3.client("dynamodb", region_name="us-east-1"), "predictions")
+        table = boto3.resource("dynamodb", region_name="us-east-1").Table("predictions")
         table.put_item(
             Item={
                 "model": "iris-fast",
