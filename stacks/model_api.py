@@ -16,12 +16,16 @@ from stacks import nag
 from stacks.settings import DeploySettings
 
 NPY = "application/x-npy"
-# What API Gateway checks before a request reaches a function: the body is one of the two request
-# forms. The function validates the tensors themselves (and answers every other case with a 4xx).
+# What API Gateway checks before a request reaches a function: the body is one of the three request
+# forms, an object with instances or inputs, or a bare list of instances (what the SageMaker Python SDK's
+# default JSON serializer sends for predict(X)). In draft 4, the object keywords constrain objects only and
+# minItems arrays only. The function validates the tensors themselves (and answers every other case with
+# a 4xx).
 PREDICT_BODY_SCHEMA = apigw.JsonSchema(
     schema=apigw.JsonSchemaVersion.DRAFT4,
     title="PredictRequest",
-    type=apigw.JsonSchemaType.OBJECT,
+    type=[apigw.JsonSchemaType.OBJECT, apigw.JsonSchemaType.ARRAY],
+    min_items=1,
     properties={
         "instances": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1),
         "inputs": apigw.JsonSchema(type=[apigw.JsonSchemaType.OBJECT, apigw.JsonSchemaType.ARRAY]),
@@ -155,7 +159,8 @@ class ModelApi(Construct):
         ):
             # messageString is the message already quoted for JSON; the validation error has no such form.
             message = (
-                '"request body: expected a JSON object with either instances (a list) or inputs"'
+                '"request body: expected a JSON object with either instances (a list) or inputs, '
+                'or a JSON list of instances"'
                 if response_type == apigw.ResponseType.BAD_REQUEST_BODY
                 else "$context.error.messageString"
             )

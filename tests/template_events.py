@@ -189,6 +189,28 @@ def schema_problems(schema: dict[str, Any], value: Any, where: str = "$") -> lis
     return problems
 
 
+def _media_type(headers: dict[str, str] | None) -> str:
+    value = next((v for k, v in (headers or {}).items() if k.lower() == "content-type"), "")
+    return value.split(";")[0].strip()
+
+
+def check_body(template: dict[str, Any], verb: str, path: str, body: bytes | None, media_type: str) -> None:
+    """Raise ``GatewayRefusal`` where the route's request validator refuses the body, whatever the route's
+    integration (Lambda proxy or SageMaker's AWS integration): a missing, non-JSON or off-model body."""
+    route, _ = route_for(template, verb, path)
+    # Without a Content-Type, API Gateway takes the body as application/json.
+    schema = _body_schema(template, route, media_type or "application/json")
+    if schema is None:
+        return
+    try:
+        document = json.loads(body or b"")
+    except ValueError:
+        raise GatewayRefusal(f"{verb} {path}: the body is not JSON (the model is {media_type})") from None
+    problems = schema_problems(schema, document)
+    if problems:
+        raise GatewayRefusal(f"{verb} {path}: the body fails the method's model: {'; '.join(problems)}")
+
+
 def rest_event(
     template: dict[str, Any],
     verb: str,
@@ -200,6 +222,9 @@ def rest_event(
     """The Lambda proxy event the template's REST API sends for this request."""
     route, params = route_for(template, verb, path)
     if route.integration.get("Type") != "AWS_PROXY":
+        check_body(
+            template, verb, path, body.encode() if isinstance(body, str) else body, _media_type(headers)
+        )
         raise NotLambdaProxy(f"{verb} {path}: {route.path} is a {route.integration.get('Type')} integration")
     binary = binary_media_types(template)
     stages = _resources(template, "AWS::ApiGateway::Stage").values()
@@ -217,17 +242,7 @@ def rest_event(
     raw = body.encode() if isinstance(body, str) else body
     media_type = content_type.split(";")[0].strip()
     is_binary = any(fnmatch.fnmatch(media_type, pattern) for pattern in binary)
-    # Without a Content-Type, API Gateway takes the body as application/json.
-    schema = _body_schema(template, route, media_type or "application/json")
-    if schema is not None:
-        # A body-validating method refuses a body that is missing, not JSON or off its model (400).
-        try:
-            document = json.loads(raw or b"")
-        except ValueError:
-            raise GatewayRefusal(f"{verb} {path}: the body is not JSON (the model is {media_type})") from None
-        problems = schema_problems(schema, document)
-        if problems:
-            raise GatewayRefusal(f"{verb} {path}: the body fails the method's model: {'; '.join(problems)}")
+    check_body(template, verb, path, raw, media_type)
     event.update(
         resource=route.path,
         path=path,
