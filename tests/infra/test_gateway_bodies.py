@@ -8,6 +8,7 @@ SageMaker routes alike, and still refuse what no path reads.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,22 @@ from tests.infra.conftest import Synth
 from tests.template_events import GatewayRefusal, check_body, routes
 
 ROW = [5.1, 3.5, 1.4, 0.2]
-PASSES = ([ROW], [ROW, ROW], {"instances": [ROW]}, {"inputs": {"features": [ROW]}}, {"inputs": [ROW]})
-REFUSED = ([], {}, {"instances": []}, {"instances": [ROW], "inputs": [ROW]}, {"rows": [ROW]}, "text", 3)
+PASSES: tuple[Any, ...] = (
+    [ROW],
+    [ROW, ROW],
+    {"instances": [ROW]},
+    {"inputs": {"features": [ROW]}},
+    {"inputs": [ROW]},
+)
+REFUSED: tuple[Any, ...] = (
+    [],
+    {},
+    {"instances": []},
+    {"instances": [ROW], "inputs": [ROW]},
+    {"rows": [ROW]},
+    "text",
+    3,
+)
 
 
 @pytest.mark.parametrize("which", ["synth_variant", "synth_sagemaker"])
