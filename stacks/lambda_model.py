@@ -121,7 +121,7 @@ class LambdaModel(Construct):
             self.alias.node.add_dependency(alarm)
         self.pre_traffic_hook = self._pre_traffic_hook(settings)
         self.rollout_role = self._codedeploy_role()
-        nag.acknowledge(self.function, nag.SYNC_ONLY_DLQ)
+        nag.acknowledge(self.function, nag.MODEL_FUNCTION_DLQ)
         nag.acknowledge(self.role, nag.XRAY_WILDCARD)
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,

@@ -21,14 +21,21 @@ class Acknowledged:
 XRAY_WILDCARD = Acknowledged(
     "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
     "X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) supports no resource-level "
-    "permissions; the role holds no other wildcard",
+    "permissions; they are the role's only actions on every resource (its other grants name their "
+    "resources, or prefixes acknowledged each with its own reason)",
 )
 SYNC_ONLY_DLQ = Acknowledged(
     "Serverless::Serverless-LambdaDLQ",
-    "callers invoke it synchronously (API Gateway, the pre-traffic hook) and get every failure as an HTTP "
-    "status; the only asynchronous invoker is its own live version's shadow mirror, whose events are "
-    "copies of requests already answered: a failed copy loses one comparison (counted as ShadowErrors "
-    "by the candidate), and a dead-letter queue would only keep users' request bodies for no consumer",
+    "invoked synchronously only, by API Gateway: a dead-letter queue applies to asynchronous invocations, "
+    "and callers get every failure as an HTTP status",
+)
+MODEL_FUNCTION_DLQ = Acknowledged(
+    "Serverless::Serverless-LambdaDLQ",
+    "API Gateway (through the live alias) and the pre-traffic hook (on the new version) invoke it "
+    "synchronously, and their callers get every failure as an HTTP status; its only asynchronous invoker "
+    "is its own live version's shadow mirror (lambda_handlers/shadow.py), whose events are copies of "
+    "requests already answered: a copy that fails is retried by Lambda, then dropped, losing one "
+    "comparison and no request; a dead-letter queue would keep users' request bodies for no consumer",
 )
 HOOK_DLQ = Acknowledged(
     "Serverless::Serverless-LambdaDLQ",
@@ -43,7 +50,8 @@ CODEDEPLOY_ALIAS = Acknowledged(
 CODEDEPLOY_ALARMS = Acknowledged(
     "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
     "cloudwatch:DescribeAlarms is read-only (alarm definitions and states): CodeDeploy calls it for the "
-    "group's alarms before and during a rollout; the role holds no other wildcard and writes nothing else",
+    "group's alarms before and during a rollout; it is the role's only action on every resource (its "
+    "other grants are this function's alias and its pre-traffic hook, acknowledged each on its own)",
 )
 CODEDEPLOY_HOOK_QUALIFIERS = Acknowledged(
     "AwsSolutions::AwsSolutions-IAM5[Resource::<HOOK>:*]",
@@ -52,8 +60,9 @@ CODEDEPLOY_HOOK_QUALIFIERS = Acknowledged(
 APIGW_LOGGING_ROLE = Acknowledged(
     "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
     "AmazonAPIGatewayPushToCloudWatchLogs]",
-    "API Gateway's account-level logging role needs this AWS-managed policy (logs only); execution "
-    "and access logging (APIG1, APIG6) depend on it",
+    "API Gateway writes execution and access logs (APIG1, APIG6) with one role per account and region "
+    "(AWS::ApiGateway::Account): this role, assumed by API Gateway only, carries nothing but AWS's "
+    "managed policy for it (CloudWatch Logs actions only), as the API Gateway guide prescribes",
 )
 NOT_COGNITO = Acknowledged(
     "AwsSolutions::AwsSolutions-COG4",
@@ -80,21 +89,22 @@ ACCESS_LOG_BUCKET = Acknowledged(
 SAGEMAKER_ROLE_WILDCARDS = Acknowledged(
     "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
     "ecr:GetAuthorizationToken and cloudwatch:PutMetricData take no resource (the latter is limited by a "
-    "condition to SageMaker's namespaces); with a VPC, SageMaker's network-interface actions take none "
-    "either",
+    "condition to SageMaker's namespaces); with a VPC, the ec2 Describe actions take none either, and "
+    "the network-interface actions act on interfaces SageMaker creates in the configured subnets, whose "
+    "ids no template can name in advance",
 )
 CAPTURE_PREFIX_REASON = (
-    "SageMaker names data capture files by endpoint, variant and time under the model's prefix; the role "
-    "may put objects there only (no read, no delete, no other prefix)"
+    "SageMaker names data capture files by endpoint, variant and time under the model's prefix; this "
+    "grant is s3:PutObject under that prefix only (no read, no delete)"
 )
 SAGEMAKER_LOG_STREAMS_REASON = (
-    "SageMaker names the log streams of the endpoint's log group after variants and instances; the role "
-    "may write that one group's streams only"
+    "SageMaker names the log streams of the endpoint's log group after variants and instances; the grant "
+    "is that one group (/aws/sagemaker/Endpoints/<endpoint>) and its streams"
 )
 
 _IS_BATCH_DLQ = (
     "this queue is the dead-letter queue of the batch functions and of their EventBridge targets; it "
-    "alarms on its first message, and a dead-letter queue needs none of its own"
+    "alarms to the alarm topic while it holds any message, and a dead-letter queue needs none of its own"
 )
 BATCH_DLQ = (
     Acknowledged("AwsSolutions::AwsSolutions-SQS3", _IS_BATCH_DLQ),
@@ -107,8 +117,8 @@ ASYNC_FAILURE_DESTINATION = Acknowledged(
 )
 BATCH_JOBS_REASON = (
     "transform jobs are named per run (<job prefix><model>-<run id>); the job prefix is unique per "
-    "deployment (its name's head and a hash of the whole name) and no prefix starts another's, so the "
-    "role may act on this deployment's jobs only"
+    "deployment (its name's head and a hash of the whole name) and, but for a collision of that 32-bit "
+    "hash, no prefix starts another's, so the role may act on this deployment's jobs only"
 )
 BATCH_INCOMING_REASON = (
     "the trigger reads the uploaded files, whatever their names, under incoming/ of the batch bucket only"
@@ -117,8 +127,8 @@ BATCH_STAGING_REASON = (
     "the trigger copies each run's input to staging/<model>/<run>/ (no read, no delete, no other prefix)"
 )
 BATCH_RESULTS_REASON = (
-    "run manifests and outputs live under results/<model>/<run>/; the batch functions read and write "
-    "there only"
+    "run manifests and outputs live under results/<model>/<run>/, named at run time: the trigger may put "
+    "objects there, the status function get and put them; no delete"
 )
 TRANSFORM_PREFIXES_REASON = (
     "a model's transform jobs read its staged inputs (staging/<model>/) and write its results "
@@ -126,11 +136,13 @@ TRANSFORM_PREFIXES_REASON = (
 )
 SHADOW_MIRROR_REASON = (
     "shadow testing: the live version mirrors sampled requests to a candidate version of the same "
-    "function, chosen at run time (mdk shadow start); any version of this one function, no other"
+    "function, chosen at run time (mdk shadow start); any version or alias of this one function "
+    "(<function>:*), granted to its own role only"
 )
 TRANSFORM_LOG_STREAMS_REASON = (
     "SageMaker writes a transform job's logs to streams named after the job and instance in its shared "
-    "/aws/sagemaker/TransformJobs group; the role may write only streams of this deployment's jobs"
+    "/aws/sagemaker/TransformJobs group; the grant names that one group and, of its streams, only those "
+    "named after this deployment's job prefix"
 )
 
 NO_WAF = Acknowledged(

@@ -61,15 +61,15 @@ def test_an_unacknowledged_finding_fails_synth(tmp_path: Path) -> None:
     path = write_config(
         tmp_path, "models:\n  - {name: iris, artifact: MODELS/iris/v1/model.onnx, runtime: lambda}\n"
     )
-    original = nag.SYNC_ONLY_DLQ
+    original = nag.MODEL_FUNCTION_DLQ
     try:
-        nag.SYNC_ONLY_DLQ = nag.Acknowledged(
+        nag.MODEL_FUNCTION_DLQ = nag.Acknowledged(
             "Serverless::Serverless-XXX0", "a rule that does not exist, for the test"
         )
         with pytest.raises(RuntimeError, match="Serverless-LambdaDLQ"):
             synth_config(path, tmp_path / "out")
     finally:
-        nag.SYNC_ONLY_DLQ = original
+        nag.MODEL_FUNCTION_DLQ = original
 
 
 @pytest.mark.parametrize("fixture", ["synth_repo_config", "synth_variant", "synth_sagemaker"])
