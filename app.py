@@ -9,13 +9,20 @@ every synth and fail it on any finding that is not acknowledged with a reason (s
 
 from __future__ import annotations
 
+import os
 import sys
 
-import aws_cdk as cdk
+# Lambda runs a container image's function as a non-root user, and Docker's COPY keeps the build
+# context's modes: the asset directories CDK creates under cdk.out (by the Node process that importing
+# aws_cdk starts, which inherits this umask) must be searchable by everyone. A umask of 077 would leave
+# them 0700. Only the group and world write bits stay masked; nothing is loosened beyond 0755/0644.
+os.umask(os.umask(0) & 0o022)
 
-from mdk.config import DEFAULT_CONFIG, ConfigError, load_config
-from stacks import build, nag
-from stacks.settings import DeploySettings, SettingsError
+import aws_cdk as cdk  # noqa: E402 - after the umask: its Node process inherits it
+
+from mdk.config import DEFAULT_CONFIG, ConfigError, load_config  # noqa: E402
+from stacks import build, nag  # noqa: E402
+from stacks.settings import DeploySettings, SettingsError  # noqa: E402
 
 
 def main() -> int:

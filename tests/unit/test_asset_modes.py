@@ -91,3 +91,39 @@ def test_files_an_older_kit_wrote_0600_are_made_readable_without_rewriting(
         path.chmod(0o600)
     write_image_context(kit_config.model("iris"), context)
     assert_world_readable(context)
+
+
+def test_the_cdk_apps_asset_directories_are_searchable_under_umask_077(tmp_path: Path) -> None:
+    """The directories CDK itself creates under cdk.out (asset.*, their subdirectories) come from its
+    Node process, which inherits app.py's umask: with 077 they were 0700, unreadable in the image."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    context = json.loads((repo / "cdk.json").read_text())["context"]
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(tmp_path / "out"),
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "PATH": f"{repo / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        umask=0o077,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assets = [p for p in (tmp_path / "out").iterdir() if p.name.startswith("asset.") and p.is_dir()]
+    assert assets
+    closed = {
+        str(d.relative_to(tmp_path)): oct(stat.S_IMODE(d.stat().st_mode))
+        for asset in assets
+        for d in (asset, *asset.rglob("*"))
+        if d.is_dir() and stat.S_IMODE(d.stat().st_mode) & 0o055 != 0o055
+    }
+    assert not closed, closed
