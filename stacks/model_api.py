@@ -161,7 +161,7 @@ class ModelApi(Construct):
             message = (
                 '"request body: expected a JSON object with either instances (a list) or inputs, '
                 'or a JSON list of instances"'
-                if response_type == apigw.ResponseType.BAD_REQUEST_BODY
+                if code == "malformed_request"  # jsii's ResponseType constants never compare equal
                 else "$context.error.messageString"
             )
             self.api.add_gateway_response(
