@@ -17,10 +17,10 @@ from __future__ import annotations
 import base64
 import copy
 import fnmatch
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from mdk.local.cloud.request_validation import body_problems, match_path, model_for
 from tests.events import _recorded
 
 
@@ -79,26 +79,9 @@ def routes(template: dict[str, Any]) -> list[Route]:
 
 
 def _match(template_path: str, path: str) -> tuple[int, dict[str, str]] | None:
-    """How specifically a route's path matches a request path (literal parts count), and its parameters."""
-    want = [p for p in template_path.split("/") if p]
-    got = [p for p in path.split("/") if p]
-    params: dict[str, str] = {}
-    literal = 0
-    for i, part in enumerate(want):
-        if part.startswith("{") and part.endswith("+}"):
-            if i >= len(got):
-                return None
-            params[part[1:-2]] = "/".join(got[i:])
-            return literal, params
-        if i >= len(got):
-            return None
-        if part.startswith("{") and part.endswith("}"):
-            params[part[1:-1]] = got[i]
-        elif part == got[i]:
-            literal += 1
-        else:
-            return None
-    return (literal, params) if len(want) == len(got) else None
+    """How specifically a route's path matches a request path (literal parts count), and its parameters:
+    the local gateway's matching (one implementation, so both pick the same route)."""
+    return match_path(template_path, path)
 
 
 def route_for(template: dict[str, Any], verb: str, path: str) -> tuple[Route, dict[str, str]]:
@@ -132,8 +115,9 @@ def _body_schema(template: dict[str, Any], route: Route, content_type: str) -> d
         return None
     if not template["Resources"][validator["Ref"]]["Properties"].get("ValidateRequestBody"):
         return None
-    # API Gateway picks the model by the request's Content-Type, and "$default" otherwise.
-    model = models.get(content_type) or models.get("$default")
+    # API Gateway picks the model by the request's Content-Type, and "$default" otherwise (as the local
+    # gateway does: mdk/local/cloud/request_validation.py).
+    model = model_for(models, content_type)
     if not isinstance(model, dict) or "Ref" not in model:
         return None
     schema: dict[str, Any] = template["Resources"][model["Ref"]]["Properties"]["Schema"]
@@ -202,11 +186,7 @@ def check_body(template: dict[str, Any], verb: str, path: str, body: bytes | Non
     schema = _body_schema(template, route, media_type or "application/json")
     if schema is None:
         return
-    try:
-        document = json.loads(body or b"")
-    except ValueError:
-        raise GatewayRefusal(f"{verb} {path}: the body is not JSON (the model is {media_type})") from None
-    problems = schema_problems(schema, document)
+    problems = body_problems(schema, body)  # the local gateway's validator: JSON Schema draft 4
     if problems:
         raise GatewayRefusal(f"{verb} {path}: the body fails the method's model: {'; '.join(problems)}")
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -376,17 +377,51 @@ class Deployer:
         """Properties moto's CloudFormation drops of resources it creates (after the bucket policies)."""
         for logical, resource in prepared.template["Resources"].items():
             kind = resource["Type"]
-            if kind not in ("AWS::S3::Bucket", "AWS::ApiGateway::RestApi"):
+            if kind not in ("AWS::S3::Bucket", "AWS::ApiGateway::RestApi", "AWS::ApiGateway::Method"):
                 continue
             props = moto_adapter.resolve(stack, resource.get("Properties", {}), self.region)
-            physical = str(moto_adapter.resolve(stack, {"Ref": logical}, self.region))
             try:
+                if kind == "AWS::ApiGateway::Method":
+                    self._method_request(prepared, props)
+                    continue
+                physical = str(moto_adapter.resolve(stack, {"Ref": logical}, self.region))
                 if kind == "AWS::S3::Bucket":
                     self._bucket_settings(physical, props)
                 else:
                     self._binary_media_types(physical, props)
             except ClientError as exc:
                 raise DeployError(f"{stack}: {kind} {logical}: {exc}") from exc
+
+    def _method_request(self, prepared: Prepared, props: dict[str, Any]) -> None:
+        """A method's request validator, models and parameters, which moto's CloudFormation drops: without
+        them the local gateway would hand a function a body API Gateway's validator refuses (400
+        BAD_REQUEST_BODY). The template names the validator by its physical name; moto gave it an id."""
+        wanted = props.get("RequestValidatorId")
+        models = props.get("RequestModels")
+        parameters = props.get("RequestParameters")
+        if not (wanted or models or parameters):
+            return
+        validator_id = None
+        if wanted:
+            names = {
+                prepared.names[logical]: r["Properties"].get("Name", logical)
+                for logical, r in prepared.deferred.items()
+                if r["Type"] == "AWS::ApiGateway::RequestValidator"
+            }
+            existing = self.client("apigateway").get_request_validators(restApiId=props["RestApiId"])
+            validator_id = next(
+                (v["id"] for v in existing.get("items", []) if v.get("name") == names.get(str(wanted))),
+                str(wanted),
+            )
+        moto_adapter.set_method_request(
+            str(props["RestApiId"]),
+            str(props["ResourceId"]),
+            str(props["HttpMethod"]),
+            self.region,
+            validator_id=validator_id,
+            models={str(k): str(v) for k, v in models.items()} if models else None,
+            parameters={str(k): bool(v) for k, v in parameters.items()} if parameters else None,
+        )
 
     def _binary_media_types(self, api_id: str, props: dict[str, Any]) -> None:
         """The API's BinaryMediaTypes, which moto's CloudFormation drops (its RestApi keeps the name,
@@ -661,6 +696,23 @@ def _validator(d: Deployer, logical: str, props: dict[str, Any], **_: Any) -> No
     )
 
 
+def _model(d: Deployer, logical: str, props: dict[str, Any], *, prepared: Prepared, **_: Any) -> None:
+    """A request model (JSON Schema draft 4), named as the template's methods refer to it (Ref)."""
+    apigw = d.client("apigateway")
+    name = str(props.get("Name") or prepared.names[logical])
+    schema = props.get("Schema", {})
+    text = schema if isinstance(schema, str) else json.dumps(schema)
+    with contextlib.suppress(ClientError):  # a redeploy: the new schema
+        apigw.delete_model(restApiId=props["RestApiId"], modelName=name)
+    apigw.create_model(
+        restApiId=props["RestApiId"],
+        name=name,
+        contentType=str(props.get("ContentType", "application/json")),
+        schema=text,
+        **({"description": str(props["Description"])} if props.get("Description") else {}),
+    )
+
+
 def _scalable_target(d: Deployer, logical: str, props: dict[str, Any], **_: Any) -> None:
     d.client("application-autoscaling").register_scalable_target(
         ServiceNamespace=props["ServiceNamespace"],
@@ -728,6 +780,7 @@ COMPLETERS: dict[str, Completer] = {
     "AWS::ApiGateway::Stage": _stage,
     "AWS::ApiGateway::GatewayResponse": _gateway_response,
     "AWS::ApiGateway::RequestValidator": _validator,
+    "AWS::ApiGateway::Model": _model,
     "AWS::ApplicationAutoScaling::ScalableTarget": _scalable_target,
     "AWS::ApplicationAutoScaling::ScalingPolicy": _scaling_policy,
     "AWS::S3::BucketPolicy": _bucket_policy,
@@ -735,7 +788,7 @@ COMPLETERS: dict[str, Completer] = {
     "AWS::SQS::QueuePolicy": _queue_policy,
 }
 # Not created locally, and why: AWS::ApiGateway::Account (an account-wide logging role, nothing to
-# serve), AWS::ApiGateway::Model (the request schema; the functions validate every request themselves),
+# serve),
 # AWS::CodeDeploy::DeploymentConfig (kept in StackDeployment.deployment_configs for the local CodeDeploy),
 # AWS::CDK::Metadata.
 

@@ -4,7 +4,12 @@ The routes, their auth and their integrations are read from the local AWS (the A
 so what is served is what was deployed:
 
 * ``http://127.0.0.1:<port>/<stage>/<path>``: resources match literally or by ``{param}`` (``{proxy+}``
-  greedily); no match is API Gateway's 403 "Missing Authentication Token";
+  greedily), a literal part before a parameter; no match is API Gateway's 403 "Missing Authentication
+  Token"; path parameters reach a proxy function as the client sent them (percent-encoded), as on AWS;
+* a method whose request validator checks bodies refuses a body off its model for the request's
+  Content-Type (JSON Schema draft 4, ``application/json`` without a Content-Type) with the API's
+  ``BAD_REQUEST_BODY`` gateway response before any integration runs
+  (:mod:`mdk.local.cloud.request_validation`);
 * auth per method: ``AWS_IAM`` checks the SigV4 signature against the local credentials (scope
   ``execute-api``, the stack's region); ``apiKeyRequired`` checks ``x-api-key`` against the API's enabled
   keys; ``COGNITO_USER_POOLS`` needs a bearer JWT whose issuer is the configured pool (its signature is
@@ -41,6 +46,7 @@ from botocore.credentials import Credentials
 from mdk.local.cloud import functions
 from mdk.local.cloud.endpoints import Endpoints
 from mdk.local.cloud.functions import FunctionRunner, split_function
+from mdk.local.cloud.request_validation import body_problems, match_path, model_for
 
 log = logging.getLogger("mdk.local")
 #: The runner's refusal of an invocation Lambda would refuse (over 6 MB); the gateway measures the event
@@ -73,6 +79,8 @@ class Method:
     api_key_required: bool
     integration: dict[str, Any]
     authorizer_issuers: tuple[str, ...] = ()
+    #: The models a body is validated against, by content type (empty: the method validates no body).
+    body_models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,6 +152,14 @@ class Gateway:
         described = self.apigateway.get_rest_api(restApiId=api_id)
         api = Api(api_id, stage, tuple(described.get("binaryMediaTypes", [])))
         authorizers = {a["id"]: a for a in self.apigateway.get_authorizers(restApiId=api_id).get("items", [])}
+        validators = {
+            v["id"]: v for v in self.apigateway.get_request_validators(restApiId=api_id).get("items", [])
+        }
+        schemas = {
+            m["name"]: json.loads(m["schema"])
+            for m in self.apigateway.get_models(restApiId=api_id, limit=500).get("items", [])
+            if m.get("schema")
+        }
         for resource in self.apigateway.get_resources(restApiId=api_id, embed=["methods"], limit=500)[
             "items"
         ]:
@@ -167,6 +183,7 @@ class Gateway:
                         api_key_required=bool(method.get("apiKeyRequired")),
                         integration=method.get("methodIntegration", {}),
                         authorizer_issuers=issuers,
+                        body_models=_body_models(method, validators, schemas),
                     )
                 )
         for response in self.apigateway.get_gateway_responses(restApiId=api_id).get("items", []):
@@ -209,6 +226,7 @@ class Gateway:
             if len(body) > MAX_BODY:
                 raise GatewayError(413, "REQUEST_TOO_LARGE", "Request Too Long")
             identity = self._authorize(api, method, verb=verb, target=target, headers=headers, body=body)
+            self._validate(method, headers, body)
             integration = method.integration
             uri = str(integration.get("uri", ""))
             if match := _LAMBDA_URI.search(uri):
@@ -234,17 +252,29 @@ class Gateway:
             return self._gateway_response(exc, request_id)
 
     def _match(self, api: Api, verb: str, path: str) -> tuple[Method, dict[str, str]]:
+        """The method API Gateway picks: of the resources matching the path, the most literal one (a
+        literal path part before a ``{param}``), then the verb's own method before ``ANY``. A path no
+        resource matches, or a resource without the verb, is a 403 "Missing Authentication Token"."""
         candidates = []
         for method in api.methods:
-            params = _match_path(method.resource_path, path)
-            if params is not None:
-                candidates.append((method, params))
+            matched = match_path(method.resource_path, path)
+            if matched is not None and method.http_method in (verb, "ANY"):
+                candidates.append((matched[0], method.http_method == verb, method, matched[1]))
         if not candidates:
             raise GatewayError(403, "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
-        for method, params in candidates:
-            if method.http_method in (verb, "ANY"):
-                return method, params
-        raise GatewayError(403, "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
+        _, _, method, params = max(candidates, key=lambda c: (c[0], c[1]))
+        return method, params
+
+    @staticmethod
+    def _validate(method: Method, headers: dict[str, str], body: bytes) -> None:
+        """The method's request validator on the body (see :mod:`mdk.local.cloud.request_validation`)."""
+        schema = model_for(method.body_models, headers.get("content-type"))
+        if schema is None:
+            return
+        problems = body_problems(schema, body)
+        if problems:
+            log.info("request body refused by the validator: %s", "; ".join(problems))
+            raise GatewayError(400, "BAD_REQUEST_BODY", "Invalid request body")
 
     def _authorize(
         self, api: Api, method: Method, *, verb: str, target: str, headers: dict[str, str], body: bytes
@@ -519,23 +549,18 @@ def _binary(media_type: str, binary_types: tuple[str, ...]) -> bool:
     return bool(media_type) and any(fnmatch.fnmatchcase(media_type, p.lower()) for p in binary_types)
 
 
-def _match_path(template: str, path: str) -> dict[str, str] | None:
-    want = [p for p in template.strip("/").split("/") if p]
-    got = [p for p in path.strip("/").split("/") if p]
-    params: dict[str, str] = {}
-    for index, part in enumerate(want):
-        if part.startswith("{") and part.endswith("+}"):
-            if index >= len(got):
-                return None
-            params[part[1:-2]] = "/".join(got[index:])
-            return params
-        if index >= len(got):
-            return None
-        if part.startswith("{") and part.endswith("}"):
-            params[part[1:-1]] = got[index]
-        elif part != got[index]:
-            return None
-    return params if len(want) == len(got) else None
+def _body_models(
+    method: dict[str, Any], validators: dict[str, dict[str, Any]], schemas: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """A method's request models by content type, where its request validator checks bodies."""
+    validator = validators.get(method.get("requestValidatorId") or "")
+    if not validator or not validator.get("validateRequestBody"):
+        return {}
+    return {
+        str(content_type): schemas[name]
+        for content_type, name in (method.get("requestModels") or {}).items()
+        if name in schemas
+    }
 
 
 def _pool(arn: str) -> tuple[str, str]:

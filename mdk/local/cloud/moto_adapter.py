@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import moto
+from moto.apigateway.models import apigateway_backends
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend, LambdaVersion, LayerVersion
 from moto.awslambda.utils import get_backend as lambda_backend
@@ -646,3 +647,21 @@ def prune_metrics(region: str, older_than: datetime) -> int:
         stale += 1
     del data[:stale]
     return stale
+
+
+def set_method_request(
+    api_id: str,
+    resource_id: str,
+    verb: str,
+    region: str,
+    *,
+    validator_id: str | None,
+    models: dict[str, str] | None,
+    parameters: dict[str, bool] | None,
+) -> None:
+    """A method's request validator, models and parameters, which moto's CloudFormation drops (its
+    ``AWS::ApiGateway::Method`` keeps the auth and the integration only) and moto has no UpdateMethod for."""
+    method = apigateway_backends[ACCOUNT][region].get_method(api_id, resource_id, verb)
+    method.request_validator_id = validator_id
+    method.request_models = models
+    method.request_parameters = parameters
