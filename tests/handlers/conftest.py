@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import io
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from lambda_handlers import inference
 from tests.events import Version, api_event
 from tests.infra.conftest import synth_config, write_config
 from tests.template_events import binary_media_types, rest_event
@@ -30,6 +33,17 @@ def event_loop_for_mangum() -> Iterator[None]:
     yield
     asyncio.set_event_loop(None)
     loop.close()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What the function logger writes (its handler holds the stdout it saw at import time)."""
+    handler = inference.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
 
 
 #: The Lambda models the handler tests serve, deployed as the kit deploys them (names are what matter).

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -327,17 +325,6 @@ def test_metrics_per_request_and_errors_by_code(
     assert by_code["ErrorCode"] == "invalid_input"
     assert ["ErrorCode"] in [dims[-1:] for dims in by_code["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
     assert any("ClientErrors" in metric_names(d) for d in bad)
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """What the function logger writes (its handler holds the stdout it saw at import time)."""
-    handler = inference.logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    stream = io.StringIO()
-    previous = handler.setStream(stream)
-    yield stream
-    handler.setStream(previous)
 
 
 def test_logs_are_json_and_never_carry_payloads(

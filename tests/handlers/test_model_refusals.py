@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,19 +11,10 @@ import pytest
 from lambda_handlers import inference
 from mdk_runtime.service import InferenceService
 from tests.conftest import ServiceFactory
-from tests.events import FakeLambdaContext, api_event, response_json
+from tests.events import FakeLambdaContext, response_json
+from tests.handlers.conftest import GatewayEvent
 from tests.handlers.test_inference_handler import emf_documents, metric_names
 from tests.value_models import gather_client_indices
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    handler = inference.logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    stream = io.StringIO()
-    previous = handler.setStream(stream)
-    yield stream
-    handler.setStream(previous)
 
 
 @pytest.fixture
@@ -40,9 +29,10 @@ def test_an_index_the_model_refuses_is_a_client_error_logged_at_warning_without_
     lambda_context: FakeLambdaContext,
     capfd: pytest.CaptureFixture[str],
     log_lines: io.StringIO,
+    gateway_event: GatewayEvent,
 ) -> None:
     capfd.readouterr()
-    event = api_event("v1", path="/models/lookup/predict", body=json.dumps({"instances": [1, 987654]}))
+    event = gateway_event("v1", path="/models/lookup/predict", body=json.dumps({"instances": [1, 987654]}))
     response: dict[str, Any] = inference.handler(event, lambda_context, service=lookup)
     assert response["statusCode"] == 422
     assert response_json(response)["error"]["code"] == "input_rejected_by_model"

@@ -15,7 +15,8 @@ from lambda_handlers import inference
 from lambda_handlers.http import LAMBDA_RESPONSE_LIMIT, invocation_size, oversized, to_response
 from mdk_runtime.service import InferenceService, Reply
 from tests.conftest import ServiceFactory
-from tests.events import FakeLambdaContext, Version, api_event, response_body, response_json
+from tests.events import FakeLambdaContext, Version, response_body, response_json
+from tests.handlers.conftest import GatewayEvent
 from tests.handlers.test_inference_handler import emf_documents, metric_names
 from tests.value_models import expand_to_client_shape
 
@@ -44,6 +45,7 @@ def test_a_small_request_for_a_huge_answer_is_a_413_with_a_hint(
     expander: InferenceService,
     lambda_context: FakeLambdaContext,
     capfd: pytest.CaptureFixture[str],
+    gateway_event: GatewayEvent,
 ) -> None:
     """34 bytes ask for 2,000,000 floats: ~8 MB of JSON, or 8 MB of .npy that base64 makes ~10.7 MB."""
     body = json.dumps({"inputs": {"shape": [2000, 1000]}})
@@ -51,7 +53,7 @@ def test_a_small_request_for_a_huge_answer_is_a_413_with_a_hint(
     capfd.readouterr()
     response = call(
         expander,
-        api_event(version, path="/models/expander/predict", body=body, headers=headers),
+        gateway_event(version, path="/models/expander/predict", body=body, headers=headers),
         lambda_context,
     )
     assert response["statusCode"] == 413
@@ -70,7 +72,7 @@ def test_a_small_request_for_a_huge_answer_is_a_413_with_a_hint(
 
 
 def test_an_answer_within_the_limit_is_sent(
-    expander: InferenceService, lambda_context: FakeLambdaContext
+    expander: InferenceService, lambda_context: FakeLambdaContext, gateway_event: GatewayEvent
 ) -> None:
     # 500,000 floats as .npy: 2 MB, 2.7 MB in base64; as JSON ~2 MB.
     for accept in ("application/json", "application/x-npy"):
@@ -78,7 +80,7 @@ def test_an_answer_within_the_limit_is_sent(
         headers = {"content-type": "application/json", "accept": accept}
         response = call(
             expander,
-            api_event("v1", path="/models/expander/predict", body=body, headers=headers),
+            gateway_event("v1", path="/models/expander/predict", body=body, headers=headers),
             lambda_context,
         )
         assert response["statusCode"] == 200

@@ -15,20 +15,24 @@ from lambda_handlers.api import create_app
 from mdk_runtime.service import InferenceService
 from tests import onnx_models
 from tests.conftest import ServiceFactory
-from tests.events import FakeLambdaContext, Version, api_event, response_json
+from tests.events import FakeLambdaContext, Version, response_json
+from tests.handlers.conftest import GatewayEvent
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.4, 5.6, 2.4]]
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_the_lambda_function_reads_a_bare_list_as_instances(
-    version: Version, iris_service: InferenceService, lambda_context: FakeLambdaContext
+    version: Version,
+    iris_service: InferenceService,
+    lambda_context: FakeLambdaContext,
+    gateway_event: GatewayEvent,
 ) -> None:
     bare: dict[str, Any] = inference.handler(
-        api_event(version, body=json.dumps(ROWS)), lambda_context, service=iris_service
+        gateway_event(version, body=json.dumps(ROWS)), lambda_context, service=iris_service
     )
     wrapped: dict[str, Any] = inference.handler(
-        api_event(version, body=json.dumps({"instances": ROWS})), lambda_context, service=iris_service
+        gateway_event(version, body=json.dumps({"instances": ROWS})), lambda_context, service=iris_service
     )
     assert bare["statusCode"] == 200, bare["body"]
     assert bare["body"] == wrapped["body"]
@@ -36,12 +40,12 @@ def test_the_lambda_function_reads_a_bare_list_as_instances(
 
 
 def test_the_lambda_function_refuses_a_bare_list_for_several_inputs(
-    service: ServiceFactory, lambda_context: FakeLambdaContext
+    service: ServiceFactory, lambda_context: FakeLambdaContext, gateway_event: GatewayEvent
 ) -> None:
     pair = service(onnx_models.two_inputs(), name="pair")
     body = json.dumps([{"a": [1, 2, 3], "b": [4, 5, 6]}])
     response: dict[str, Any] = inference.handler(
-        api_event("v1", path="/models/pair/predict", body=body), lambda_context, service=pair
+        gateway_event("v1", path="/models/pair/predict", body=body), lambda_context, service=pair
     )
     assert response["statusCode"] == 400
     assert '{"inputs": {name: tensor, ...}}' in response_json(response)["error"]["message"]
