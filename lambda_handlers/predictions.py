@@ -14,6 +14,7 @@ import json
 import os
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -55,7 +56,10 @@ def lookup(event: dict[str, Any]) -> dict[str, Any]:
     model, record_id = _model_of(event.get("resource") or ""), params.get("id")
     if not model or model not in _models():
         raise RouteNotFound("this model keeps no prediction store (batch.store in the config)", field="name")
-    record_id = record_id or ""  # REST APIs hand path parameters over decoded
+    try:
+        record_id = _decoded(record_id or "")
+    except UnicodeDecodeError:
+        raise MalformedRequest("expected a record id in UTF-8, percent-encoded", field="id") from None
     if not record_id or len(record_id.encode()) > MAX_ID_BYTES:
         raise MalformedRequest(f"expected a record id of 1 to {MAX_ID_BYTES} bytes", field="id")
     item = _table().get_item(Key={"model": model, "id": record_id}).get("Item")
@@ -70,6 +74,17 @@ def lookup(event: dict[str, Any]) -> dict[str, Any]:
         "run_id": item.get("run_id"),
         "stored_at": item.get("stored_at"),
     }
+
+
+def _decoded(value: str) -> str:
+    """The record id as the client meant it. A REST API (this function's only caller: the route is its
+    resource) hands the function the path and its parameters as the client sent them, still
+    percent-encoded (``/predictions/a%20b`` arrives as ``a%20b``: serverless/serverless#5037,
+    https://github.com/serverless/serverless/issues/5037; the event's fields are in "Input format of a
+    Lambda function for proxy integration",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html).
+    ``+`` is a plus in a path, never a space."""
+    return unquote(value, errors="strict")
 
 
 def _model_of(resource: str) -> str | None:
