@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from mdk.local.cloud.functions import emf_data, split_function
-from mdk.local.cloud.gateway import _jwt_claims, _match_path
+from mdk.local.cloud.gateway import _jwt_claims
 from mdk.local.cloud.moto_adapter import Samples
+from mdk.local.cloud.request_validation import match_path
 from mdk.local.cloud.rollout import Steps
 from mdk.local.cloud.template import DEFERRED, dependency_order, physical_name, prepare
 
@@ -132,11 +133,11 @@ def test_alarm_statistics() -> None:
 
 
 def test_resource_paths_match_like_api_gateway() -> None:
-    assert _match_path("/models/{name}/predict", "/models/iris/predict") == {"name": "iris"}
-    assert _match_path("/models/iris/predict", "/models/iris/predict") == {}
-    assert _match_path("/models/iris/predict", "/models/iris") is None
-    assert _match_path("/files/{proxy+}", "/files/a/b/c") == {"proxy": "a/b/c"}
-    assert _match_path("/files/{proxy+}", "/files") is None
+    assert match_path("/models/{name}/predict", "/models/iris/predict") == (2, {"name": "iris"})
+    assert match_path("/models/iris/predict", "/models/iris/predict") == (3, {})
+    assert match_path("/models/iris/predict", "/models/iris") is None
+    assert match_path("/files/{proxy+}", "/files/a/b/c") == (1, {"proxy": "a/b/c"})
+    assert match_path("/files/{proxy+}", "/files") is None
 
 
 def test_function_names_split_like_lambda() -> None:
