@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,16 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def wait_ready(process: subprocess.Popen[Any], out: Path) -> str:
+    """What ``mdk local up`` printed until it said it is ready (it must neither exit nor take 240 s)."""
+    deadline = time.monotonic() + 240
+    while "ready; Ctrl-C stops every process" not in (text := out.read_text()):
+        assert process.poll() is None, f"mdk local up exited with {process.returncode}:\n{text}"
+        assert time.monotonic() < deadline, f"not ready within 240 s:\n{text}"
+        time.sleep(0.5)
+    return text
+
+
 def test_make_up_reaches_ready_and_its_printed_examples_work(tmp_path: Path) -> None:
     work = tmp_path / "local"
     command = [sys.executable, "-m", "mdk", "local", "up", "--api-port", "0", "--aws-port", "0", "--no-watch"]
@@ -44,11 +55,7 @@ def test_make_up_reaches_ready_and_its_printed_examples_work(tmp_path: Path) -> 
             command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, text=True
         )
     try:
-        deadline = time.monotonic() + 240
-        while "ready; Ctrl-C stops every process" not in (text := (tmp_path / "up.out").read_text()):
-            assert process.poll() is None, f"mdk local up exited with {process.returncode}:\n{text}"
-            assert time.monotonic() < deadline, f"not ready within 240 s:\n{text}"
-            time.sleep(0.5)
+        text = wait_ready(process, tmp_path / "up.out")
         lines = text.splitlines()
         start = lines.index("Try, from another shell in this directory:") + 1
         examples = []
@@ -114,11 +121,7 @@ def test_stopped_by_a_supervisor_it_leaves_no_process_of_the_kit(
     with (tmp_path / "up.out").open("w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 240
-        while "ready; Ctrl-C stops every process" not in (text := (tmp_path / "up.out").read_text()):
-            assert process.poll() is None, f"mdk local up exited with {process.returncode}:\n{text}"
-            assert time.monotonic() < deadline, f"not ready within 240 s:\n{text}"
-            time.sleep(0.5)
+        wait_ready(process, tmp_path / "up.out")
         started = processes_mentioning(str(work))
         assert started  # the emulators and the serving containers
     finally:
