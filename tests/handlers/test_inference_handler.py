@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import numpy as np
 import pytest
 from mangum import Mangum
@@ -296,6 +297,12 @@ def test_docs_and_openapi_are_served_by_the_app(
     request_schema = paths["/models/iris/predict"]["post"]["requestBody"]["content"]["application/json"]
     instances = request_schema["schema"]["oneOf"][0]["properties"]["instances"]
     assert instances["items"]["minItems"] == instances["items"]["maxItems"] == 4
+    # The bare list every serving path reads (the SageMaker SDK's default JSON) is in the document too.
+    schema = request_schema["schema"]
+    jsonschema.validate([[5.1, 3.5, 1.4, 0.2]], schema)
+    jsonschema.validate({"instances": [[5.1, 3.5, 1.4, 0.2]]}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([[5.1, 3.5]], schema)
     docs = call(iris_service, gateway_event("v2", "GET", "/docs"), lambda_context)
     assert docs["statusCode"] == 200
     assert "text/html" in docs["headers"]["content-type"]

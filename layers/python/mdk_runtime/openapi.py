@@ -59,7 +59,8 @@ def tensor_schema(spec: TensorSpec, *, per_instance: bool, batched: bool) -> dic
 
 
 def request_schema(sig: Signature) -> dict[str, Any]:
-    """``instances`` (one item per instance) or ``inputs`` (whole tensors by name)."""
+    """``instances`` (one item per instance), ``inputs`` (whole tensors by name), or for a model with one
+    input a bare list of instances."""
     max_items = sig.max_instances if sig.batched else 1
     if len(sig.inputs) == 1:
         item = tensor_schema(sig.inputs[0], per_instance=True, batched=sig.batched)
@@ -94,6 +95,12 @@ def request_schema(sig: Signature) -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": {"inputs": inputs},
             },
+            # A bare list of instances (the SageMaker SDK's default JSON), for a model with one input.
+            *(
+                [{"type": "array", "items": item, "minItems": 1, "maxItems": max_items}]
+                if len(sig.inputs) == 1
+                else []
+            ),
         ]
     }
 
