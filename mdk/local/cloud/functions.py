@@ -324,6 +324,11 @@ class FunctionRunner:
         if status == 200 and len(body) > RESPONSE_LIMIT:
             return 200, json.dumps(RESPONSE_TOO_LARGE).encode()  # never delivered, whoever answered it
         if status == _DISCONNECTED:
+            # The emulator hung up: a dying sandbox drops the connection a moment before its process
+            # can be reaped, so give it that moment before calling the sandbox alive (and this a 504).
+            deadline = time.monotonic() + 2.0
+            while process.alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
             if process.alive():
                 return 504, body
             # The sandbox died under the invocation (kill -9, OOM): Lambda reports the runtime's exit.
