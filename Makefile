@@ -27,7 +27,7 @@ SDK_STAMP := $(SDK_VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(PY_STAMP): requirements.txt requirements-dev.txt layers/requirements.txt constraints.txt pyproject.toml
+$(PY_STAMP): requirements.txt requirements-dev.txt layers/requirements.txt layers/requirements-processing.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
@@ -84,9 +84,10 @@ lock: ## re-resolve constraints.txt and layers/constraints.txt (the image's) fro
 	{ echo "# Every transitive version, resolved from requirements-dev.txt by \`make lock\`."; \
 	  $(CACHE)/lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
 	$(PYTHON) -m venv $(CACHE)/lock-image
-	$(CACHE)/lock-image/bin/pip install --quiet -r layers/requirements.txt -c constraints.txt
-	{ echo "# The image's runtime dependencies, every version: the closure of requirements.txt, resolved under"; \
-	  echo "# ../constraints.txt by \`make lock\` (so the image and the dev environment agree)."; \
+	$(CACHE)/lock-image/bin/pip install --quiet -r layers/requirements.txt -r layers/requirements-processing.txt -c constraints.txt
+	{ echo "# The images' runtime dependencies, every version: the closure of requirements.txt and of"; \
+	  echo "# requirements-processing.txt (what a model's declared processing installs into its own image only),"; \
+	  echo "# resolved under ../constraints.txt by \`make lock\` (so the images and the dev environment agree)."; \
 	  $(CACHE)/lock-image/bin/pip freeze; } > layers/constraints.txt
 	rm -rf $(CACHE)/lock-venv $(CACHE)/lock-image
 
