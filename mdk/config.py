@@ -298,6 +298,208 @@ class StoreSettings(_Frozen):
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
+# ------------------------------------------------------------------------------------------------
+# Processing: what turns a client's image / text / bytes into the graph's tensors, and its outputs
+# into a readable answer. It ships in the model's bundle and runs in every serving path
+# (layers/python/mdk_runtime/processing.py); the README's "Processing reference" documents it.
+# ------------------------------------------------------------------------------------------------
+
+GraphName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class ResizeSettings(_Frozen):
+    """How a decoded image becomes the graph's height x width."""
+
+    mode: Literal["stretch", "letterbox", "centre_crop", "fit_height"] = Field(
+        "stretch",
+        description=(
+            "stretch: to exactly width x height; letterbox: scaled to fit, aspect kept, centred, the rest "
+            "filled; centre_crop: shorter side scaled to `shorter_side` (default the larger of width and "
+            "height), then the centre cut out; fit_height: scaled to `height` with the aspect kept, as wide "
+            "as that makes it up to `width` (squeezed beyond), filled on the right (text-line models)"
+        ),
+    )
+    width: int = Field(ge=1, le=8192)
+    height: int = Field(ge=1, le=8192)
+    shorter_side: int | None = Field(None, ge=1, le=8192, description="centre_crop only")
+    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "bilinear"
+
+    @model_validator(mode="after")
+    def _crop_only(self) -> ResizeSettings:
+        if self.shorter_side is not None and self.mode != "centre_crop":
+            raise ValueError(f"shorter_side applies to mode centre_crop only, not {self.mode!r}")
+        if self.shorter_side is not None and self.shorter_side < max(self.width, self.height):
+            raise ValueError(
+                f"shorter_side ({self.shorter_side}) must be at least the crop ({self.width} x {self.height})"
+            )
+        return self
+
+
+class ImageProcessing(_Frozen):
+    """An image model: raw image bodies, base64 in JSON, or multipart uploads, decoded with Pillow."""
+
+    input: GraphName | None = Field(
+        None, description="the graph input the image feeds (default: the only one)"
+    )
+    channels: Literal["RGB", "BGR", "L"] = Field("RGB", description="channel order the model was trained on")
+    resize: ResizeSettings | None = Field(
+        None, description="none: the image must already be the graph's size"
+    )
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    scale: float = Field(1 / 255, gt=0, description="pixel values (0-255) are multiplied by this first")
+    mean: list[float] | None = Field(None, min_length=1, max_length=4, description="then subtracted")
+    std: list[float] | None = Field(None, min_length=1, max_length=4, description="then divided by")
+    fill: float = Field(0.0, description="value of padded cells, in the model's input (after normalising)")
+    dtype: Literal["float32", "float16", "uint8"] | None = Field(None, description="default: the graph's")
+    max_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        le=178_956_970,
+        description="larger images are refused before decoding (image bombs)",
+    )
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> ImageProcessing:
+        width = 1 if self.channels == "L" else 3
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if value is not None and len(value) not in (1, width):
+                raise ValueError(f"{key}: expected 1 or {width} values (one per channel), got {len(value)}")
+        if self.std is not None and any(v == 0 for v in self.std):
+            raise ValueError("std: values must not be 0")
+        return self
+
+
+class TextInputs(_Frozen):
+    """Which graph input gets which tokenizer output (an absent name is not fed)."""
+
+    input_ids: GraphName = "input_ids"
+    attention_mask: GraphName | None = "attention_mask"
+    token_type_ids: GraphName | None = None
+
+
+class TextProcessing(_Frozen):
+    """A text model: strings tokenized with the Hugging Face `tokenizers` library."""
+
+    tokenizer: Path = Field(
+        description="a tokenizer.json, relative to the config file; shipped in the bundle"
+    )
+    max_length: int = Field(512, ge=1, le=1_000_000)
+    padding: Literal["longest", "max_length"] = Field(
+        "longest", description="longest: to the longest text of the request; max_length: always max_length"
+    )
+    truncation: bool = Field(True, description="false: a text longer than max_length is refused (422)")
+    add_special_tokens: bool = True
+    inputs: TextInputs = Field(default_factory=TextInputs)
+
+    @field_validator("tokenizer", mode="after")
+    @classmethod
+    def _tokenizer_file(cls, value: Path, info: ValidationInfo) -> Path:
+        path = value if value.is_absolute() else _base_dir(info) / value
+        if not path.is_file():
+            raise ValueError(f"file not found: {value}")
+        return path.resolve()
+
+
+class OutputProcessing(_Frozen):
+    """A readable answer from the graph's outputs (after a handler's postprocess, if any, none of this)."""
+
+    output: GraphName | None = Field(None, description="the graph output to read (default: the first)")
+    kind: Literal["classes", "embedding", "tensor"] = Field(
+        "classes", description="classes: labels with scores; embedding: a vector; tensor: the output as is"
+    )
+    softmax: bool = Field(False, description="classes: the output holds logits; turn them into probabilities")
+    top_k: int = Field(5, ge=1, le=1000, description="classes: how many classes each answer lists")
+    threshold: float | None = Field(None, ge=0, le=1, description="classes: leave out classes scoring below")
+    pooling: Literal["none", "mean", "cls"] = Field(
+        "none", description="embedding of a text model: average the tokens (masked) or take the first"
+    )
+    normalize: bool = Field(False, description="embedding: scale to unit length (L2)")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> OutputProcessing:
+        set_ = self.model_fields_set
+        for key, kinds in (
+            ("softmax", {"classes"}),
+            ("top_k", {"classes"}),
+            ("threshold", {"classes"}),
+            ("pooling", {"embedding"}),
+            ("normalize", {"embedding"}),
+        ):
+            if key in set_ and self.kind not in kinds:
+                raise ValueError(f"{key} applies to kind {' or '.join(sorted(kinds))}, not {self.kind!r}")
+        return self
+
+
+class ProcessingSettings(_Frozen):
+    """Pre- and post-processing that ships with the model (in its bundle, with its version)."""
+
+    image: ImageProcessing | None = None
+    text: TextProcessing | None = None
+    output: OutputProcessing | None = None
+    handler: Path | None = Field(
+        None,
+        description=(
+            "a Python module with hooks (load, preprocess, postprocess), relative to the config file; "
+            "copied into the bundle"
+        ),
+    )
+    requirements: Path | None = Field(
+        None, description="the handler's own pinned requirements, installed into this model's image only"
+    )
+    files: list[Path] = Field(
+        default_factory=list, max_length=64, description="more files the handler reads, shipped beside it"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="handed to the hooks as context.options"
+    )
+    content_types: list[Annotated[str, Field(pattern=r"^[a-z0-9.+-]+/[a-z0-9.+*-]+$")]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="raw request bodies the handler takes besides JSON (e.g. application/octet-stream)",
+    )
+
+    @field_validator("handler", "requirements", mode="after")
+    @classmethod
+    def _file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = value if value.is_absolute() else _base_dir(info) / value
+        if not path.is_file():
+            raise ValueError(f"file not found: {value}")
+        if info.field_name == "handler" and path.suffix != ".py":
+            raise ValueError(f"expected a Python module (.py), got {str(value)!r}")
+        return path.resolve()
+
+    @field_validator("files", mode="after")
+    @classmethod
+    def _files(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        out: list[Path] = []
+        for i, item in enumerate(value):
+            path = item if item.is_absolute() else _base_dir(info) / item
+            if not path.is_file():
+                raise ValueError(f"[{i}]: file not found: {item}")
+            out.append(path.resolve())
+        names = [p.name for p in out]
+        if len(set(names)) != len(names):
+            raise ValueError("file names must be unique (they are copied side by side into the bundle)")
+        return out
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ProcessingSettings:
+        if self.image is not None and self.text is not None:
+            raise ValueError("give image or text, not both (a handler's preprocess covers other inputs)")
+        if self.files and self.handler is None:
+            raise ValueError("files are for a handler; set handler too")
+        if self.requirements is not None and self.handler is None:
+            raise ValueError("requirements are for a handler; set handler too")
+        if self.content_types and self.handler is None:
+            raise ValueError("content_types are for a handler's preprocess; set handler too")
+        if not (self.image or self.text or self.output or self.handler):
+            raise ValueError("expected at least one of image, text, output or handler")
+        return self
+
+
 class BatchSettings(_Frozen):
     """Batch transform of the files dropped into ``incoming/<model>/`` of the batch bucket."""
 
@@ -347,14 +549,19 @@ class ModelConfig(_Frozen):
         None, description="defaults to the first 12 hex digits of the artifact's SHA-256"
     )
     description: str = Field("", max_length=1024)
-    example: dict[str, Any] | Path | None = Field(
-        None, description="an example request, inline or as a JSON file (warm-up and smoke tests)"
+    example: dict[str, Any] | list[Any] | Path | None = Field(
+        None,
+        description=(
+            "an example request, inline or as a JSON file (warm-up and smoke tests); a model with "
+            "processing may name any file its clients send (an image, a text file, bytes)"
+        ),
     )
     schema_: SchemaOverrides = Field(default_factory=SchemaOverrides, alias="schema")
     lambda_: LambdaSettings = Field(default_factory=LambdaSettings, alias="lambda")
     sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    processing: ProcessingSettings | None = None
 
     @field_validator("artifact", mode="after")
     @classmethod

@@ -125,3 +125,11 @@ class ModelLoadError(MdkError):
 
     status = 503
     code = "model_not_ready"
+
+
+class ProcessingFailed(MdkError):
+    """A model's own processing code (its handler's hooks) raised something other than the kit's errors:
+    a server fault, logged with its traceback; the client sees which hook failed, never the traceback."""
+
+    status = 500
+    code = "processing_failed"

@@ -6,17 +6,21 @@ translate their transport; errors become responses here, in :func:`error_reply`,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
+import orjson
 
 from mdk_runtime.codec import Batch, decode_json, decode_npy, dump_json, dump_npy, load_json, response_doc
 from mdk_runtime.errors import (
+    MalformedRequest,
     MdkError,
     ModelLoadError,
     ModelNotReady,
@@ -27,6 +31,7 @@ from mdk_runtime.errors import (
 )
 from mdk_runtime.media import JSON, NPY
 from mdk_runtime.model import LoadReport, Model, load_model
+from mdk_runtime.processing import Group, Processor, build_processor, media_kind, unsupported
 from mdk_runtime.records import (
     CSV,
     JSONL,
@@ -37,6 +42,7 @@ from mdk_runtime.records import (
     dump_csv,
     dump_jsonl,
     jsonl_answers,
+    split_lines,
 )
 from mdk_runtime.records import predictions as record_answers
 from mdk_runtime.spec import ModelSpec, read_spec
@@ -74,6 +80,15 @@ class Settings:
 
 
 @dataclass(slots=True)
+class Processed:
+    """A request for a model with processing: its instances, their groups of feeds, and bad instances."""
+
+    instances: list[Any]
+    groups: list[Group]
+    errors: dict[int, MdkError] = field(default_factory=dict)  # records only: bad lines, the rest still run
+
+
+@dataclass(slots=True)
 class Job:
     """A decoded request: the batches to run, and how to answer once they ran."""
 
@@ -81,6 +96,7 @@ class Job:
     answer: str  # the response's media type
     batches: list[Batch]
     records: Records | None = None  # JSON Lines / CSV: which record is in which batch, and bad records
+    processed: Processed | None = None  # a model with processing: instances and answers per instance
 
     @property
     def instances(self) -> int:
@@ -181,10 +197,12 @@ class InferenceService:
         load_error: MdkError | None = None,
         spec: ModelSpec | None = None,
         settings: Settings = Settings(),
+        processor: Processor | None = None,
     ) -> None:
         if model is None and load_error is None:
             raise ValueError("a service needs a model or the error that prevented loading it")
         self.model = model
+        self.processor = processor
         # A model that fails to load still has a name and version when its spec could be read.
         self.spec = model.spec if model is not None else spec
         self.report = report
@@ -196,15 +214,28 @@ class InferenceService:
     @classmethod
     def load(cls, settings: Settings, *, providers: list[str] | None = None) -> InferenceService:
         """Load the bundle named by the settings; a broken model gives a service that answers 503."""
+        spec: ModelSpec | None = None
         try:
-            model, report = load_model(settings.model_dir, threads=settings.threads, providers=providers)
+            spec = read_spec(settings.model_dir)
+            # A model with processing warms up through it (below), with a request as its clients send.
+            model, report = load_model(
+                settings.model_dir,
+                threads=settings.threads,
+                providers=providers,
+                warm_up=spec.processing is None,
+            )
+            processor = processor_of(model, settings.model_dir)
+            service = cls(model, report=report, settings=settings, processor=processor)
+            if processor is not None:
+                service.report = dataclasses.replace(report, **service.processed_warm_up())
+                service._health = service._build_health()
         except MdkError as exc:
             log.error("model failed to load: %s", exc.message)
-            try:
-                spec: ModelSpec | None = read_spec(settings.model_dir)
-            except MdkError:
-                spec = None
             return cls(None, load_error=exc, spec=spec, settings=settings)
+        loaded, loaded_report = service.model, service.report
+        assert loaded is not None
+        assert loaded_report is not None
+        model, report = loaded, loaded_report
         log.info(
             "model loaded",
             extra={
@@ -217,7 +248,7 @@ class InferenceService:
                 "providers": list(report.providers),
             },
         )
-        return cls(model, report=report, settings=settings)
+        return service
 
     @property
     def name(self) -> str:
@@ -261,6 +292,26 @@ class InferenceService:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def processed_warm_up(self) -> dict[str, Any]:
+        """One request through the model's processing before traffic: its example (an image, a text,
+        a JSON request) when it has one; a failure is a load error (503), not the first client's."""
+        processor, spec = self.processor, self.spec
+        assert processor is not None
+        assert spec is not None
+        example = (spec.processing or {}).get("example")
+        started = time.perf_counter()
+        if isinstance(example, dict) and "file" in example:
+            body = (self.settings.model_dir / str(example["file"])).read_bytes()
+            reply = self.predict(body, str(example.get("content_type") or "application/octet-stream"), JSON)
+        elif spec.example is not None:
+            reply = self.predict(dump_json(spec.example), JSON, JSON)
+        else:
+            return {"warmup": "skipped: the model has processing and no example to warm up with"}
+        if reply.status != 200:
+            detail = reply.error.message if reply.error is not None else f"status {reply.status}"
+            raise ModelLoadError(f"warm-up with the model's example through its processing failed: {detail}")
+        return {"warmup": "example", "warmup_ms": (time.perf_counter() - started) * 1e3}
+
     def _not_ready(self) -> ModelNotReady:
         reason = self.load_error.message if self.load_error is not None else "model not loaded"
         return ModelNotReady(f"model is not ready: {reason}")
@@ -285,6 +336,9 @@ class InferenceService:
             )
         kind, params = media_type(content_type)
         kind = JSONL if kind in JSONL_ALIASES else (kind or JSON)
+        processor = self.processor
+        if processor is not None and processor.takes_input:
+            return self._prepare_processed(body, media_kind(kind), params, content_type, accept, formats)
         if kind not in formats:
             raise UnsupportedMediaType(
                 f"Content-Type {kind[:100]!r} is not supported; send {' or '.join(formats)}"
@@ -300,10 +354,68 @@ class InferenceService:
         batch = decode_json(load_json(body), sig) if kind == JSON else decode_npy(body, sig)
         return Job(kind, answer, [batch])
 
+    def _prepare_processed(  # noqa: PLR0917 - prepare()'s arguments, passed on
+        self,
+        body: bytes,
+        kind: str,
+        params: dict[str, str],
+        content_type: str | None,
+        accept: str | None,
+        formats: tuple[str, ...],
+    ) -> Job:
+        """Instances for the model's processing, preprocessed into groups of feeds."""
+        processor = self.processor
+        assert processor is not None
+        if params.get("charset", "utf-8") not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(f"charset {params['charset'][:20]!r} is not supported; send UTF-8")
+        if kind == JSONL and JSONL in formats:  # batch transform: one instance per line, bad lines kept
+            answer = negotiate(accept, (JSONL, JSON), JSONL)
+            lines = split_lines(body)
+            instances: list[Any] = []
+            errors: dict[int, MdkError] = {}
+            for i, line in enumerate(lines):
+                try:
+                    instances.append(processor.record(orjson.loads(line), i))
+                except orjson.JSONDecodeError as exc:
+                    errors[i] = MalformedRequest(f"line {i + 1}: not valid JSON: {exc}")
+                    instances.append(None)
+                except MdkError as exc:
+                    errors[i] = exc
+                    instances.append(None)
+            good = [i for i in range(len(lines)) if i not in errors]
+            groups, bad = processor.preprocess_each(
+                [instances[i] for i in good], lambda j: f"line {good[j] + 1}"
+            )
+            for j, refusal in bad.items():
+                errors[good[j]] = refusal
+            groups = [Group([good[j] for j in g.indices], g.feeds) for g in groups]
+            processed = Processed(instances, groups, errors)
+            return Job(kind, answer, [Batch(g.feeds, g.n, "instances") for g in groups], processed=processed)
+        if kind != JSON and not processor.accepts(kind):
+            raise unsupported(kind, processor, (JSON, JSONL) if JSONL in formats else (JSON,))
+        answer = negotiate(accept, (JSON, JSONL) if JSONL in formats else (JSON,), JSON)
+        doc = load_json(body) if kind == JSON else None
+        instances = processor.instances(body, kind, content_type, doc)
+        if kind == JSON:
+            where = "instances[{}]"
+        elif len(instances) == 1:
+            where = "body"
+        else:
+            where = "files[{}]"
+        groups = processor.preprocess(instances, where.format)
+        return Job(
+            kind,
+            answer,
+            [Batch(g.feeds, g.n, "instances") for g in groups],
+            processed=Processed(instances, groups),
+        )
+
     def finish(self, job: Job, outputs: list[dict[str, Any]]) -> Reply:
         """Encode the outputs of the job's batches (raises MdkError, e.g. a tensor .npy cannot carry)."""
         assert self.model is not None
         sig = self.model.signature
+        if self.processor is not None:
+            return self._finish_processed(job, outputs)
         if job.records is not None:
             if job.answer == JSONL:
                 body = jsonl_answers(sig, job.records, outputs)
@@ -319,6 +431,33 @@ class InferenceService:
         if job.answer == JSONL and "predictions" in doc:
             return Reply(200, dump_jsonl(list(doc["predictions"])), JSONL, instances=batch.n)
         return Reply(200, dump_json(doc), JSON, instances=batch.n)
+
+    def _finish_processed(self, job: Job, outputs: list[dict[str, Any]]) -> Reply:
+        """Answers per instance (or record) from the model's postprocessing."""
+        processor = self.processor
+        assert processor is not None
+        processed = job.processed
+        if processed is None:  # declared output only: the request was tensors
+            if job.records is not None:
+                groups = [Group(lines, b.feeds) for lines, b in job.records.groups]
+                count, errors = job.records.count, dict(job.records.errors)
+            else:
+                groups = [Group(list(range(b.n)), b.feeds) for b in job.batches]
+                count, errors = job.instances, {}
+            instances: list[Any] = [None] * count
+        else:
+            groups, instances, errors = processed.groups, processed.instances, processed.errors
+            count = len(instances)
+        answers = processor.answers(groups, outputs, instances, count)
+        for line, error in errors.items():
+            answers[line] = error.to_body()
+        if job.answer == JSONL:
+            return Reply(200, dump_jsonl(answers), JSONL, instances=count - len(errors))
+        if job.answer == NPY:
+            raise NotAcceptable("this model answers in JSON (it has processing); accept application/json")
+        if job.answer == CSV:
+            return Reply(200, dump_csv(answers), CSV, instances=count - len(errors))
+        return Reply(200, dump_json({"predictions": answers}), JSON, instances=count - len(errors))
 
     def _build_metadata(self) -> bytes | None:
         if self.model is None:
@@ -343,6 +482,12 @@ class InferenceService:
         }
         if spec.example is not None:
             doc["example"] = spec.example
+        if self.processor is not None:
+            doc["processing"] = self.processor.describe()
+            if self.processor.takes_input:
+                doc["formats"]["request"] = [JSON, *self.processor.raw_types]
+                doc["formats"]["response"] = [JSON]
+        doc["graph_metadata"] = graph_metadata(self.model)
         return dump_json(doc)
 
     def _build_health(self) -> bytes | None:
@@ -352,3 +497,26 @@ class InferenceService:
         if self.report is not None:
             doc["warmup"] = self.report.warmup
         return dump_json(doc)
+
+
+def graph_metadata(model: Model) -> dict[str, str]:
+    """The ONNX graph's ``metadata_props`` (a model's own facts: a character dictionary, its labels)."""
+    try:
+        props = model.session.get_modelmeta().custom_metadata_map
+    except Exception:  # noqa: BLE001 - a session stand-in without metadata
+        return {}
+    return {str(k): str(v) for k, v in props.items()}
+
+
+def processor_of(model: Model, model_dir: Path) -> Processor | None:
+    """The model's processing, loaded from its bundle (None when it has none); ModelLoadError if broken."""
+    spec = model.spec
+    return build_processor(
+        spec.processing,
+        model.signature,
+        name=spec.name,
+        version=spec.version,
+        model_dir=model_dir,
+        metadata=graph_metadata(model),
+        labels=spec.labels,
+    )

@@ -58,6 +58,9 @@ class ModelSpec:
     classifier: ClassifierOverride | None = None
     max_instances: int = DEFAULT_MAX_INSTANCES
     example: Any = None
+    # The model's declared processing (models.yaml ``processing``), file names relative to the bundle;
+    # read by mdk_runtime.processing.
+    processing: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The document :func:`read_spec` reads back (what ``mdk-model.json`` holds)."""
@@ -96,6 +99,8 @@ class ModelSpec:
         }
         if self.example is not None:
             doc["example"] = self.example
+        if self.processing is not None:
+            doc["processing"] = dict(self.processing)
         return doc
 
 
@@ -164,7 +169,11 @@ def parse_spec(doc: Any, *, where: str = SPEC_FILE) -> ModelSpec:
     max_instances = doc.get("max_instances", DEFAULT_MAX_INSTANCES)
     if not isinstance(max_instances, int) or isinstance(max_instances, bool) or max_instances < 1:
         raise ModelLoadError(f"{where}.max_instances: expected a positive integer")
+    processing = doc.get("processing")
+    if processing is not None and not isinstance(processing, dict):
+        raise ModelLoadError(f"{where}.processing: expected an object")
     return ModelSpec(
+        processing=processing,
         name=_expect(doc, "name", str, where),
         version=_expect(doc, "version", str, where),
         sha256=_expect(doc, "sha256", str, where),
