@@ -156,19 +156,35 @@ class Signature:
         return doc
 
 
+# dim_param values that name no dimension: each such dimension is unknown on its own, not one symbol
+# shared by every dimension that carries it.  What onnxruntime reports (``NodeArg.shape``):
+# * ``'?'``: paddle2onnx writes ``dim_param: "?"`` for every dynamic size (PaddleOCR's classifier
+#   input is ``[-1, 3, '?', '?']``: height and width are free, not equal); other tools print unknown
+#   sizes as ``?`` too.  Reported as the string ``'?'``.
+# * an empty ``dim_param`` and a dimension with neither value nor param (what many exporters leave
+#   for an unknown size) are both reported as ``None``; a ``dim_value`` of 0 or -1 as that number.
+#   Whitespace-only names are treated like the empty one.
+# Names onnx shape inference and tf2onnx write for unknown sizes, ``unk__0``, ``unk__1`` ..., stay
+# names: each is fresh where it is made, so two dimensions share one only where the tool found them
+# equal (an input's size carried to an output), which is what a symbol means.
+ANONYMOUS_DIMS = frozenset({"", "?"})
+
+
 def _graph_shape(raw: Sequence[Any] | None) -> tuple[Dim, ...] | None:
     if raw is None:
         return None
     dims: list[Dim] = []
     for d in raw:
-        if (isinstance(d, int) and d > 0) or (isinstance(d, str) and d):
+        if (isinstance(d, int) and d > 0) or (isinstance(d, str) and d.strip() not in ANONYMOUS_DIMS):
             dims.append(d)
-        else:  # 0, negative or None: onnxruntime's ways of saying "unknown"
+        else:  # 0, negative, None, '?' or '': unknown, and independent of every other dimension
             dims.append(None)
     return tuple(dims)
 
 
 def _merge_shape(name: str, graph: tuple[Dim, ...] | None, override: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    # An override written as the graph prints ('?') means "free" there too, not a shared name.
+    override = tuple(None if isinstance(o, str) and o.strip() in ANONYMOUS_DIMS else o for o in override)
     if graph is None:
         return override
     if len(graph) != len(override):
@@ -316,16 +332,115 @@ def build_signature(inputs: Sequence[NodeArg], outputs: Sequence[NodeArg], spec:
     )
 
 
-def example_feeds(signature: Signature, batch: int = 1) -> dict[str, np.ndarray]:
-    """Zero tensors of the right dtype and shape, unknown sizes taken as 1 (warm-up when no example)."""
+# Sizes tried, in order, for the dimensions a graph leaves unknown when the model has no example:
+# 1 first (the smallest request; most graphs, convolutions with padding included, run on it), then the
+# graph's own fixed sizes (a free width beside a fixed 64 is often 64 too), then sizes that suit
+# pooling and strided convolutions (a 3x3 kernel without padding needs more than 1 pixel).
+SYNTHETIC_SIZES = (1, 32, 64, 224)
+# No candidate whose inputs hold more elements than this (64 MiB of float32) is tried.
+SYNTHETIC_MAX_ELEMENTS = 1 << 24
+
+
+def _free(spec: TensorSpec, axis: int, batched: bool) -> bool:
+    """Whether this axis is sized by the caller: unknown or symbolic, and not the batch axis."""
+    assert spec.shape is not None
+    return not isinstance(spec.shape[axis], int) and not (batched and axis == 0)
+
+
+def synthetic_sizes(signature: Signature) -> tuple[int, ...]:
+    """The sizes to try for the inputs' free dimensions, in order (only ``(1,)`` when none is free)."""
+    free = any(
+        s.shape is None or any(_free(s, axis, signature.batched) for axis in range(len(s.shape)))
+        for s in signature.inputs
+    )
+    if not free:
+        return (1,)
+    fixed = sorted(
+        {
+            d
+            for s in signature.inputs
+            for d in (s.shape or ())[1 if signature.batched else 0 :]
+            if isinstance(d, int)
+        }
+    )
+    sizes: list[int] = []
+    for size in (1, *fixed, *SYNTHETIC_SIZES[1:]):
+        if size not in sizes:
+            sizes.append(size)
+    return tuple(sizes)
+
+
+def synthetic_shapes(signature: Signature, size: int = 1, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Each input's full shape (by graph name) with every free dimension ``size`` and the batch ``batch``.
+
+    Every free dimension takes the same size, so a symbolic name shared by several inputs holds.  A fixed
+    batch dimension keeps its size; an input of unknown rank is taken as a vector of ``batch``.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for s in signature.inputs:
+        if s.shape is None:
+            shapes[s.graph_name] = (batch,)
+            continue
+        dims = []
+        for axis, d in enumerate(s.shape):
+            if isinstance(d, int):
+                dims.append(d)
+            elif signature.batched and axis == 0:
+                dims.append(batch)
+            else:
+                dims.append(size)
+        shapes[s.graph_name] = tuple(dims)
+    return shapes
+
+
+def synthetic_elements(signature: Signature, size: int = 1) -> int:
+    """How many values the synthetic inputs of this size hold, all inputs together."""
+    return sum(int(np.prod(shape)) for shape in synthetic_shapes(signature, size).values())
+
+
+def example_feeds(signature: Signature, batch: int = 1, size: int = 1) -> dict[str, np.ndarray]:
+    """Zero tensors (empty strings, false) of each input's graph dtype, shaped by :func:`synthetic_shapes`.
+
+    The warm-up runs these when the model has no example; :func:`example_request` is the same data as a
+    request body.
+    """
     feeds: dict[str, np.ndarray] = {}
     for s in signature.inputs:
         assert s.graph_dtype is not None
-        dims = [d if isinstance(d, int) else 1 for d in (s.shape or (1,))]
-        if signature.batched and dims and not isinstance((s.shape or (None,))[0], int):
-            dims[0] = batch
+        dims = synthetic_shapes(signature, size, batch)[s.graph_name]
         if s.graph_dtype.kind == "O":
             feeds[s.graph_name] = np.full(dims, "", dtype=object)
         else:
             feeds[s.graph_name] = np.zeros(dims, dtype=s.graph_dtype)
     return feeds
+
+
+def _zero(spec: TensorSpec) -> Any:
+    dtype = spec.dtype
+    assert dtype is not None
+    return "" if dtype.kind == "O" else (False if dtype.kind == "b" else 0)
+
+
+def _nested(shape: Sequence[int], leaf: Any) -> Any:
+    value = leaf
+    for dim in reversed(shape):
+        value = [value] * dim  # one list object repeated: cheap to build, written out in full by JSON
+    return value
+
+
+def example_request(signature: Signature, size: int = 1) -> dict[str, Any]:
+    """One instance of the synthetic inputs as a JSON request body, in the ``instances`` form the codec
+    reads: for one input a list of rows, else one object keyed by input name (aliases, client dtypes).
+
+    Decoded by the codec it gives exactly :func:`example_feeds` with a batch of one.
+    """
+    shapes = synthetic_shapes(signature, size, 1)
+    item: dict[str, Any] = {}
+    for s in signature.inputs:
+        shape = shapes[s.graph_name]
+        # In the instances form each item is one row: the batch dimension is the list of instances.
+        row = shape[1:] if signature.batched else shape
+        item[s.name] = _nested(row, _zero(s))
+    if len(item) == 1:
+        return {"instances": [next(iter(item.values()))]}
+    return {"instances": [item]}
