@@ -9,6 +9,7 @@ config synthesizes to the same template.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -41,13 +42,194 @@ SAGEMAKER_MODULES = ("__init__.py", "batching.py", "server.py", "serve.py")
 
 
 def load_example(model: ModelConfig) -> Any:
-    """The model's example request: inline in the config, or read from the JSON file it names."""
+    """The model's example request: inline in the config, or read from the JSON file it names.
+
+    A processed model's example may be any file its clients send (an image, a text): that one is
+    shipped in the bundle (:func:`processing_doc`), and this returns None.
+    """
+    if isinstance(model.example, Path) and raw_example(model):
+        return None
     if isinstance(model.example, Path):
         try:
             return json.loads(model.example.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{model.example.name} is not valid JSON: {exc}") from None
     return model.example
+
+
+# -- what a bundle holds besides the graph --------------------------------------------------------
+
+PROCESSING_DIR = "processing"
+REQUIREMENTS_FILE = "requirements.txt"  # the model's own packages: installed into its image only
+PROCESSING_REQUIREMENTS = REPO / "layers" / "requirements-processing.txt"
+#: Example files by suffix: what a client sends them as.
+EXAMPLE_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".txt": "text/plain",
+    ".bin": "application/octet-stream",
+}
+_LOCATION = b"\n\x08location\x12"  # StringStringEntryProto{key: "location", value: ...} in a TensorProto
+
+
+def raw_example(model: ModelConfig) -> bool:
+    """Whether the model's example is a file its clients send as is (not a JSON request document)."""
+    return (
+        isinstance(model.example, Path) and model.processing is not None and model.example.suffix != ".json"
+    )
+
+
+def example_content_type(model: ModelConfig) -> str:
+    assert isinstance(model.example, Path)
+    processing = model.processing
+    fallback = processing.content_types[0] if processing is not None and processing.content_types else None
+    return EXAMPLE_TYPES.get(model.example.suffix.lower()) or fallback or "application/octet-stream"
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while at < len(data):
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+    raise ValueError("truncated varint")
+
+
+def external_data(artifact: Path) -> list[str]:
+    """The external-data files an ONNX graph names (its weights beyond the 2 GB protobuf limit, or
+    saved apart), relative to the graph's directory, as onnxruntime resolves them.
+
+    Read from the serialized graph without the onnx package (not in the kit's runtime): each external
+    tensor carries ``external_data {key: "location" value: "<file>"}`` (onnx.proto, TensorProto).
+    """
+    data = artifact.read_bytes()
+    found: dict[str, None] = {}
+    at = data.find(_LOCATION)
+    while at != -1:
+        try:
+            length, start = _varint(data, at + len(_LOCATION))
+        except ValueError:
+            break
+        raw = data[start : start + length]
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""
+        if name:
+            found[name] = None
+        at = data.find(_LOCATION, start + length)
+    return list(found)
+
+
+def check_external_data(artifact: Path) -> list[str]:
+    """Problems with the graph's external data: a file outside its directory, or one that is missing."""
+    problems = []
+    for name in external_data(artifact):
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            problems.append(
+                f"the graph's external data {name!r} is outside its directory; keep it beside the graph"
+            )
+        elif not (artifact.parent / rel).is_file():
+            problems.append(
+                f"the graph's external data file {name!r} is missing (expected beside {artifact.name})"
+            )
+    return problems
+
+
+def bundle_files(model: ModelConfig, *, artifact: Path | None = None) -> dict[str, Path | bytes]:
+    """Path in the bundle -> source file (or bytes), besides ``mdk-model.json``: the graph with its
+    external data, and the model's processing files and requirements."""
+    source = artifact or model.artifact
+    files: dict[str, Path | bytes] = {ARTIFACT_FILE: source}
+    for name in external_data(source):
+        if not check_external_data(source):
+            files[Path(name).as_posix()] = source.parent / name
+    processing = model.processing
+    requirements = [
+        "# What this model's processing needs, installed into its image only (written by mdk bundle).\n"
+    ]
+    if processing is not None:
+        pins = _processing_pins()
+        if processing.image is not None:
+            requirements.append(pins["pillow"] + "\n")
+        if processing.text is not None:
+            requirements.append(pins["tokenizers"] + "\n")
+            files[f"{PROCESSING_DIR}/tokenizer.json"] = processing.text.tokenizer
+        if processing.handler is not None:
+            files[f"{PROCESSING_DIR}/{processing.handler.name}"] = processing.handler
+        for extra in processing.files:
+            files[f"{PROCESSING_DIR}/{extra.name}"] = extra
+        if processing.requirements is not None:
+            requirements.append(f"# {processing.requirements.name}, the handler's own\n")
+            requirements.append(processing.requirements.read_text(encoding="utf-8").rstrip("\n") + "\n")
+        if raw_example(model):
+            assert isinstance(model.example, Path)
+            files[f"{PROCESSING_DIR}/example{model.example.suffix.lower()}"] = model.example
+    files[REQUIREMENTS_FILE] = "".join(requirements).encode()
+    return files
+
+
+def _processing_pins() -> dict[str, str]:
+    pins = {}
+    for raw in PROCESSING_REQUIREMENTS.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            pins[line.split("==")[0].lower()] = line
+    return pins
+
+
+def processing_doc(model: ModelConfig) -> dict[str, Any] | None:
+    """The spec's ``processing``: the config's, with file paths as the bundle holds them."""
+    processing = model.processing
+    if processing is None:
+        return None
+    doc: dict[str, Any] = {}
+    if processing.image is not None:
+        doc["image"] = processing.image.model_dump(mode="json", exclude_none=True)
+    if processing.text is not None:
+        text = processing.text.model_dump(mode="json", exclude_none=True)
+        text["tokenizer"] = f"{PROCESSING_DIR}/tokenizer.json"
+        doc["text"] = text
+    if processing.output is not None:
+        doc["output"] = processing.output.model_dump(mode="json", exclude_none=True)
+    if processing.handler is not None:
+        doc["handler"] = f"{PROCESSING_DIR}/{processing.handler.name}"
+    if processing.options:
+        doc["options"] = processing.options
+    if processing.content_types:
+        doc["content_types"] = list(processing.content_types)
+    if raw_example(model):
+        assert isinstance(model.example, Path)
+        doc["example"] = {
+            "file": f"{PROCESSING_DIR}/example{model.example.suffix.lower()}",
+            "content_type": example_content_type(model),
+        }
+    return doc
+
+
+def bundle_digest(model: ModelConfig, *, artifact: Path | None = None, sha256: str | None = None) -> str:
+    """The model's content hash: the graph's SHA-256 alone for a plain model (so its version stays what it
+    was), else over the graph, its external data, its processing files and the processing config."""
+    graph = sha256 or file_sha256(artifact or model.artifact)
+    files = bundle_files(model, artifact=artifact)
+    extra = {k: v for k, v in files.items() if k not in (ARTIFACT_FILE, REQUIREMENTS_FILE)}
+    if not extra and model.processing is None:
+        return graph
+    digest = hashlib.sha256(graph.encode())
+    for rel, src in sorted(extra.items()):
+        data = src if isinstance(src, bytes) else src.read_bytes()
+        digest.update(f"\0{rel}\0{hashlib.sha256(data).hexdigest()}".encode())
+    digest.update(json.dumps(processing_doc(model), sort_keys=True).encode())
+    requirements = files[REQUIREMENTS_FILE]
+    assert isinstance(requirements, bytes)
+    digest.update(requirements)
+    return digest.hexdigest()
 
 
 def model_spec(model: ModelConfig, *, sha256: str | None = None, artifact: Path | None = None) -> ModelSpec:
@@ -58,9 +240,10 @@ def model_spec(model: ModelConfig, *, sha256: str | None = None, artifact: Path 
     """
     digest = sha256 or file_sha256(artifact or model.artifact)
     schema = model.schema_
+    content = bundle_digest(model, artifact=artifact, sha256=digest)
     return ModelSpec(
         name=model.name,
-        version=(model.version if artifact is None else None) or digest[:12],
+        version=(model.version if artifact is None else None) or content[:12],
         sha256=digest,
         artifact=ARTIFACT_FILE,
         description=model.description,
@@ -77,6 +260,7 @@ def model_spec(model: ModelConfig, *, sha256: str | None = None, artifact: Path 
         else ClassifierOverride(schema.classifier.label_output, schema.classifier.probabilities_output),
         max_instances=schema.max_instances,
         example=load_example(model),
+        processing=processing_doc(model),
     )
 
 
@@ -88,17 +272,34 @@ def write_bundle(model: ModelConfig, dest: Path) -> Path:
     """
     _make_dirs(dest)
     digest = file_sha256(model.artifact)
-    target = dest / ARTIFACT_FILE
-    if not target.is_file() or file_sha256(target) != digest:
-        _atomic_copy(model.artifact, target)
-    elif target.stat().st_mode & 0o777 != FILE_MODE:
-        target.chmod(FILE_MODE)  # written by an older kit (0600): same bytes, readable now
+    files = bundle_files(model)
+    for rel, source in files.items():
+        target = dest / rel
+        _make_dirs(target.parent, stop=dest)
+        if isinstance(source, bytes):
+            if not target.is_file() or target.read_bytes() != source:
+                _atomic_write(target, source)
+            elif target.stat().st_mode & 0o777 != FILE_MODE:
+                target.chmod(FILE_MODE)
+            continue
+        want = digest if rel == ARTIFACT_FILE else file_sha256(source)
+        if not target.is_file() or file_sha256(target) != want:
+            _atomic_copy(source, target)
+        elif target.stat().st_mode & 0o777 != FILE_MODE:
+            target.chmod(FILE_MODE)  # written by an older kit (0600): same bytes, readable now
     doc = json.dumps(model_spec(model, sha256=digest).to_json(), indent=2, sort_keys=True) + "\n"
     spec_path = dest / SPEC_FILE
     if not spec_path.is_file() or spec_path.read_text(encoding="utf-8") != doc:
         _atomic_write(spec_path, doc.encode("utf-8"))
     elif spec_path.stat().st_mode & 0o777 != FILE_MODE:
         spec_path.chmod(FILE_MODE)
+    wanted = {*files, SPEC_FILE}
+    for path in sorted(dest.rglob("*"), reverse=True):  # what an earlier config shipped and this one does not
+        rel = path.relative_to(dest).as_posix()
+        if path.is_file() and rel not in wanted:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
     return dest
 
 
@@ -210,12 +411,12 @@ def sync_files(files: dict[str, Path], dest: Path, *, keep: tuple[str, ...] = ()
 def write_model_tarball(model: ModelConfig, dest: Path, *, artifact: Path | None = None) -> Path:
     """``model.tar.gz`` for SageMaker (unpacked into /opt/ml/model): the bundle, byte-identical when
     nothing changed (fixed order, owners, modes and times), so its asset hash does not move."""
-    source = artifact or model.artifact
     spec = model_spec(model, artifact=artifact)
     members = {
-        ARTIFACT_FILE: source.read_bytes(),
-        SPEC_FILE: (json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n").encode(),
+        rel: src if isinstance(src, bytes) else src.read_bytes()
+        for rel, src in bundle_files(model, artifact=artifact).items()
     }
+    members[SPEC_FILE] = (json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n").encode()
     buf = io.BytesIO()
     with (
         gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz,

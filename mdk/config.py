@@ -585,6 +585,18 @@ class ModelConfig(_Frozen):
         return value
 
     @model_validator(mode="after")
+    def _example_kind(self) -> ModelConfig:
+        example = self.example
+        if isinstance(example, Path) and example.suffix != ".json" and self.processing is None:
+            raise ValueError(
+                f"example: {example.name} is not a JSON request; a model without processing takes tensors "
+                "as JSON (a file its clients send as is, e.g. an image, needs processing)"
+            )
+        if isinstance(example, list) and self.processing is None:
+            raise ValueError("example: a bare list is an example only for a model with processing")
+        return self
+
+    @model_validator(mode="after")
     def _settings_match_runtime(self) -> ModelConfig:
         other = "sagemaker" if self.runtime == "lambda" else "lambda_"
         if other in self.model_fields_set:
@@ -838,16 +850,23 @@ def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
     """Load each (index, model)'s graph; check its overrides and example against it as the runtime will."""
     import onnxruntime as ort
 
-    from mdk.bundle import model_spec
+    from mdk.bundle import check_external_data, model_spec
     from mdk_runtime.errors import MdkError
     from mdk_runtime.model import Model, session_options
 
     problems: list[str] = []
     for i, model in models:
+        missing = check_external_data(model.artifact)
+        if missing:
+            problems.extend(f"models[{i}].artifact: {p}" for p in missing)
+            continue
         try:
             spec = model_spec(model)
         except (OSError, ValueError) as exc:
             problems.append(f"models[{i}].example: {exc}")
+            continue
+        if model.processing is not None:
+            problems.extend(check_processing(i, model))
             continue
         try:
             session = ort.InferenceSession(
@@ -871,3 +890,31 @@ def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
             prefix = f"models[{i}]."
             problems.append(prefix + message if message.startswith("schema.") else f"models[{i}]: {message}")
     return problems
+
+
+def check_processing(index: int, model: ModelConfig) -> list[str]:
+    """Load a processed model as its image will (bundle, graph, processing, handler, warm-up through the
+    processing with its example): a broken handler or a mismatch fails here, not at the first request."""
+    import tempfile
+
+    from mdk.bundle import write_bundle
+    from mdk_runtime.service import InferenceService, Settings
+
+    with tempfile.TemporaryDirectory(prefix="mdk-check-") as tmp:
+        bundle = write_bundle(model, Path(tmp) / model.name)
+        service = InferenceService.load(Settings(model_dir=bundle, threads=1))
+        problems: list[str] = []
+        prefix = f"models[{index}]."
+        if service.load_error is not None:
+            message = service.load_error.message
+            problems.append(
+                prefix + message
+                if message.startswith(("processing", "schema."))
+                else f"{prefix[:-1]}: {message}"
+            )
+        elif model.batch.enabled and service.model is not None and not service.model.signature.batched:
+            problems.append(
+                f"{prefix}batch.enabled: the model takes one instance per request (no batch dimension), and "
+                "batch transform sends many; set batch.enabled: false"
+            )
+        return problems

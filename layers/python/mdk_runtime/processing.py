@@ -734,6 +734,24 @@ class Processor:
             for k, v in outputs.items()
         }
 
+    def synthetic_request(self) -> tuple[bytes, str] | None:
+        """A request the model's declared input takes (a mid-grey image of its size, a short text), for
+        a warm-up without an example; None for a handler, whose inputs only it knows."""
+        if self._pre is not None:
+            return None
+        if self.image is not None:
+            from PIL import Image
+
+            width, height = self.image.size or (64, 64)
+            buf = io.BytesIO()
+            Image.new("L" if self.image.channels == "L" else "RGB", (width, height), 128).save(
+                buf, format="PNG"
+            )
+            return buf.getvalue(), "image/png"
+        if self.text is not None:
+            return b"warm up", TEXT
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What ``/metadata`` says a client sends and gets back."""
         doc: dict[str, Any] = {

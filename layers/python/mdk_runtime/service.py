@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import onnxruntime as ort
 import orjson
@@ -293,24 +293,39 @@ class InferenceService:
     # -- internals ------------------------------------------------------------------------------
 
     def processed_warm_up(self) -> dict[str, Any]:
-        """One request through the model's processing before traffic: its example (an image, a text,
-        a JSON request) when it has one; a failure is a load error (503), not the first client's."""
+        """One request through the model's processing before traffic, as its clients send it: its
+        example (an image, a text, a JSON request), else for a declared image or text input a synthetic
+        one (a grey image of the model's size, a short text). A failure is a load error (503), not the
+        first client's; a handler model without an example is ``degraded`` until it has one."""
+        from mdk_runtime.model import WarmUp
+
         processor, spec = self.processor, self.spec
         assert processor is not None
         assert spec is not None
         example = (spec.processing or {}).get("example")
         started = time.perf_counter()
+        source: Literal["example", "synthetic"] = "example"
         if isinstance(example, dict) and "file" in example:
             body = (self.settings.model_dir / str(example["file"])).read_bytes()
             reply = self.predict(body, str(example.get("content_type") or "application/octet-stream"), JSON)
         elif spec.example is not None:
             reply = self.predict(dump_json(spec.example), JSON, JSON)
+        elif processor.synthetic_request() is not None:
+            body, kind = processor.synthetic_request() or (b"", JSON)
+            source = "synthetic"
+            reply = self.predict(body, kind, JSON)
         else:
-            return {"warmup": "skipped: the model has processing and no example to warm up with"}
+            error = (
+                "the model's handler reads its own inputs, so the kit cannot make one up: set `example` "
+                "in models.yaml (a file its clients send, or a JSON request)"
+            )
+            return {"warm": WarmUp("failed", error=error), "warmup_ms": 0.0}
         if reply.status != 200:
             detail = reply.error.message if reply.error is not None else f"status {reply.status}"
-            raise ModelLoadError(f"warm-up with the model's example through its processing failed: {detail}")
-        return {"warmup": "example", "warmup_ms": (time.perf_counter() - started) * 1e3}
+            raise ModelLoadError(
+                f"warm-up with the model's {source} request through its processing failed: {detail}"
+            )
+        return {"warm": WarmUp(source), "warmup_ms": (time.perf_counter() - started) * 1e3}
 
     def _not_ready(self) -> ModelNotReady:
         reason = self.load_error.message if self.load_error is not None else "model not loaded"
