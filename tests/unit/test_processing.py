@@ -183,7 +183,8 @@ def test_channel_order_layout_and_resize_modes(tmp_path: Path) -> None:
     )
     _, doc = answer(box, data, "image/png")
     y = np.asarray(doc["predictions"][0]["y"])
-    assert (y[:, :, 0] == -7).all() and (y[:, :, 3] == -7).all()
+    assert (y[:, :, 0] == -7).all()
+    assert (y[:, :, 3] == -7).all()
     want = (
         np.asarray(Image.fromarray(image).resize((2, 4), Image.Resampling.BILINEAR), dtype=np.float32) / 255
     )
@@ -258,7 +259,8 @@ def test_bad_images_are_the_clients_errors_and_name_where(tmp_path: Path) -> Non
     # the wrong size with no resize configured names both sizes
     got, doc = answer(service, png(pixels(5, 6)), "image/png")
     assert got == 422
-    assert "6 x 5" in doc["error"]["message"] and "6 x 4" in doc["error"]["message"]
+    assert "6 x 5" in doc["error"]["message"]
+    assert "6 x 4" in doc["error"]["message"]
 
 
 def test_config_time_checks_name_the_field(tmp_path: Path) -> None:
@@ -313,12 +315,15 @@ def test_text_is_tokenized_by_the_bundled_tokenizer(tmp_path: Path) -> None:
     assert status == 200, doc
     first, second = (row["ids"] for row in doc["predictions"])
     want_first = tokenizer.encode(texts[0]).ids
-    assert first[: len(want_first)] == want_first and first[len(want_first) :] == [0] * (6 - len(want_first))
+    assert first[: len(want_first)] == want_first
+    assert first[len(want_first) :] == [0] * (6 - len(want_first))
     assert second == tokenizer.encode(texts[1]).ids[:6]  # truncated to max_length
     status, doc = answer(service, b"the model", "text/plain")
-    assert status == 200 and doc["predictions"][0]["ids"] == tokenizer.encode("the model").ids
+    assert status == 200
+    assert doc["predictions"][0]["ids"] == tokenizer.encode("the model").ids
     status, doc = answer(service, json.dumps({"instances": ["ok", 3]}).encode())
-    assert status == 422 and doc["error"]["field"] == "instances[1]"
+    assert status == 422
+    assert doc["error"]["field"] == "instances[1]"
 
 
 def test_text_longer_than_max_length_is_refused_without_truncation(tmp_path: Path) -> None:
@@ -329,7 +334,8 @@ def test_text_longer_than_max_length_is_refused_without_truncation(tmp_path: Pat
         {"text": {"tokenizer": "tokenizer.json", "max_length": 4, "truncation": False}},
     )
     status, doc = answer(service, json.dumps(["the model ships today"]).encode())
-    assert status == 422 and "max_length of 4" in doc["error"]["message"]
+    assert status == 422
+    assert "max_length of 4" in doc["error"]["message"]
 
 
 def test_embeddings_are_normalised(tmp_path: Path) -> None:
@@ -384,7 +390,8 @@ def test_a_handler_runs_with_its_state_options_and_files(tmp_path: Path) -> None
     assert [p["total"] for p in doc["predictions"]] == [(2 + 3) * 3, (2 + 3) * 3]
     assert doc["predictions"][0]["files"] == ["handler.py", "vocab.txt"]
     status, doc = answer(service, bytes([1, 2]), "application/octet-stream")
-    assert status == 200 and doc["predictions"][0]["total"] == 15
+    assert status == 200
+    assert doc["predictions"][0]["total"] == 15
 
 
 def test_handler_errors_map_to_the_kits_error_shape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -399,7 +406,8 @@ def test_handler_errors_map_to_the_kits_error_shape(tmp_path: Path, caplog: pyte
     status, doc = answer(service, b"[[0, 0]]")
     assert status == 500
     assert doc["error"]["code"] == "processing_failed"
-    assert "preprocess" in doc["error"]["message"] and "Traceback" not in doc["error"]["message"]
+    assert "preprocess" in doc["error"]["message"]
+    assert "Traceback" not in doc["error"]["message"]
     assert "a bug in the handler" not in json.dumps(doc)
     assert any("ZeroDivisionError" in (r.exc_text or "") for r in caplog.records)
 
@@ -443,9 +451,11 @@ def test_batch_records_keep_going_past_bad_lines(tmp_path: Path) -> None:
     reply = service.finish(job, [service.model.run(b.feeds, b.n) for b in job.batches])
     lines = [orjson.loads(line) for line in reply.body.splitlines()]
     assert len(lines) == 4
-    assert lines[0]["total"] == 15 and lines[3]["total"] == 15
+    assert lines[0]["total"] == 15
+    assert lines[3]["total"] == 15
     assert lines[1]["error"]["code"] == "malformed_request"
-    assert lines[2]["error"]["code"] == "invalid_input" and lines[2]["error"]["field"] == "line 3"
+    assert lines[2]["error"]["code"] == "invalid_input"
+    assert lines[2]["error"]["field"] == "line 3"
 
 
 # -- bundles ---------------------------------------------------------------------------------------
@@ -512,7 +522,8 @@ def test_external_data_is_bundled_whole_and_hashed(tmp_path: Path) -> None:
     service = InferenceService.load(Settings(model_dir=bundle, threads=1))
     assert service.load_error is None
     status, out = answer(service, json.dumps({"instances": [[1.0] * 2048]}).encode())
-    assert status == 200 and out["predictions"][0] == pytest.approx(weights.sum(axis=0).tolist())
+    assert status == 200
+    assert out["predictions"][0] == pytest.approx(weights.sum(axis=0).tolist())
     # new weights in the data file alone are a new version
     onnx.save(
         _model(
