@@ -8,13 +8,17 @@ import shlex
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mdk.config import DEFAULT_CONFIG, ConfigError, KitConfig, ModelConfig, load_config
+
+if TYPE_CHECKING:
+    from mdk_runtime.model import WarmUp
+    from mdk_runtime.schema import Signature
 
 app = typer.Typer(
     help="mdk, the Model Deployment Kit: ONNX models to AWS Lambda and SageMaker, tested offline.",
@@ -106,11 +110,71 @@ def bundle(
     out.print(f"bundle written: {path}")
 
 
-def curl_example(base_url: str, name: str, example: Any) -> str:
-    body = json.dumps(example if example is not None else {"instances": []}, separators=(",", ":"))
+# An example body up to this size is printed inline; a larger one is written by a python3 one-liner.
+EXAMPLE_INLINE_BYTES = 4096
+# A synthetic body larger than this is not offered: it would not fit Lambda's 6 MB request payload.
+EXAMPLE_MAX_BYTES = 5_000_000
+
+
+class NoExample(Exception):
+    """The model has no example request and none can be made up: the message says what to add."""
+
+
+def _python_zeros(signature: Signature, size: int) -> str:
+    """A python3 (standard library only) program that writes the synthetic request body to stdout."""
+    from mdk_runtime.schema import synthetic_shapes
+
+    shapes = synthetic_shapes(signature, size, 1)
+    items = []
+    for s in signature.inputs:
+        shape = list(shapes[s.graph_name][1:] if signature.batched else shapes[s.graph_name])
+        kind = s.dtype.kind if s.dtype is not None else "f"
+        leaf = '""' if kind == "O" else ("False" if kind == "b" else "0")
+        items.append((json.dumps(s.name), f"z({shape},{leaf})"))
+    item = items[0][1] if len(items) == 1 else "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
     return (
-        f"curl -s -X POST {base_url}/models/{name}/predict "
-        f"-H 'content-type: application/json' -d {shlex.quote(body)}"
+        "import json,sys;z=lambda s,v:[z(s[1:],v)]*s[0] if s else v;"
+        f'json.dump({{"instances":[{item}]}},sys.stdout,separators=(",",":"))'
+    )
+
+
+def example_data(
+    example: Any, signature: Signature | None = None, warm: WarmUp | None = None
+) -> tuple[str, str]:
+    """How a printed curl line sends the model's example request: (a command piped into curl, or "";
+    curl's data option).
+
+    The config's ``example`` when there is one; else the synthetic request the warm-up ran on (inline if
+    small, written by a python3 one-liner if not).  NoExample says what to add when there is neither.
+    """
+    if example is not None:
+        return "", f"-d {shlex.quote(json.dumps(example, separators=(',', ':')))}"
+    if signature is None or warm is None or warm.size is None:
+        why = warm.error if warm is not None and warm.error else "no synthetic request was tried"
+        raise NoExample(f"this model has no example request, and {why}")
+    request = warm.request(signature)
+    body = json.dumps(request, separators=(",", ":"))
+    if len(body) <= EXAMPLE_INLINE_BYTES:
+        return "", f"-d {shlex.quote(body)}"
+    if len(body) > EXAMPLE_MAX_BYTES:
+        raise NoExample(
+            f"this model has no example request, and one of zeros would be {len(body) / 1e6:.1f} MB of "
+            "JSON, more than a request may carry; add `example:` (a request that works, inline or a JSON "
+            "file) to this model in the config (models.yaml), or send its input as application/x-npy"
+        )
+    return f"python3 -c {shlex.quote(_python_zeros(signature, warm.size))} | ", "--data-binary @-"
+
+
+def curl_example(
+    base_url: str, name: str, example: Any, *, signature: Signature | None = None, warm: WarmUp | None = None
+) -> str:
+    """A curl line that predicts with the example request, or a ``#`` line saying why there is none."""
+    try:
+        pipe, data = example_data(example, signature, warm)
+    except NoExample as exc:
+        return f"# {exc}"
+    return (
+        f"{pipe}curl -s -X POST {base_url}/models/{name}/predict -H 'content-type: application/json' {data}"
     )
 
 
@@ -136,12 +200,14 @@ def serve(
         raise CliError(f"model {model.name!r} failed to load: {service.load_error.message}")
     base = f"http://{host}:{port}"
     example = service.model.spec.example
+    warm = service.report.warm if service.report is not None else None
     out.print(f"[bold]mdk[/bold] serving model [bold]{model.name}[/bold] version {service.version} at {base}")
     out.print(f"  metadata: curl -s {base}/models/{model.name}/metadata")
     out.print(f"  health:   curl -s {base}/models/{model.name}/health")
     out.print(f"  docs:     {base}/docs")
     out.print("  predict:")
-    out.print(curl_example(base, model.name, example), soft_wrap=True, highlight=False)
+    line = curl_example(base, model.name, example, signature=service.model.signature, warm=warm)
+    out.print(line, soft_wrap=True, highlight=False, markup=False)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

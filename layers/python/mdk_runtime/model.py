@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -23,7 +23,15 @@ from mdk_runtime.errors import (
     MdkError,
     ModelLoadError,
 )
-from mdk_runtime.schema import Signature, build_signature, example_feeds
+from mdk_runtime.schema import (
+    SYNTHETIC_MAX_ELEMENTS,
+    Signature,
+    build_signature,
+    example_feeds,
+    example_request,
+    synthetic_elements,
+    synthetic_sizes,
+)
 from mdk_runtime.spec import ModelSpec, read_spec
 
 log = logging.getLogger(__name__)
@@ -113,6 +121,24 @@ def resolve_providers(requested: Sequence[str] | None) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class WarmUp:
+    """What the warm-up inference ran on, or why none ran.
+
+    ``source`` is ``"example"`` (the spec's example request), ``"synthetic"`` (zeros shaped by the
+    schema, every free dimension ``size``), ``"failed"`` (no synthetic input ran: ``error`` says why) or
+    ``"disabled"``.
+    """
+
+    source: Literal["example", "synthetic", "failed", "disabled"]
+    size: int | None = None
+    error: str | None = None
+
+    def request(self, signature: Signature) -> dict[str, Any] | None:
+        """The synthetic request body that warmed the model (``instances`` form), None if it was not one."""
+        return example_request(signature, self.size) if self.size is not None else None
+
+
+@dataclass(frozen=True, slots=True)
 class LoadReport:
     """How loading went: what the health and metadata routes and the logs report."""
 
@@ -120,7 +146,30 @@ class LoadReport:
     warmup_ms: float
     threads: int
     providers: tuple[str, ...]
-    warmup: str  # "example", "synthetic", or why it was skipped
+    warm: WarmUp
+
+    @property
+    def warmup(self) -> str:
+        """``example``, ``synthetic``, ``failed`` or ``disabled``."""
+        return self.warm.source
+
+    @property
+    def warmup_error(self) -> str | None:
+        """Why no warm-up inference ran (``failed``), with what to do about it."""
+        return self.warm.error
+
+    @property
+    def status(self) -> Literal["ok", "degraded"]:
+        """``degraded``: the model loaded but no warm-up inference ran, so nothing has proved it answers.
+
+        Health still answers 200 then: SageMaker takes only a 200 from ``/ping`` as healthy and never
+        puts the endpoint in service otherwise ("How Your Container Should Respond to Health Check (Ping)
+        Requests" in "Use Your Own Inference Code with Hosting Services",
+        https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html), and a model
+        whose synthetic input was only a bad guess may well answer real requests.  The reason is in the
+        health document; what stops a rollout that cannot answer is the pre-traffic check's prediction.
+        """
+        return "degraded" if self.warm.source == "failed" else "ok"
 
 
 class Model:
@@ -195,8 +244,13 @@ class Model:
             field=names[0] if len(names) == 1 else None,
         )
 
-    def warm_up(self) -> str:
-        """One inference before traffic: the spec's example if any, else zeros of the right shape."""
+    def warm_up(self) -> WarmUp:
+        """One inference before traffic: the spec's example if any, else zeros of the right shape.
+
+        A failing example is a load error (the spec promises it works).  Synthetic inputs are a guess:
+        each size of :func:`~mdk_runtime.schema.synthetic_sizes` is tried for the free dimensions, and
+        the first that runs is kept; when none runs the warm-up is ``failed``, which health reports.
+        """
         if self.spec.example is not None:
             from mdk_runtime.codec import decode_json
 
@@ -207,14 +261,37 @@ class Model:
                 raise ModelLoadError(
                     f"warm-up with the spec's example request failed: {exc.message}"
                 ) from exc
-            return "example"
-        try:
-            self.run(example_feeds(self.signature), 1)
-        except MdkError as exc:
-            # Symbolic sizes guessed as 1 may not suit every graph (a 3x3 conv on a 1x1 image).
-            log.warning("synthetic warm-up skipped: %s", exc.message)
-            return f"skipped: {exc.message}"
-        return "synthetic"
+            return WarmUp("example")
+        sizes = synthetic_sizes(self.signature)
+        tried: list[int] = []
+        reason, detail = "its inputs are too large to guess", ""
+        for size in sizes:
+            if size > 1 and synthetic_elements(self.signature, size) > SYNTHETIC_MAX_ELEMENTS:
+                continue  # too large a guess for a cold start
+            tried.append(size)
+            try:
+                # The session itself, not run(): these are the kit's zeros, so onnxruntime's detail may
+                # be kept, and a refused guess is no client's request to log as refused.
+                self.session.run(self._output_names, example_feeds(self.signature, size=size), QUIET_RUN_LOG)
+            except Exception as exc:  # noqa: BLE001 - any failure: the next size, then "failed"
+                detail = (str(exc).splitlines() or [""])[0][:500]
+                found = _FAILED_OP.search(detail[:200])
+                reason = f"onnxruntime {type(exc).__name__}" + (
+                    f" in its {found.group(1)} operator" if found else ""
+                )
+                continue
+            return WarmUp("synthetic", size=size)
+        what = (
+            f"zeros, free dimensions of size {', '.join(map(str, tried))}"
+            if len(sizes) > 1
+            else "zeros of the inputs' shapes"
+        )
+        error = (
+            f"no synthetic input ran ({what}): {reason}; add `example:` (a request that works, inline "
+            "or a JSON file) to this model in the config (models.yaml)"
+        )
+        log.warning("synthetic warm-up failed: %s", error, extra={"onnxruntime": detail})
+        return WarmUp("failed", error=error)
 
 
 def _rows(value: Any) -> int | None:
@@ -256,12 +333,12 @@ def load_model(
     if chosen[0] != CPU_PROVIDER and chosen[0] not in running:
         log.warning("%s could not start (no GPU or driver?): running on %s", chosen[0], ", ".join(running))
     model = Model.from_session(session, spec)
-    warmup = model.warm_up() if warm_up else "disabled"
+    warmup = model.warm_up() if warm_up else WarmUp("disabled")
     done = time.perf_counter()
     return model, LoadReport(
         load_ms=(loaded - started) * 1e3,
         warmup_ms=(done - loaded) * 1e3,
         threads=threads,
         providers=tuple(session.get_providers()),
-        warmup=warmup,
+        warm=warmup,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import signal
 import socket
 import sys
@@ -59,11 +58,50 @@ def _watched(config: Path) -> dict[Path, float]:
 
 
 def example_of(model: Any) -> dict[str, Any] | None:
+    """The model's example request as JSON, or None (none given, or a file that is not a JSON object)."""
     example = model.example
     if isinstance(example, Path):
-        loaded = json.loads(example.read_text())
+        try:
+            loaded = json.loads(example.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):  # a raw body (an image) for a processed model
+            return None
         return loaded if isinstance(loaded, dict) else None
     return example if isinstance(example, dict) else None
+
+
+def example_data_of(model: Any) -> tuple[str, str]:
+    """(command piped into curl, curl's data option) for the model's example request, made up from its
+    graph as the warm-up does when the config gives none; NoExample says what to add when nothing runs."""
+    from mdk.cli import NoExample, example_data
+
+    example = example_of(model)
+    if example is not None:
+        return example_data(example)
+    if model.example is not None:  # a raw body (an image) that a processed model's clients send
+        raise NoExample(f"its example {model.example} is not a JSON request body")
+    if getattr(model, "processing", None) is not None:
+        # Its clients send what its processing reads (an image, text), not tensors of zeros.
+        raise NoExample(
+            "this model has no example request; add `example:` (a file its clients send) to this model "
+            "in the config (models.yaml)"
+        )
+    import onnxruntime as ort
+
+    from mdk.bundle import model_spec
+    from mdk_runtime.errors import MdkError
+    from mdk_runtime.model import Model, session_options
+
+    try:
+        session = ort.InferenceSession(
+            str(model.artifact), sess_options=session_options(1), providers=["CPUExecutionProvider"]
+        )
+        loaded = Model.from_session(session, model_spec(model))
+    except Exception as exc:  # noqa: BLE001 - the deployment reports it; here it only means no example
+        reason = exc.message if isinstance(exc, MdkError) else (str(exc).splitlines() or [""])[0][:200]
+        raise NoExample(
+            f"this model has no example request, and its graph could not be read: {reason}"
+        ) from None
+    return example_data(None, loaded.signature, loaded.warm_up())
 
 
 def batch_example(kit: KitConfig, work: Path) -> tuple[str, Path] | None:
@@ -105,10 +143,16 @@ def examples(cloud: Any, kit: KitConfig) -> list[str]:
         signing = f"-H 'x-api-key: {keys[0]['value']}'" if keys else "-H 'x-api-key: <key>'"
     else:
         signing = "-H 'authorization: Bearer <a Cognito ID token>'"
+    from mdk.cli import NoExample
+
     for model in kit.models:
-        body = json.dumps(example_of(model) or {"instances": []}, separators=(",", ":"))
+        try:
+            pipe, data = example_data_of(model)
+        except NoExample as exc:
+            lines.append(f"# {model.name}: {exc}")
+            continue
         lines.append(
-            f"curl -s {signing} -H 'content-type: application/json' -d {shlex.quote(body)} "
+            f"{pipe}curl -s {signing} -H 'content-type: application/json' {data} "
             f"{api}/models/{model.name}/predict"
         )
     env = (
