@@ -16,7 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lambda_handlers.http import match_route, unknown_route, wrong_method
 from mdk_runtime.errors import MalformedRequest, MdkError
 from mdk_runtime.media import JSON, NPY
-from mdk_runtime.openapi import ERROR_SCHEMA, request_schema, response_schema
+from mdk_runtime.openapi import (
+    ERROR_SCHEMA,
+    processed_request_content,
+    processed_response_schema,
+    request_schema,
+    response_schema,
+)
 from mdk_runtime.service import InferenceService, Reply, error_reply
 
 
@@ -39,9 +45,14 @@ def create_app(service: InferenceService) -> FastAPI:
     )
     predict_body: dict[str, Any] = {"type": "object"}
     predict_ok: dict[str, Any] = {"type": "object"}
+    request_content: dict[str, Any] | None = None
     if service.model is not None:
         predict_body = request_schema(service.model.signature)
         predict_ok = response_schema(service.model.signature)
+    if service.processor is not None:
+        predict_ok = processed_response_schema()
+        if service.processor.takes_input:
+            request_content = processed_request_content(service.processor)
 
     router = APIRouter()
 
@@ -52,7 +63,8 @@ def create_app(service: InferenceService) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {
+                "content": request_content
+                or {
                     JSON: {"schema": predict_body},
                     NPY: {"schema": {"type": "string", "format": "binary"}},
                 },

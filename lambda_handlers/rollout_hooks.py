@@ -43,11 +43,19 @@ class Check:
         return not self.problems
 
 
-def api_event(model: str, method: str, action: str, body: Any = None) -> dict[str, Any]:
-    """A REST API (v1) proxy event for one of the model's routes, as API Gateway would send it."""
+def api_event(
+    model: str, method: str, action: str, body: Any = None, *, raw: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """A REST API (v1) proxy event for one of the model's routes, as API Gateway would send it.
+
+    ``raw`` is (content type, base64 body): a binary body (an image), which API Gateway hands a proxy
+    integration base64-encoded with ``isBase64Encoded`` true for the API's binary media types.
+    """
     path = f"/models/{model}/{action}"
     text = None if body is None else json.dumps(body)
     headers = {"content-type": "application/json", "accept": "application/json"}
+    if raw is not None:
+        headers["content-type"], text = raw
     return {
         "resource": path,
         "path": path,
@@ -67,7 +75,7 @@ def api_event(model: str, method: str, action: str, body: Any = None) -> dict[st
             "identity": {"sourceIp": "127.0.0.1", "userAgent": "mdk-pre-traffic-hook"},
         },
         "body": text,
-        "isBase64Encoded": False,
+        "isBase64Encoded": raw is not None,
     }
 
 
@@ -153,7 +161,7 @@ def _call(invoke: Invoke, event: dict[str, Any], what: str, tried: list[str]) ->
     return status, doc, None
 
 
-def check_version(model: str, invoke: Invoke) -> Check:
+def check_version(model: str, invoke: Invoke) -> Check:  # noqa: PLR0911 - one return per way it fails
     """Health, metadata and a real prediction from the version behind ``invoke``."""
     tried: list[str] = []
     _, _, problem = _call(invoke, api_event(model, "GET", "health"), "GET health", tried)
@@ -166,8 +174,17 @@ def check_version(model: str, invoke: Invoke) -> Check:
         return Check(
             [f"GET metadata: the version serves model {metadata.get('name')!r}, not {model!r}"], tried
         )
+    body = metadata.get("example_body")
+    if isinstance(body, dict) and isinstance(body.get("b64"), str):
+        # A model with processing whose example is a file its clients send (an image, a text): one instance.
+        raw = (str(body.get("content_type") or "application/octet-stream"), body["b64"])
+        event = api_event(model, "POST", "predict", raw=raw)
+        _, doc, problem = _call(invoke, event, "POST predict", tried)
+        if problem:
+            return Check([problem], tried)
+        return Check(check_predictions(doc, metadata, 1), tried)
     request = metadata.get("example") or synthetic_request(metadata.get("schema") or {})
-    instances = request.get("instances") if isinstance(request, dict) else None
+    instances = request.get("instances") if isinstance(request, dict) else request
     if not isinstance(instances, list) or not instances:
         return Check(["the model's example request has no 'instances' to try"], tried)
     _, doc, problem = _call(invoke, api_event(model, "POST", "predict", request), "POST predict", tried)

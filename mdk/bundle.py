@@ -412,9 +412,12 @@ def write_model_tarball(model: ModelConfig, dest: Path, *, artifact: Path | None
     """``model.tar.gz`` for SageMaker (unpacked into /opt/ml/model): the bundle, byte-identical when
     nothing changed (fixed order, owners, modes and times), so its asset hash does not move."""
     spec = model_spec(model, artifact=artifact)
+    # No requirements.txt: one serving image serves every SageMaker model, with the processing packages
+    # installed (sagemaker_endpoints/requirements-*.txt); a plain model's archive stays byte-identical.
     members = {
         rel: src if isinstance(src, bytes) else src.read_bytes()
         for rel, src in bundle_files(model, artifact=artifact).items()
+        if rel != REQUIREMENTS_FILE
     }
     members[SPEC_FILE] = (json.dumps(spec.to_json(), indent=2, sort_keys=True) + "\n").encode()
     buf = io.BytesIO()

@@ -597,6 +597,16 @@ class ModelConfig(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _handler_requirements(self) -> ModelConfig:
+        if self.runtime == "sagemaker" and self.processing is not None and self.processing.requirements:
+            raise ValueError(
+                "processing.requirements: not supported for runtime sagemaker yet (one serving image serves "
+                "every SageMaker model, with Pillow and tokenizers installed); use packages the image has, "
+                "or runtime lambda, whose image is the model's own"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _settings_match_runtime(self) -> ModelConfig:
         other = "sagemaker" if self.runtime == "lambda" else "lambda_"
         if other in self.model_fields_set:

@@ -476,9 +476,7 @@ def test_processing_files_ship_in_the_bundle_and_move_the_version(tmp_path: Path
     import tarfile
 
     with tarfile.open(tarball) as tar:
-        assert {"model.onnx", "mdk-model.json", "processing/handler.py", "requirements.txt"} <= set(
-            tar.getnames()
-        )
+        assert {"model.onnx", "mdk-model.json", "processing/handler.py"} <= set(tar.getnames())
 
 
 def test_image_models_install_pillow_into_their_own_image_only(tmp_path: Path) -> None:

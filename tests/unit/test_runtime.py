@@ -494,3 +494,12 @@ def test_a_bare_list_for_a_model_with_several_inputs_is_refused_with_what_to_sen
     assert "only for a model with one input" in err["message"]
     assert '{"inputs": {name: tensor, ...}}' in err["message"]
     assert "inputs a, b" in err["message"]
+
+
+def test_a_failed_synthetic_warm_up_is_degraded_in_health(service: ServiceFactory) -> None:
+    from tests.unit.test_synthetic_warmup import reshape_784
+
+    doc = ok(service(reshape_784()).health())
+    assert doc["status"] == "degraded"
+    assert doc["warmup"] == "failed"
+    assert "`example:`" in doc["warmup_error"]

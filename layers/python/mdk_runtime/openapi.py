@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mdk_runtime.media import JSON
 from mdk_runtime.schema import Signature, TensorSpec, dtype_name
 from mdk_runtime.spec import Dim
 
@@ -22,6 +23,10 @@ ERROR_SCHEMA: dict[str, Any] = {
         }
     },
 }
+
+
+if TYPE_CHECKING:
+    from mdk_runtime.processing import Processor
 
 
 def _leaf(spec: TensorSpec) -> dict[str, Any]:
@@ -124,4 +129,68 @@ def response_schema(sig: Signature) -> dict[str, Any]:
             "outputs": {"type": "object"},
             "labels": {"type": "array", "items": {"type": "string"}},
         },
+    }
+
+
+def processed_request_content(processor: Processor) -> dict[str, Any]:
+    """The request bodies a model with processing takes: JSON instances and its raw media types."""
+    if processor.image is not None:
+        item: dict[str, Any] = {
+            "oneOf": [
+                {"type": "string", "format": "byte", "description": "a base64 image (JPEG, PNG or WebP)"},
+                {
+                    "type": "object",
+                    "properties": {"b64": {"type": "string", "format": "byte"}},
+                    "required": ["b64"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    elif processor.text is not None:
+        item = {"type": "string", "minLength": 1, "description": "a text"}
+    else:
+        item = {"description": 'one instance, as the model\'s handler reads it (bytes as {"b64": "..."})'}
+    instances = {"type": "array", "items": item, "minItems": 1, "maxItems": processor.sig.max_instances}
+    content: dict[str, Any] = {
+        JSON: {
+            "schema": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "properties": {"instances": instances},
+                        "required": ["instances"],
+                        "additionalProperties": False,
+                    },
+                    instances,
+                ]
+            }
+        }
+    }
+    for kind in processor.raw_types:
+        if kind == "multipart/form-data":
+            content[kind] = {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "description": "one file part per instance",
+                }
+            }
+        elif kind == "text/plain":
+            content[kind] = {"schema": {"type": "string"}}
+        else:
+            content[kind] = {"schema": {"type": "string", "format": "binary"}}
+    return content
+
+
+def processed_response_schema() -> dict[str, Any]:
+    """A model with processing answers one JSON value per instance, as its postprocessing writes it."""
+    return {
+        "type": "object",
+        "properties": {
+            "predictions": {
+                "type": "array",
+                "description": "one answer per instance, in order: what the model's postprocessing returns",
+            }
+        },
+        "required": ["predictions"],
     }

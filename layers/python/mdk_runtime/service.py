@@ -6,6 +6,7 @@ translate their transport; errors become responses here, in :func:`error_reply`,
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import os
@@ -53,6 +54,7 @@ API_FORMATS = (JSON, NPY)  # what the Lambda function reads
 RECORD_FORMATS = (JSONL, CSV)  # what the SageMaker container reads besides (batch transform)
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invoke payload; SageMaker's is the same
 DEFAULT_MODEL_DIR = "/opt/ml/model"
+EXAMPLE_BODY_LIMIT = 256 * 1024  # an example file larger than this is left out of /metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,8 +499,23 @@ class InferenceService:
         }
         if spec.example is not None:
             doc["example"] = spec.example
+        elif self.processor is None and report is not None:
+            synthetic = report.warm.request(self.model.signature)
+            if synthetic is not None and len(dump_json(synthetic)) <= EXAMPLE_BODY_LIMIT:
+                # What the synthetic warm-up ran on: the pre-traffic hook sends "example" when there is one.
+                doc["example"] = synthetic
+                doc["example_source"] = "synthetic"
         if self.processor is not None:
             doc["processing"] = self.processor.describe()
+            example = (spec.processing or {}).get("example")
+            example = example if isinstance(example, dict) else {}
+            path = self.settings.model_dir / str(example["file"]) if "file" in example else None
+            if path is not None and path.is_file() and path.stat().st_size <= EXAMPLE_BODY_LIMIT:
+                # The example as a client sends it, for the pre-traffic hook and the printed examples.
+                doc["example_body"] = {
+                    "content_type": example.get("content_type"),
+                    "b64": base64.b64encode(path.read_bytes()).decode("ascii"),
+                }
             if self.processor.takes_input:
                 doc["formats"]["request"] = [JSON, *self.processor.raw_types]
                 doc["formats"]["response"] = [JSON]
@@ -510,7 +527,11 @@ class InferenceService:
             return None
         doc: dict[str, Any] = {"status": "ok", "model": self.name, "version": self.version}
         if self.report is not None:
+            # "degraded": loaded, but no warm-up inference ran (still 200: see LoadReport.status).
+            doc["status"] = self.report.status
             doc["warmup"] = self.report.warmup
+            if self.report.warmup_error is not None:
+                doc["warmup_error"] = self.report.warmup_error
         return dump_json(doc)
 
 
