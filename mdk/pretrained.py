@@ -231,34 +231,51 @@ def build(model: Pretrained) -> list[Path]:
 # Example inputs, made offline
 # ------------------------------------------------------------------------------------------------
 
-#: Text lines: (file under models/, text, font size in px, turned 180 degrees).
+#: Text lines: (file under models/, text, font size in px, turned 180 degrees, ink, paper).
+INK, PAPER = (20, 20, 20), (255, 255, 255)
 TEXT_LINES = (
-    ("text-direction/example.png", "Invoice 2024-06", 32, False),
-    ("text-direction/samples/upright-small.png", "Hello world", 20, False),
-    ("text-direction/samples/upside-down.png", "Hello world", 20, True),
-    ("text-direction/samples/upside-down-large.png", "Models ship with their processing", 56, True),
-    ("text-direction/samples/digits-upside-down.png", "1961", 40, True),
-    ("ocr-line/example.png", "Invoice 2024-06", 32, False),
-    ("ocr-line/samples/sentence.png", "Models ship with their processing", 40, False),
-    ("ocr-line/samples/small.png", "Hello world", 20, False),
-    ("ocr-line/samples/numbers.png", "Total: 1,234.56 EUR", 28, False),
-    ("ocr-line/samples/large.png", "ONNX Runtime", 72, False),
+    ("text-direction/example.png", "Invoice 2024-06", 32, False, INK, PAPER),
+    ("text-direction/samples/upright-small.png", "Hello world", 20, False, INK, PAPER),
+    ("text-direction/samples/upside-down.png", "Hello world", 20, True, INK, PAPER),
+    (
+        "text-direction/samples/upside-down-large.png",
+        "Models ship with their processing",
+        56,
+        True,
+        INK,
+        PAPER,
+    ),
+    ("text-direction/samples/digits-upside-down.png", "1961", 40, True, INK, PAPER),
+    # Blue on amber: a model fed RGB instead of BGR scores this one very differently (0.57 against 0.996).
+    ("text-direction/samples/coloured.png", "SOS", 32, False, (30, 60, 220), (250, 200, 60)),
+    ("ocr-line/example.png", "Invoice 2024-06", 32, False, INK, PAPER),
+    ("ocr-line/samples/sentence.png", "Models ship with their processing", 40, False, INK, PAPER),
+    ("ocr-line/samples/small.png", "Hello world", 20, False, INK, PAPER),
+    ("ocr-line/samples/numbers.png", "Total: 1,234.56 EUR", 28, False, INK, PAPER),
+    ("ocr-line/samples/large.png", "ONNX Runtime", 72, False, INK, PAPER),
 )
 _FIXED_TIME = dt.datetime(
     2024, 6, 1, tzinfo=dt.UTC
 )  # PDF and zip timestamps: rebuilding gives the same bytes
 
 
-def text_line(text: str, size: int, *, upside_down: bool = False) -> bytes:
-    """A PNG of one line of dark text on white, as a text detector would crop it (8 px margin)."""
+def text_line(
+    text: str,
+    size: int,
+    *,
+    upside_down: bool = False,
+    ink: tuple[int, int, int] = INK,
+    paper: tuple[int, int, int] = PAPER,
+) -> bytes:
+    """A PNG of one line of text, as a text detector would crop it (8 px margin)."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=size)  # Pillow's bundled font (Aileron), no system fonts needed
     left, top, right, bottom = font.getbbox(text)
     margin = 8
     box = (int(right - left) + 2 * margin, int(bottom - top) + 2 * margin)
-    image = Image.new("RGB", box, (255, 255, 255))
-    ImageDraw.Draw(image).text((margin - left, margin - top), text, font=font, fill=(20, 20, 20))
+    image = Image.new("RGB", box, paper)
+    ImageDraw.Draw(image).text((margin - left, margin - top), text, font=font, fill=ink)
     if upside_down:
         image = image.rotate(180)
     out = io.BytesIO()
@@ -364,8 +381,8 @@ def write_samples(*, force: bool = False) -> list[Path]:
     """
     written = []
     jobs: list[tuple[Path, Callable[[], bytes]]] = [
-        (MODELS_DIR / rel, functools.partial(text_line, text, size, upside_down=turned))
-        for rel, text, size, turned in TEXT_LINES
+        (MODELS_DIR / rel, functools.partial(text_line, text, size, upside_down=turned, ink=ink, paper=paper))
+        for rel, text, size, turned, ink, paper in TEXT_LINES
     ]
     jobs += [(MODELS_DIR / "file-type" / rel, make) for rel, make in FILES.items()]
     for path, make in jobs:
