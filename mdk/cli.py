@@ -166,16 +166,34 @@ def example_data(
 
 
 def curl_example(
-    base_url: str, name: str, example: Any, *, signature: Signature | None = None, warm: WarmUp | None = None
+    base_url: str,
+    name: str,
+    example: Any,
+    *,
+    signature: Signature | None = None,
+    warm: WarmUp | None = None,
+    model: ModelConfig | None = None,
 ) -> str:
-    """A curl line that predicts with the example request, or a ``#`` line saying why there is none."""
+    """A curl line that predicts with the example request, or a ``#`` line saying why there is none.
+
+    With ``model``, a processed model's example file (an image, a text) is sent as its clients send it."""
+    from mdk.bundle import example_content_type, raw_example
+
+    kind = "application/json"
     try:
-        pipe, data = example_data(example, signature, warm)
+        if model is not None and raw_example(model):
+            assert isinstance(model.example, Path)
+            shown = (
+                model.example.relative_to(Path.cwd())
+                if model.example.is_relative_to(Path.cwd())
+                else model.example
+            )
+            pipe, data, kind = "", f"--data-binary @{shlex.quote(str(shown))}", example_content_type(model)
+        else:
+            pipe, data = example_data(example, signature, warm)
     except NoExample as exc:
         return f"# {exc}"
-    return (
-        f"{pipe}curl -s -X POST {base_url}/models/{name}/predict -H 'content-type: application/json' {data}"
-    )
+    return f"{pipe}curl -s -X POST {base_url}/models/{name}/predict -H 'content-type: {kind}' {data}"
 
 
 @app.command()
@@ -206,7 +224,7 @@ def serve(
     out.print(f"  health:   curl -s {base}/models/{model.name}/health")
     out.print(f"  docs:     {base}/docs")
     out.print("  predict:")
-    line = curl_example(base, model.name, example, signature=service.model.signature, warm=warm)
+    line = curl_example(base, model.name, example, signature=service.model.signature, warm=warm, model=model)
     out.print(line, soft_wrap=True, highlight=False, markup=False)
 
     class Server(uvicorn.Server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import signal
 import socket
 import sys
@@ -72,12 +73,15 @@ def example_of(model: Any) -> dict[str, Any] | None:
 def example_data_of(model: Any) -> tuple[str, str]:
     """(command piped into curl, curl's data option) for the model's example request, made up from its
     graph as the warm-up does when the config gives none; NoExample says what to add when nothing runs."""
+    from mdk.bundle import raw_example
     from mdk.cli import NoExample, example_data
 
+    if raw_example(model):  # a file a processed model's clients send as is (an image, a text)
+        return "", f"--data-binary @{shlex.quote(_shown(model.example))}"
     example = example_of(model)
     if example is not None:
         return example_data(example)
-    if model.example is not None:  # a raw body (an image) that a processed model's clients send
+    if model.example is not None:
         raise NoExample(f"its example {model.example} is not a JSON request body")
     if getattr(model, "processing", None) is not None:
         # Its clients send what its processing reads (an image, text), not tensors of zeros.
@@ -102,6 +106,18 @@ def example_data_of(model: Any) -> tuple[str, str]:
             f"this model has no example request, and its graph could not be read: {reason}"
         ) from None
     return example_data(None, loaded.signature, loaded.warm_up())
+
+
+def _shown(path: Path) -> str:
+    """A path as the printed commands use it: relative to the working directory when inside it."""
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+
+
+def content_type_of(model: Any) -> str:
+    """The Content-Type of the model's printed example request."""
+    from mdk.bundle import example_content_type, raw_example
+
+    return example_content_type(model) if raw_example(model) else "application/json"
 
 
 def batch_example(kit: KitConfig, work: Path) -> tuple[str, Path] | None:
@@ -152,7 +168,7 @@ def examples(cloud: Any, kit: KitConfig) -> list[str]:
             lines.append(f"# {model.name}: {exc}")
             continue
         lines.append(
-            f"{pipe}curl -s {signing} -H 'content-type: application/json' {data} "
+            f"{pipe}curl -s {signing} -H 'content-type: {content_type_of(model)}' {data} "
             f"{api}/models/{model.name}/predict"
         )
     env = (
