@@ -323,6 +323,13 @@ class ResizeSettings(_Frozen):
     height: int = Field(ge=1, le=8192)
     shorter_side: int | None = Field(None, ge=1, le=8192, description="centre_crop only")
     interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "bilinear"
+    antialias: bool = Field(
+        True,
+        description=(
+            "false: no low-pass filter when shrinking, sampling as OpenCV's cv2.resize does (bilinear: the "
+            "same pixels to within one grey level); for models trained on OpenCV's resize"
+        ),
+    )
 
     @model_validator(mode="after")
     def _crop_only(self) -> ResizeSettings:

@@ -106,22 +106,15 @@ def reference_text(rapidocr: dict[str, Any], png: bytes) -> tuple[str, float]:
 # score by at most 4.5e-3 and the recogniser's mean character probability by at most 2.7e-3 on these
 # images (labels and text identical): hence 1e-2.
 SCORE_TOLERANCE = 1e-2
-# Shrinking a taller crop, Pillow's resize filters (antialiases) and OpenCV's does not: a material
-# difference on the lines the classifier is unsure of (a label flip on one). Matching it needs a
-# processing.image.resize option (antialias: false, in the report of issue 14); until then these fail.
-NEEDS_OPENCV_SAMPLING = pytest.mark.xfail(
-    strict=True, reason="Pillow's antialiased shrink differs from cv2.resize; needs resize.antialias: false"
-)
-SHRUNK_AND_UNSURE = {
-    ("text-direction/samples/upside-down-large.png", False),
-    ("ocr-line/samples/sentence.png", True),
-}
+# Shrinking a taller crop, Pillow's resize filters (antialiases) and OpenCV's does not: a label flip on
+# the lines the classifier is unsure of. text-direction declares resize.antialias: false (cv2's sampling);
+# upside-down-large.png as is and sentence.png turned are the cases that tell the two apart.
 
 
 @pytest.mark.parametrize(
     ("sample", "rotate"),
     [
-        pytest.param(s, r, marks=[NEEDS_OPENCV_SAMPLING] if (s, r) in SHRUNK_AND_UNSURE else [])
+        pytest.param(s, r, id=f"{s.rsplit('/', 1)[-1]}-{'turned' if r else 'as-is'}")
         for s in TEXT_LINES
         for r in (False, True)
     ],
@@ -138,7 +131,6 @@ def test_text_direction_answers_as_rapidocr_text_classifier(
     assert [c["label"] for c in got["classes"]] == sorted(["0", "180"], key=lambda c: c != label)
 
 
-@NEEDS_OPENCV_SAMPLING
 def test_text_direction_shrinks_a_tall_line_as_opencv_does(
     services: dict[str, InferenceService], rapidocr: dict[str, Any]
 ) -> None:

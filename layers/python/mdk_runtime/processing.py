@@ -290,6 +290,17 @@ class ImageInput:
             "lanczos": Image.Resampling.LANCZOS,
             "box": Image.Resampling.BOX,
         }[settings.get("interpolation", "bilinear")]
+        antialias = bool(settings.get("antialias", True))
+
+        def scaled(source: Any, size: tuple[int, int]) -> Any:
+            if antialias:
+                return source.resize(size, resample)
+            # No low-pass filter when shrinking: each output pixel's centre is sampled from the source,
+            # as OpenCV's cv2.resize does (bilinear: the same pixels to within one grey level).
+            sw, sh = source.size
+            matrix = (sw / size[0], 0, 0, 0, sh / size[1], 0)
+            return source.transform(size, Image.Transform.AFFINE, matrix, resample)
+
         w, h = image.size
         if self.resize is None:
             if (w, h) != (width, height):
@@ -299,21 +310,21 @@ class ImageInput:
                 )
             return np.asarray(image), None
         if mode == "stretch":
-            return np.asarray(image.resize((width, height), resample)), None
+            return np.asarray(scaled(image, (width, height))), None
         if mode == "letterbox":
             ratio = min(width / w, height / h)
             new_w, new_h = max(1, round(w * ratio)), max(1, round(h * ratio))
-            resized = image.resize((new_w, new_h), resample)
+            resized = scaled(image, (new_w, new_h))
             return np.asarray(resized), ((width - new_w) // 2, (height - new_h) // 2)
         if mode == "fit_height":
             new_w = min(width, max(1, math.ceil(height * w / h)))
-            resized = image.resize((new_w, height), resample)
+            resized = scaled(image, (new_w, height))
             return np.asarray(resized), (0, 0)
         # centre_crop: shorter side to shorter_side (aspect kept), then the centre width x height
         shorter = int(settings.get("shorter_side") or max(width, height))
         ratio = shorter / min(w, h)
         new_w, new_h = max(width, round(w * ratio)), max(height, round(h * ratio))
-        resized = image.resize((new_w, new_h), resample)
+        resized = scaled(image, (new_w, new_h))
         left, top = (new_w - width) // 2, (new_h - height) // 2
         return np.asarray(resized.crop((left, top, left + width, top + height))), None
 
@@ -549,6 +560,8 @@ class Processor:
         self._pre = getattr(self.handler, "preprocess", None) if self.handler is not None else None
         self._post = getattr(self.handler, "postprocess", None) if self.handler is not None else None
         self.raw_types: tuple[str, ...] = tuple(doc.get("content_types") or ())
+        if self._pre is not None and self.raw_types and self.image is None:
+            self.raw_types = (*self.raw_types, MULTIPART)  # a file upload is one instance per file, too
         if self.image is not None:
             self.raw_types = (*IMAGE_TYPES, MULTIPART, *self.raw_types)
         elif self.text is not None:
@@ -577,7 +590,7 @@ class Processor:
             except UnicodeDecodeError:
                 raise InvalidInput("request body: text/plain must be UTF-8") from None
         if kind != JSON:
-            if not body:
+            if not body and self._pre is None:  # a handler decides what an empty file means (a type: empty)
                 raise InvalidInput("request body is empty; send the input as the body")
             return [bytes(body)]
         if isinstance(doc, dict) and list(doc) == ["instances"]:
