@@ -400,7 +400,7 @@ def test_handler_errors_map_to_the_kits_error_shape(tmp_path: Path, caplog: pyte
     assert status == 422
     assert doc["error"] == {
         "code": "invalid_input",
-        "message": "expected bytes or a list of two numbers",
+        "message": "instances[1]: expected bytes or a list of two numbers",
         "field": "instances[1]",
     }
     status, doc = answer(service, b"[[0, 0]]")

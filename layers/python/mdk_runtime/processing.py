@@ -515,7 +515,9 @@ def load_handler(path: Path) -> ModuleType:
 def _hook_failed(hook: str, exc: BaseException, where: str | None = None) -> MdkError:
     if isinstance(exc, MdkError):
         if where is not None and exc.field is None and exc.status < 500:
-            exc.field = where
+            exc.field = where  # which instance, in the field and the message (as declared processing does)
+            if not exc.message.startswith(where):
+                exc.message = f"{where}: {exc.message}"
         return exc
     log.error("the model's %s hook raised %s", hook, type(exc).__name__, exc_info=exc)
     return ProcessingFailed(f"the model's {hook} hook failed ({type(exc).__name__}); the incident is logged")
