@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
@@ -11,11 +13,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from mdk.config import ApiSettings
+from mdk.config import ApiSettings, ModelConfig, ProcessingSettings
+from mdk_runtime.processing import IMAGE_TYPES, MULTIPART, TEXT
 from stacks import nag
 from stacks.settings import DeploySettings
 
 NPY = "application/x-npy"
+JSON = "application/json"
 # What API Gateway checks before a request reaches a function: the body is one of the three request
 # forms, an object with instances or inputs, or a bare list of instances (what the SageMaker Python SDK's
 # default JSON serializer sends for predict(X)). In draft 4, the object keywords constrain objects only and
@@ -34,6 +38,86 @@ PREDICT_BODY_SCHEMA = apigw.JsonSchema(
     max_properties=1,
     additional_properties=False,
 )
+# A model with processing takes instances for its processing, not tensors ("Processing reference" in the
+# README; mdk_runtime.processing): {"instances": [item, ...]} or a bare list, where an image model's item is
+# a base64 string or {"b64": "<base64>"} and a text model's a string (or {"b64": ...} bytes). A handler's
+# preprocess takes any JSON value as an item. Raw bodies (image/png, text/plain, a handler's types) are not
+# validated: API Gateway validates "the applicable request payload" against the model "for a given content
+# type. If no matching content type is found, request validation is not performed" ("Request validation
+# for REST APIs in API Gateway",
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-method-request-validation.html).
+_PROCESSED_ITEM = apigw.JsonSchema(
+    type=[apigw.JsonSchemaType.STRING, apigw.JsonSchemaType.OBJECT],
+    properties={"b64": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING)},
+    required=["b64"],
+    additional_properties=False,
+)
+
+
+def _instances_schema(title: str, item: apigw.JsonSchema | None) -> apigw.JsonSchema:
+    return apigw.JsonSchema(
+        schema=apigw.JsonSchemaVersion.DRAFT4,
+        title=title,
+        type=[apigw.JsonSchemaType.OBJECT, apigw.JsonSchemaType.ARRAY],
+        min_items=1,
+        items=item,
+        properties={"instances": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1, items=item)},
+        required=["instances"],
+        additional_properties=False,
+    )
+
+
+PROCESSED_BODY_SCHEMA = _instances_schema("ProcessedPredictRequest", _PROCESSED_ITEM)
+HANDLER_BODY_SCHEMA = _instances_schema("HandlerPredictRequest", None)
+
+
+def request_kind(processing: ProcessingSettings | None) -> str:
+    """Which request model a model's predict method gets: ``tensors``, ``processed`` or ``handler``."""
+    if processing is None:
+        return "tensors"
+    if processing.handler is not None:
+        return "handler"
+    if processing.image is not None or processing.text is not None:
+        return "processed"
+    return "tensors"  # outputs only: requests are tensors, as for any model
+
+
+def raw_media_types(processing: ProcessingSettings | None) -> list[str]:
+    """The raw (non-JSON) request bodies a model's processing takes, as mdk_runtime.processing reads them."""
+    if processing is None:
+        return []
+    types: list[str] = []
+    if processing.image is not None:
+        types += [*IMAGE_TYPES, MULTIPART]
+    if processing.text is not None:
+        types.append(TEXT)
+    return types + list(processing.content_types)
+
+
+def binary_media_types(models: Sequence[ModelConfig]) -> list[str]:
+    """The API's binaryMediaTypes: .npy and every raw body type a model takes, in order, once each.
+
+    A binary media type's body reaches a Lambda proxy integration base64-encoded (isBase64Encoded) and an
+    AWS integration (SageMaker) as the bytes sent; any other body is handed on as UTF-8 text, which breaks
+    an image or a multipart upload. The wildcard ``*/*`` would cover every type ("Binary media types for REST
+    APIs in API Gateway", https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-payload-encodings.html:
+    "You can use the wildcard character (*) to cover multiple media types"), JSON included, so every JSON
+    body would reach the functions base64-encoded too: the list names what the config needs instead. A
+    type covering application/json (a handler's ``application/*``) is refused for the same reason.
+    """
+    types = [NPY]
+    for i, model in enumerate(models):
+        for kind in raw_media_types(model.processing):
+            if kind in (JSON, "application/*", "*/*"):
+                raise ValueError(
+                    f"models[{i}].processing.content_types: {kind!r} covers application/json, which the API "
+                    "must keep as text (JSON bodies are validated and read as text): name the raw types"
+                )
+            if kind not in types:
+                types.append(kind)
+    return types
+
+
 # The common rule set blocks bodies over 8 KB (SizeRestrictions_BODY): real prediction requests are
 # larger. That rule only counts here; the body limit is the function's (6 MB, 413 with a pointer to batch).
 COMMON_RULES_COUNTED = ("SizeRestrictions_BODY",)
@@ -46,10 +130,18 @@ class ModelApi(Construct):
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: ApiSettings, settings: DeploySettings
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ApiSettings,
+        settings: DeploySettings,
+        models: Sequence[ModelConfig] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
+        self.binary_media_types = binary_media_types(models)
+        self.processed = any(request_kind(m.processing) != "tensors" for m in models)
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=settings.removal_policy
         )
@@ -58,7 +150,7 @@ class ModelApi(Construct):
             "Api",
             description=f"{settings.prefix}: predictions from the models in the config",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            binary_media_types=[NPY],
+            binary_media_types=self.binary_media_types,
             cloud_watch_role=True,  # execution logs need the account's API Gateway logging role
             cloud_watch_role_removal_policy=settings.removal_policy,
             deploy_options=apigw.StageOptions(
@@ -114,6 +206,7 @@ class ModelApi(Construct):
         self.predict_model = self.api.add_model(
             "PredictRequest", content_type="application/json", schema=PREDICT_BODY_SCHEMA
         )
+        self._request_models: dict[str, apigw.Model] = {"tensors": self.predict_model}
         self.authorizer: apigw.IAuthorizer | None = None
         if config.auth == "cognito":
             assert config.cognito_user_pool_arn is not None
@@ -158,9 +251,17 @@ class ModelApi(Construct):
             (apigw.ResponseType.DEFAULT_5_XX, "gateway_error"),
         ):
             # messageString is the message already quoted for JSON; the validation error has no such form.
+            refusal = (
+                "request body: expected a JSON object with either instances (a list) or inputs, "
+                "or a JSON list of instances"
+            )
+            if self.processed:  # no quotes inside: the template writes the message as a JSON string
+                refusal += (
+                    "; a model with processing takes a JSON object with instances (a list) or a JSON list, "
+                    "an image as a base64 string or an object with b64, a text as a string, or the raw body"
+                )
             message = (
-                '"request body: expected a JSON object with either instances (a list) or inputs, '
-                'or a JSON list of instances"'
+                f'"{refusal}"'
                 if code == "malformed_request"  # jsii's ResponseType constants never compare equal
                 else "$context.error.messageString"
             )
@@ -178,7 +279,19 @@ class ModelApi(Construct):
             return {"authorization_type": apigw.AuthorizationType.COGNITO, "authorizer": self.authorizer}
         return {"authorization_type": apigw.AuthorizationType.NONE, "api_key_required": True}
 
-    def add_model(self, name: str, target: lambda_.IFunction) -> apigw.Resource:
+    def request_model(self, processing: ProcessingSettings | None) -> apigw.Model:
+        """The predict method's JSON request model for a model with this processing (one per kind)."""
+        kind = request_kind(processing)
+        model = self._request_models.get(kind)
+        if model is None:
+            schema = PROCESSED_BODY_SCHEMA if kind == "processed" else HANDLER_BODY_SCHEMA
+            name = "ProcessedPredictRequest" if kind == "processed" else "HandlerPredictRequest"
+            model = self._request_models[kind] = self.api.add_model(name, content_type=JSON, schema=schema)
+        return model
+
+    def add_model(
+        self, name: str, target: lambda_.IFunction, *, processing: ProcessingSettings | None = None
+    ) -> apigw.Resource:
         """Routes for one model, integrated with ``target`` (the model's ``live`` alias)."""
         resource = self._model_resource(name)
         integration = apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(29))
@@ -187,7 +300,7 @@ class ModelApi(Construct):
             "POST",
             integration,
             request_validator=self.validator,
-            request_models={"application/json": self.predict_model},
+            request_models={JSON: self.request_model(processing)},
             **options,  # type: ignore[arg-type]
         )
         for action in ("metadata", "health"):
@@ -200,7 +313,14 @@ class ModelApi(Construct):
         )
         return resource
 
-    def add_sagemaker_model(self, name: str, endpoint_name: str, endpoint_arn: str) -> apigw.Resource:
+    def add_sagemaker_model(
+        self,
+        name: str,
+        endpoint_name: str,
+        endpoint_arn: str,
+        *,
+        processing: ProcessingSettings | None = None,
+    ) -> apigw.Resource:
         """``POST /models/<name>/predict`` straight to SageMaker's InvokeEndpoint (an AWS integration).
 
         No function in between: no extra hop, cold start or cost per request, and the role may invoke
@@ -281,7 +401,7 @@ class ModelApi(Construct):
             "POST",
             integration,
             request_validator=self.validator,
-            request_models={"application/json": self.predict_model},
+            request_models={JSON: self.request_model(processing)},
             request_parameters={
                 "method.request.header.Content-Type": False,
                 "method.request.header.Accept": False,
@@ -374,7 +494,7 @@ class ModelApi(Construct):
             },
             rules=[
                 rate_limit,
-                _lambda_payload_limit(),
+                _lambda_payload_limit(self.binary_media_types),
                 managed("AWSManagedRulesAmazonIpReputationList", 2),
                 managed("AWSManagedRulesCommonRuleSet", 3, COMMON_RULES_COUNTED),
                 managed("AWSManagedRulesKnownBadInputsRuleSet", 4),
@@ -413,24 +533,32 @@ def _content_length_at_least(regex: str) -> wafv2.CfnWebACL.StatementProperty:
     )
 
 
-def _lambda_payload_limit() -> wafv2.CfnWebACL.RuleProperty:
+def _content_type_starts_with(prefix: str) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+            search_string=prefix,
+            field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(single_header={"Name": "content-type"}),
+            positional_constraint="STARTS_WITH",
+            text_transformations=[wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="LOWERCASE")],
+        )
+    )
+
+
+def _lambda_payload_limit(binary_types: Sequence[str] = (NPY,)) -> wafv2.CfnWebACL.RuleProperty:
+    # Every binary media type's body reaches a function base64-encoded: 4/3 of its size in the event. A
+    # wildcard type (image/*) matches by its prefix (image/).
+    prefixes = list(dict.fromkeys(t.removesuffix("*") for t in binary_types))
+    matches = [_content_type_starts_with(p) for p in prefixes]
+    is_binary = (
+        matches[0]
+        if len(matches) == 1
+        else wafv2.CfnWebACL.StatementProperty(
+            or_statement=wafv2.CfnWebACL.OrStatementProperty(statements=matches)
+        )
+    )
     binary = wafv2.CfnWebACL.StatementProperty(
         and_statement=wafv2.CfnWebACL.AndStatementProperty(
-            statements=[
-                _content_length_at_least(AT_LEAST_4_500_000),
-                wafv2.CfnWebACL.StatementProperty(
-                    byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
-                        search_string=NPY,
-                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
-                            single_header={"Name": "content-type"}
-                        ),
-                        positional_constraint="STARTS_WITH",
-                        text_transformations=[
-                            wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="LOWERCASE")
-                        ],
-                    )
-                ),
-            ]
+            statements=[_content_length_at_least(AT_LEAST_4_500_000), is_binary]
         )
     )
     return wafv2.CfnWebACL.RuleProperty(

@@ -39,7 +39,7 @@ class ServingStack(cdk.Stack):
             **kwargs,
         )
         self.alarms = AlarmTopic(self, "Alarms", settings=settings, email=config.alarms.email)
-        self.api = ModelApi(self, "ModelApi", config=config.api, settings=settings)
+        self.api = ModelApi(self, "ModelApi", config=config.api, settings=settings, models=config.models)
         self.models: dict[str, LambdaModel] = {}
         self.endpoints: dict[str, SageMakerModel] = {}
         sagemaker_models = [m for m in config.models if m.runtime == "sagemaker"]
@@ -70,7 +70,7 @@ class ServingStack(cdk.Stack):
             arn = self.format_arn(
                 service="sagemaker", resource="endpoint", resource_name=endpoint.endpoint_name
             )
-            self.api.add_sagemaker_model(model.name, endpoint.endpoint_name, arn)
+            self.api.add_sagemaker_model(model.name, endpoint.endpoint_name, arn, processing=model.processing)
             self.endpoints[model.name] = endpoint
         for model in config.models:
             if model.runtime != "lambda":
@@ -85,7 +85,7 @@ class ServingStack(cdk.Stack):
                 settings=settings,
                 alarm_topic=self.alarms.topic,
             )
-            self.api.add_model(model.name, served.alias)
+            self.api.add_model(model.name, served.alias, processing=model.processing)
             self.models[model.name] = served
         self.batch: BatchPipeline | None = None
         if batch_models:
