@@ -69,9 +69,9 @@ def gateway(tmp_path: Path) -> Iterator[tuple[Gateway, Recorder, list[str]]]:
             session=session,
             region=REGION,
             work=tmp_path,
-            runner=None,
+            runner=None,  # type: ignore[arg-type]  # copying binary media types runs no function
             config=tmp_path,
-            stage="dev",  # type: ignore[arg-type]
+            stage="dev",
         )
         deployer._binary_media_types(api_id, {"BinaryMediaTypes": wanted})
         runner = Recorder()

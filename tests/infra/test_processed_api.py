@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mdk.config import parse_config
+from mdk.config import KitConfig, parse_config
 from stacks.model_api import binary_media_types as api_binary_types
 from tests.infra.conftest import REPO, Synth, synth_config
 from tests.template_events import GatewayRefusal, binary_media_types, check_body, rest_event, routes
@@ -21,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\
 B64 = base64.b64encode(PNG).decode()
 
 
-def processed_config(directory: Path) -> Any:
+def processed_config(directory: Path) -> KitConfig:
     (directory / "tokenizer.json").write_text("{}")
     (directory / "handler.py").write_text("def preprocess(instance, context):\n    return instance\n")
     models = REPO / "models"
@@ -98,11 +98,9 @@ def test_without_processing_only_npy_is_binary(synth_variant: Synth) -> None:
 def test_a_type_covering_json_is_refused_naming_the_model(tmp_path: Path) -> None:
     config = processed_config(tmp_path)
     handler = config.models[3]
-    wild = handler.model_copy(
-        update={
-            "processing": handler.processing.model_copy(update={"content_types": ["application/*"]})  # type: ignore[union-attr]
-        }
-    )
+    assert handler.processing is not None
+    processing = handler.processing.model_copy(update={"content_types": ["application/*"]})
+    wild = handler.model_copy(update={"processing": processing})
     with pytest.raises(ValueError, match=r"^models\[1\]\.processing\.content_types: 'application/\*' covers"):
         api_binary_types([config.models[0], wild])
 
@@ -154,9 +152,12 @@ def test_a_handler_models_instances_may_be_any_json(synth_processed: Synth) -> N
         [{"anything": True}],
     ):
         check_body(template, "POST", predict_path("bytes"), json.dumps(body).encode(), "application/json")
-    for body in ({"instances": []}, {"rows": [1]}, {"inputs": [[1.0]]}, "text"):
+    refused: tuple[Any, ...] = ({"instances": []}, {"rows": [1]}, {"inputs": [[1.0]]}, "text")
+    for wrong in refused:
         with pytest.raises(GatewayRefusal):
-            check_body(template, "POST", predict_path("bytes"), json.dumps(body).encode(), "application/json")
+            check_body(
+                template, "POST", predict_path("bytes"), json.dumps(wrong).encode(), "application/json"
+            )
 
 
 def test_raw_bodies_are_not_validated(synth_processed: Synth) -> None:
