@@ -8,7 +8,9 @@ Everything is measured in one run, against baselines from the same run:
 2. under the real Lambda Runtime Interface Emulator: the kit's image vs a bare onnxruntime handler
    image (same base, pins and model), warm invoke latency and cold start (the emulator's
    ``INIT REPORT`` and process start to first response, fresh emulator each time);
-3. the dependency footprint of the image for x86_64 and arm64.
+3. the dependency footprint of the image for x86_64 and arm64;
+4. a 100 MB+ model's cold start (session creation + warm-up) and memory against a tiny model's, fresh
+   processes each (bench/large_model.py).
 
 Targets are checked in the report, not asserted: a figure that misses says by how much.
 """
@@ -32,7 +34,7 @@ import numpy as np
 # Before the handler's Logger exists: the benchmark's output is the report, not model-loaded lines.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
-from bench import footprint, inprocess
+from bench import footprint, inprocess, large_model
 from bench import models as bench_models
 from bench.stats import summarize
 
@@ -348,6 +350,8 @@ def report_md(results: dict[str, Any]) -> str:
             f"- {entry['image']}, {entry['arch']}: {entry['total_mib']} MiB (CPython 3.12 wheels): {top}; "
             f"boto3: {entry['has_boto3']}"
         )
+    if "large_model" in results:
+        lines += ["", *large_model.report_lines(results["large_model"])]
     lines += ["", "## Targets", ""]
     for name, text in results["targets"].items():
         lines.append(f"- {name}: {text}")
@@ -425,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     print("batch ...", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="mdk-bench-batch-") as tmp_dir:
         results["batch"] = batch_figures(bundles(Path(tmp_dir)), Path(tmp_dir), quick=args.quick)
+
+    print("a 100 MB+ model ...", file=sys.stderr)
+    results["large_model"] = large_model.compare(n=2 if args.quick else 3)
 
     print("footprint ...", file=sys.stderr)
     results["footprint"] = [footprint.install_size(arch) for arch in ("x86_64", "arm64")]
