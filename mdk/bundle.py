@@ -71,7 +71,6 @@ EXAMPLE_TYPES = {
     ".txt": "text/plain",
     ".bin": "application/octet-stream",
 }
-_LOCATION = b"\n\x08location\x12"  # StringStringEntryProto{key: "location", value: ...} in a TensorProto
 
 
 def raw_example(model: ModelConfig) -> bool:
@@ -88,58 +87,22 @@ def example_content_type(model: ModelConfig) -> str:
     return EXAMPLE_TYPES.get(model.example.suffix.lower()) or fallback or "application/octet-stream"
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while at < len(data):
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, at
-        shift += 7
-    raise ValueError("truncated varint")
-
-
 def external_data(artifact: Path) -> list[str]:
-    """The external-data files an ONNX graph names (its weights beyond the 2 GB protobuf limit, or
-    saved apart), relative to the graph's directory, as onnxruntime resolves them.
+    """The external-data files an ONNX graph names (its weights saved apart, as onnxruntime resolves them
+    beside the graph), relative to the graph's directory; ValueError for one outside it or missing."""
+    from mdk.sizing import external_data_files
 
-    Read from the serialized graph without the onnx package (not in the kit's runtime): each external
-    tensor carries ``external_data {key: "location" value: "<file>"}`` (onnx.proto, TensorProto).
-    """
-    data = artifact.read_bytes()
-    found: dict[str, None] = {}
-    at = data.find(_LOCATION)
-    while at != -1:
-        try:
-            length, start = _varint(data, at + len(_LOCATION))
-        except ValueError:
-            break
-        raw = data[start : start + length]
-        try:
-            name = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            name = ""
-        if name:
-            found[name] = None
-        at = data.find(_LOCATION, start + length)
-    return list(found)
+    base = artifact.parent.resolve()
+    return [path.relative_to(base).as_posix() for path in external_data_files(artifact)]
 
 
 def check_external_data(artifact: Path) -> list[str]:
     """Problems with the graph's external data: a file outside its directory, or one that is missing."""
-    problems = []
-    for name in external_data(artifact):
-        rel = Path(name)
-        if rel.is_absolute() or ".." in rel.parts:
-            problems.append(
-                f"the graph's external data {name!r} is outside its directory; keep it beside the graph"
-            )
-        elif not (artifact.parent / rel).is_file():
-            problems.append(
-                f"the graph's external data file {name!r} is missing (expected beside {artifact.name})"
-            )
-    return problems
+    try:
+        external_data(artifact)
+    except ValueError as exc:
+        return [f"the graph's {exc}"]
+    return []
 
 
 def bundle_files(model: ModelConfig, *, artifact: Path | None = None) -> dict[str, Path | bytes]:
@@ -147,9 +110,11 @@ def bundle_files(model: ModelConfig, *, artifact: Path | None = None) -> dict[st
     external data, and the model's processing files and requirements."""
     source = artifact or model.artifact
     files: dict[str, Path | bytes] = {ARTIFACT_FILE: source}
-    for name in external_data(source):
-        if not check_external_data(source):
-            files[Path(name).as_posix()] = source.parent / name
+    try:
+        for name in external_data(source):
+            files[name] = source.parent / name
+    except ValueError:
+        pass  # config validation reports it (check_external_data); the bundle then holds the graph alone
     processing = model.processing
     requirements = [
         "# What this model's processing needs, installed into its image only (written by mdk bundle).\n"

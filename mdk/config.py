@@ -868,6 +868,7 @@ def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
     import onnxruntime as ort
 
     from mdk.bundle import check_external_data, model_spec
+    from mdk.sizing import check_sizes
     from mdk_runtime.errors import MdkError
     from mdk_runtime.model import Model, session_options
 
@@ -876,6 +877,10 @@ def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
         missing = check_external_data(model.artifact)
         if missing:
             problems.extend(f"models[{i}].artifact: {p}" for p in missing)
+            continue
+        too_big = check_sizes(model)  # before loading: a model that cannot fit is not loaded here either
+        if too_big:
+            problems.extend(f"models[{i}].{p}" for p in too_big)
             continue
         try:
             spec = model_spec(model)

@@ -186,7 +186,10 @@ def external_data_files(artifact: Path) -> list[Path]:
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    model = onnx.load(str(artifact), load_external_data=False)
+    try:
+        model = onnx.load(str(artifact), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a readable graph: onnxruntime's load check reports it, by name
+        return []
     base = artifact.parent.resolve()
     found: dict[Path, None] = {}
     for tensor in _tensors(model.graph):

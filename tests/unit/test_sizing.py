@@ -270,3 +270,16 @@ def test_batch_transform_instances_are_checked_for_lambda_models_too(tmp_path: P
 @pytest.mark.parametrize("instance_type", sorted(sizing.SAGEMAKER_GPU_MEMORY_GIB))
 def test_every_gpu_type_has_its_host_memory(instance_type: str) -> None:
     assert instance_type in sizing.SAGEMAKER_MEMORY_GIB
+
+
+def test_config_validation_reports_size_problems_by_field(tmp_path: Path) -> None:
+    """`mdk config validate` / synth: the size check runs with the rest, before the graph is loaded."""
+    from mdk.config import ConfigError
+
+    artifact = sparse_weights(tmp_path, 12 * 1024**3)  # 12 GB of external data (nothing written)
+    entry = {"name": "big", "artifact": str(artifact), "runtime": "lambda", "lambda": {"memory_mb": 10240}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"models": [entry]}, base_dir=tmp_path)
+    problems = caught.value.problems
+    assert any(p.startswith("models[0].artifact: the Lambda image would be about") for p in problems)
+    assert any(p.startswith("models[0].lambda.memory_mb: 10240 MB is less than") for p in problems)
