@@ -10,7 +10,9 @@ Everything is measured in one run, against baselines from the same run:
    ``INIT REPORT`` and process start to first response, fresh emulator each time);
 3. the dependency footprint of the image for x86_64 and arm64;
 4. a 100 MB+ model's cold start (session creation + warm-up) and memory against a tiny model's, fresh
-   processes each (bench/large_model.py).
+   processes each (bench/large_model.py);
+5. what a model's processing costs per request against its inference, for the real image and handler
+   examples (bench/processing.py).
 
 Targets are checked in the report, not asserted: a figure that misses says by how much.
 """
@@ -36,6 +38,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 from bench import footprint, inprocess, large_model
 from bench import models as bench_models
+from bench import processing as processing_bench
 from bench.stats import summarize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -352,6 +355,8 @@ def report_md(results: dict[str, Any]) -> str:
         )
     if "large_model" in results:
         lines += ["", *large_model.report_lines(results["large_model"])]
+    if "processing" in results:
+        lines += ["", *processing_bench.report_lines(results["processing"])]
     lines += ["", "## Targets", ""]
     for name, text in results["targets"].items():
         lines.append(f"- {name}: {text}")
@@ -432,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("a 100 MB+ model ...", file=sys.stderr)
     results["large_model"] = large_model.compare(n=2 if args.quick else 3)
+
+    print("processing (real models) ...", file=sys.stderr)
+    results["processing"] = processing_bench.compare(n=50 if args.quick else 200)
 
     print("footprint ...", file=sys.stderr)
     results["footprint"] = [footprint.install_size(arch) for arch in ("x86_64", "arm64")]
