@@ -502,6 +502,15 @@ class ProcessingSettings(_Frozen):
             raise ValueError("requirements are for a handler; set handler too")
         if self.content_types and self.handler is None:
             raise ValueError("content_types are for a handler's preprocess; set handler too")
+        for kind in self.content_types:
+            # Each raw type is one of the API's binary media types: one that covers JSON would make every
+            # JSON body binary ("Content type conversions in API Gateway",
+            # https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-payload-encodings.html).
+            if kind in ("*/*", "application/*") or kind == "application/json" or "jsonlines" in kind:
+                raise ValueError(
+                    f"content_types: {kind!r} covers JSON, which every model reads already; name the raw "
+                    "types the handler takes (e.g. application/octet-stream, audio/wav)"
+                )
         if not (self.image or self.text or self.output or self.handler):
             raise ValueError("expected at least one of image, text, output or handler")
         return self

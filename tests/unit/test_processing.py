@@ -282,6 +282,13 @@ def test_config_time_checks_name_the_field(tmp_path: Path) -> None:
     assert "models[0].processing.text.tokenizer" in problems({"text": {"tokenizer": "nope.json"}})
     assert "models[0].processing" in problems({"image": {}, "text": {"tokenizer": "model.onnx"}})
     assert "processing.output.output" in problems({"output": {"output": "nope"}})
+    (tmp_path / "h.py").write_text("def preprocess(instance, context):\n    return {}\n")
+    assert "content_types: 'application/*' covers JSON" in problems(
+        {"handler": "h.py", "content_types": ["application/*"]}
+    )
+    assert "content_types: 'application/json' covers JSON" in problems(
+        {"handler": "h.py", "content_types": ["application/json"]}
+    )
 
 
 # -- text ------------------------------------------------------------------------------------------
