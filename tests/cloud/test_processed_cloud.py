@@ -16,13 +16,11 @@ from typing import Any
 
 import pytest
 
-from mdk import pretrained
-from mdk.bundle import write_bundle
-from mdk.config import load_config
 from mdk.local.cloud.cloud import LocalCloud
-from mdk_runtime.service import InferenceService, Settings
+from mdk_runtime.service import InferenceService
 from tests.cloud.conftest import REPO, signed
 from tests.cloud.test_local_cloud import wait_for_manifest
+from tests.pretrained_models import expected, pretrained_config, reference_services, same_answer
 
 MODELS = REPO / "models"
 CONFIG = MODELS / "pretrained.yaml"
@@ -43,15 +41,7 @@ log = logging.getLogger(__name__)
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, InferenceService]:
-    for source in pretrained.PRETRAINED:  # a fresh clone before `make models`: copy the graphs (idempotent)
-        pretrained.build(source)
-    out = {}
-    for model in load_config(CONFIG).models:
-        bundle = write_bundle(model, tmp_path_factory.mktemp("reference") / model.name)
-        service = InferenceService.load(Settings(model_dir=bundle, threads=1))
-        assert service.model is not None, service.load_error
-        out[model.name] = service
-    return out
+    return reference_services(pretrained_config(), tmp_path_factory.mktemp("reference"))
 
 
 @pytest.fixture(scope="module")
@@ -71,27 +61,6 @@ def cloud(
         yield local
     finally:
         local.stop()
-
-
-def expected(service: InferenceService, body: bytes, content_type: str) -> dict[str, Any]:
-    reply = service.predict(body, content_type, "application/json")
-    assert reply.status == 200, reply.body
-    (one,) = json.loads(reply.body)["predictions"]
-    assert isinstance(one, dict)
-    return one
-
-
-def same_answer(got: dict[str, Any], want: dict[str, Any]) -> None:
-    """Labels, texts and types exactly; scores to float32 rounding (a batch may group lines differently)."""
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        if key == "score":
-            assert got[key] == pytest.approx(value, rel=1e-4), key
-        elif key == "classes":
-            assert [c["label"] for c in got[key]] == [c["label"] for c in value]
-            assert [c["score"] for c in got[key]] == pytest.approx([c["score"] for c in value], rel=1e-4)
-        else:
-            assert got[key] == value, key
 
 
 def predict(cloud: LocalCloud, model: str, body: bytes, content_type: str) -> tuple[int, dict[str, str], Any]:

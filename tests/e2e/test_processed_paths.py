@@ -28,16 +28,16 @@ from typing import Any
 import httpx
 import pytest
 
-from mdk import pretrained
-from mdk.bundle import IMAGE_MODEL_DIR, write_bundle, write_image_context, write_model_tarball
-from mdk.config import KitConfig, load_config
+from mdk.bundle import IMAGE_MODEL_DIR, write_image_context, write_model_tarball
+from mdk.config import KitConfig
 from mdk.local.dockerfile import StagedImage, replay
 from mdk.local.processes import spawn
 from mdk.local.rie import SANDBOX_GID, LambdaProcess, grant_search
-from mdk_runtime.service import InferenceService, Settings
+from mdk_runtime.service import InferenceService
 from sagemaker_endpoints.server import CPU
 from tests.events import response_json
 from tests.infra.conftest import synth_config
+from tests.pretrained_models import expected, pretrained_config, reference_services, same_answer
 from tests.sagemaker.conftest import free_port, serve, settings_for
 from tests.template_events import binary_media_types, rest_event
 
@@ -69,42 +69,13 @@ NOT_AN_IMAGE = b"%PDF-1.4 this is not a PNG at all"
 
 @pytest.fixture(scope="module")
 def config() -> KitConfig:
-    for model in pretrained.PRETRAINED:  # a fresh clone before `make models`: copy the graphs (idempotent)
-        pretrained.build(model)
-    return load_config(CONFIG)
+    return pretrained_config()
 
 
 @pytest.fixture(scope="module")
 def services(config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, InferenceService]:
     """The in-process reference: each model loaded from its bundle as every serving path loads it."""
-    out = {}
-    for model in config.models:
-        bundle = write_bundle(model, tmp_path_factory.mktemp("reference") / model.name)
-        service = InferenceService.load(Settings(model_dir=bundle, threads=1))
-        assert service.model is not None, service.load_error
-        out[model.name] = service
-    return out
-
-
-def expected(service: InferenceService, body: bytes, content_type: str) -> dict[str, Any]:
-    reply = service.predict(body, content_type, "application/json")
-    assert reply.status == 200, reply.body
-    (one,) = json.loads(reply.body)["predictions"]
-    assert isinstance(one, dict)
-    return one
-
-
-def same_answer(got: dict[str, Any], want: dict[str, Any]) -> None:
-    """Labels, texts and types exactly; scores to float32 rounding (a batch may group lines differently)."""
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        if key == "score":
-            assert got[key] == pytest.approx(value, rel=1e-4), key
-        elif key == "classes":
-            assert [c["label"] for c in got[key]] == [c["label"] for c in value]
-            assert [c["score"] for c in got[key]] == pytest.approx([c["score"] for c in value], rel=1e-4)
-        else:
-            assert got[key] == value, key
+    return reference_services(config, tmp_path_factory.mktemp("reference"))
 
 
 def b64(data: bytes) -> str:

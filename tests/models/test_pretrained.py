@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 
 from mdk import pretrained
-from mdk.bundle import write_bundle
-from mdk.config import KitConfig, load_config
-from mdk_runtime.service import InferenceService, Settings
+from mdk.config import KitConfig
+from mdk_runtime.service import InferenceService
+from tests.pretrained_models import pretrained_config, reference_services
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
@@ -39,21 +39,15 @@ FILES = sorted(str(p.relative_to(MODELS)) for p in (MODELS / "file-type" / "samp
 
 @pytest.fixture(scope="module")
 def config() -> KitConfig:
-    for model in pretrained.PRETRAINED:  # a fresh clone before `make models`: copy the graphs (idempotent)
-        pretrained.build(model)
-    return load_config(MODELS / "pretrained.yaml")
+    return pretrained_config()
 
 
 @pytest.fixture(scope="module")
 def services(config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, InferenceService]:
-    out = {}
-    for model in config.models:
-        bundle = write_bundle(model, tmp_path_factory.mktemp("bundles") / model.name)
-        service = InferenceService.load(Settings(model_dir=bundle, threads=1))
-        assert service.model is not None, service.load_error
-        assert json.loads(service.health().body)["warmup"] == "example"  # its example went through processing
-        out[model.name] = service
-    return out
+    loaded = reference_services(config, tmp_path_factory.mktemp("bundles"))
+    for service in loaded.values():  # each example went through the model's processing at warm-up
+        assert json.loads(service.health().body)["warmup"] == "example"
+    return loaded
 
 
 def answer(service: InferenceService, body: bytes, content_type: str) -> Any:
