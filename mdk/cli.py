@@ -328,43 +328,13 @@ def status(
     config: ConfigOption = Path(DEFAULT_CONFIG),
 ) -> None:
     """What serves each model's traffic now: versions or variants and weights, deployments, alarms."""
-    from mdk.ops import traffic
+    from mdk.ops import render, traffic
 
     ops = _ops(config, stage)
     names = [name] if name else ops.model_names()
     if not names:
         ops.deployed("-")  # raises the "no deployment" error with its hints
-    found = [traffic.status(ops, n) for n in names]
-    if as_json:
-        _print_json([f.to_json() for f in found])
-        return
-    for item in found:
-        title = f"{item.model} ({item.runtime}, model version {item.version})"
-        if item.endpoint_status:
-            title += f", endpoint {item.endpoint_status}"
-        table = Table(title=title, title_justify="left")
-        key = "version" if item.runtime == "lambda" else "variant"
-        table.add_column(key)
-        table.add_column("traffic", justify="right")
-        table.add_column("role")
-        table.add_column("instances" if item.runtime == "sagemaker" else "description")
-        for row in item.traffic:
-            weight = row.get("weight")
-            shown = f"{100 * weight:.1f} %" if isinstance(weight, int | float) else "-"
-            detail = row.get("description", "") if item.runtime == "lambda" else str(row.get("instances"))
-            table.add_row(str(row[key]), shown, row["role"], detail)
-        out.print(table)
-        if item.deployment:
-            out.print(f"  in flight: {item.deployment}", highlight=False)
-        if item.shadow:
-            out.print(
-                f"  shadow: version {item.shadow['candidate']} gets {100 * float(item.shadow['sample']):g} % "
-                "of requests mirrored",
-                highlight=False,
-            )
-        for alarm, state in item.alarms.items():
-            colour = {"OK": "green", "ALARM": "red"}.get(state, "yellow")
-            out.print(f"  alarm [{colour}]{state}[/{colour}] {alarm}", highlight=False)
+    render.status(out, [traffic.status(ops, n) for n in names], as_json=as_json)
 
 
 @app.command()
@@ -374,13 +344,13 @@ def rollout(
     percent: Annotated[float, typer.Option("--percent", help="its share of the traffic, 0 < P <= 100")],
     force: Annotated[bool, typer.Option(help="even while a CodeDeploy deployment is in flight")] = False,
     stage: StageOption = "dev",
+    as_json: JsonOption = False,
     config: ConfigOption = Path(DEFAULT_CONFIG),
 ) -> None:
     """Shift a share of the traffic to another version by hand (the alias's or endpoint's weights)."""
-    from mdk.ops import traffic
+    from mdk.ops import render, traffic
 
-    result = traffic.rollout(_ops(config, stage), name, to, percent, force=force)
-    out.print(f"{name}: {result}", highlight=False)
+    render.result(out, traffic.rollout(_ops(config, stage), name, to, percent, force=force), as_json=as_json)
 
 
 @app.command()
@@ -389,28 +359,30 @@ def promote(
     variant: Annotated[str | None, typer.Option(help="SageMaker: the variant to promote")] = None,
     force: Annotated[bool, typer.Option(help="even while one of the model's alarms is in ALARM")] = False,
     stage: StageOption = "dev",
+    as_json: JsonOption = False,
     config: ConfigOption = Path(DEFAULT_CONFIG),
 ) -> None:
     """Give the candidate all the traffic (refused while an alarm is in ALARM)."""
-    from mdk.ops import traffic
+    from mdk.ops import render, traffic
 
     result = traffic.promote(_ops(config, stage), name, variant=variant, force=force)
-    out.print(f"{name}: promoted {result}", highlight=False)
+    render.result(out, result, as_json=as_json)
 
 
 @app.command()
 def rollback(
     name: Annotated[str, typer.Argument(help="the model")],
     stage: StageOption = "dev",
+    as_json: JsonOption = False,
     config: ConfigOption = Path(DEFAULT_CONFIG),
 ) -> None:
     """Back to the last good version now: stops a deployment in flight, moves the alias or weights."""
-    from mdk.ops import traffic
+    from mdk.ops import render, traffic
 
     result = traffic.rollback(_ops(config, stage), name)
-    out.print(f"{name}: rolled back {result['was']} -> {result['now']}", highlight=False)
-    if result.get("warning"):
-        err.print(f"[yellow]warning:[/yellow] {result['warning']}", highlight=False)
+    render.result(out, result, as_json=as_json)
+    if result.warning:
+        err.print(f"[yellow]warning:[/yellow] {result.warning}", highlight=False)
         raise typer.Exit(1)
 
 
@@ -421,26 +393,27 @@ def shadow_start(
     sample: Annotated[float, typer.Option(help="fraction of requests mirrored, 0 < S <= 1")] = 0.1,
     instance_type: Annotated[str | None, typer.Option(help="SageMaker: the shadow's instances")] = None,
     stage: StageOption = "dev",
+    as_json: JsonOption = False,
     config: ConfigOption = Path(DEFAULT_CONFIG),
 ) -> None:
     """Mirror a sample of live requests to a candidate, which compares its answers with the live ones."""
-    from mdk.ops import shadow
+    from mdk.ops import render, shadow
 
     result = shadow.start(_ops(config, stage), name, candidate, sample, instance_type=instance_type)
-    out.print(f"{name}: shadow on {result}", highlight=False)
+    render.result(out, result, as_json=as_json)
 
 
 @shadow_app.command("stop")
 def shadow_stop(
     name: Annotated[str, typer.Argument(help="the model")],
     stage: StageOption = "dev",
+    as_json: JsonOption = False,
     config: ConfigOption = Path(DEFAULT_CONFIG),
 ) -> None:
     """Stop mirroring."""
-    from mdk.ops import shadow
+    from mdk.ops import render, shadow
 
-    result = shadow.stop(_ops(config, stage), name)
-    out.print(f"{name}: shadow off {result}", highlight=False)
+    render.result(out, shadow.stop(_ops(config, stage), name), as_json=as_json)
 
 
 @shadow_app.command("report")
@@ -453,27 +426,10 @@ def shadow_report(
     config: ConfigOption = Path(DEFAULT_CONFIG),
 ) -> None:
     """Agreement rate, largest difference and latencies of the candidate against live."""
-    from mdk.ops import shadow
+    from mdk.ops import render, shadow
 
     result = shadow.report(_ops(config, stage), name, hours=hours, candidate=candidate)
-    if as_json:
-        _print_json(result)
-        return
-    table = Table(title=f"{name}: candidate {result['candidate']} over {hours:g} h", title_justify="left")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key in (
-        "samples",
-        "agreement_percent",
-        "max_abs_diff",
-        "candidate_latency_ms",
-        "live_latency_ms",
-        "latency_delta_ms",
-        "errors",
-    ):
-        value = result[key]
-        table.add_row(key.replace("_", " "), "-" if value is None else f"{value:g}")
-    out.print(table)
+    render.shadow_report(out, result, as_json=as_json)
 
 
 @app.command()

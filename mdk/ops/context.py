@@ -170,5 +170,13 @@ class Ops:
         return {name: states.get(name, "MISSING") for name in names}
 
 
+@dataclass
+class OnModel:
+    """Operations on one deployed model: the deployment's clients and the model's registry entry."""
+
+    ops: Ops
+    deployed: Deployed
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -26,7 +26,9 @@ SETTING = shadow_parameter(PROJECT, STAGE, "iris")
 
 
 def test_start_stop_and_refusals(topology: Topology, mdk: Any) -> None:
-    assert mdk("shadow", "start", "iris", "--candidate", "3", "--sample", "0.5").code == 0
+    started = mdk("shadow", "start", "iris", "--candidate", "3", "--sample", "0.5")
+    assert started.code == 0
+    assert started.stdout.strip() == "iris: shadow on: 50 % of the requests to version 2 mirrored to 3"
     setting = topology.parameter(SETTING)
     assert (setting["candidate"], setting["sample"]) == ("3", 0.5)
     status = mdk("status", "iris", "--json").json()[0]
@@ -40,7 +42,9 @@ def test_start_stop_and_refusals(topology: Topology, mdk: Any) -> None:
         in mdk("shadow", "start", "iris", "--candidate", "3", "--sample", "1.5").stderr
     )
 
-    assert mdk("shadow", "stop", "iris").code == 0
+    stopped = mdk("shadow", "stop", "iris", "--json")
+    assert stopped.code == 0
+    assert stopped.json()["on"] is False
     assert topology.parameter(SETTING).get("candidate") is None
     assert "no shadow running for iris" in mdk("shadow", "report", "iris").stderr
 
@@ -320,7 +324,7 @@ def test_sagemaker_shadow_variant_through_a_new_endpoint_config(topology: Topolo
         {"VariantName": "shadow", "ModelName": "digits-candidate", "InstanceType": "ml.g4dn.xlarge",
          "InitialInstanceCount": 1, "InitialVariantWeight": 0.2}
     ]  # fmt: skip
-    assert json.loads(sent["update"]["body"])["EndpointConfigName"] == result["endpoint_config"]
+    assert json.loads(sent["update"]["body"])["EndpointConfigName"] == result.endpoint_config
     with pytest.raises(OpsError, match="no shadow variant"):
         shadow_ops.stop(ops, "solo")  # moto dropped it, as far as describe tells
     with pytest.raises(OpsError, match=r"ResourceNotFound|Could not find model"):

@@ -38,7 +38,9 @@ def test_status_shows_versions_weights_deployments_and_alarms(topology: Topology
 
 
 def test_rollout_shifts_a_share_and_refuses_what_does_not_exist(topology: Topology, mdk: Any) -> None:
-    assert mdk("rollout", "iris", "--to", "3", "--percent", "10").code == 0
+    shifted = mdk("rollout", "iris", "--to", "3", "--percent", "10")
+    assert shifted.code == 0
+    assert shifted.stdout.strip() == "iris: version 2 90 %, version 3 10 %"
     assert topology.alias() == ("2", {"3": 0.1})
 
     unknown = mdk("rollout", "iris", "--to", "9", "--percent", "10")
@@ -87,6 +89,7 @@ def test_rollback_goes_back_to_the_version_before(topology: Topology, mdk: Any) 
     result = mdk("rollback", "iris")
 
     assert result.code == 0, result.stderr
+    assert result.stdout.strip() == "iris: rolled back from version 3 100 % to version 2 100 %"
     assert topology.alias() == ("2", {})
     history = topology.parameter(history_parameter(PROJECT, STAGE, "iris"))
     assert [e["version"] for e in history] == ["2", "3", "2"]
@@ -94,7 +97,17 @@ def test_rollback_goes_back_to_the_version_before(topology: Topology, mdk: Any) 
 
 def test_rollback_of_a_manual_canary_drops_the_candidate(topology: Topology, mdk: Any) -> None:
     topology.set_alias("2", {"3": 0.25})
-    assert mdk("rollback", "iris").code == 0
+    result = mdk("rollback", "iris", "--json")
+    assert result.code == 0
+    assert result.json() == {
+        "model": "iris",
+        "unit": "version",
+        "was": {"2": 0.75, "3": 0.25},
+        "now": {"2": 1.0},
+        "stopped_deployment": None,
+        "rollback_alarm": None,
+        "warning": None,
+    }
     assert topology.alias() == ("2", {})
 
 
@@ -111,6 +124,7 @@ def test_rollback_during_a_codedeploy_deployment_moves_the_alias_at_once(
     assert topology.alias() == ("2", {})
     assert result.code == 1
     assert "could not stop CodeDeploy deployment" in result.stderr
+    assert result.stdout.strip() == "iris: rolled back from version 2 90 %, version 3 10 % to version 2 100 %"
 
 
 def test_rollback_without_a_known_previous_version_is_refused(topology: Topology, mdk: Any) -> None:
@@ -126,10 +140,17 @@ def test_sagemaker_weights_rollout_promote_rollback(topology: Topology, mdk: Any
     assert mdk("rollout", "digits", "--to", "challenger", "--percent", "25").code == 0
     assert topology.weights() == {"primary": 0.75, "challenger": 0.25}
 
-    assert mdk("promote", "digits").code == 0
+    promoted = mdk("promote", "digits", "--json")
+    assert promoted.code == 0
+    assert promoted.json()["split"] == {"primary": 0.0, "challenger": 1.0}
+    assert (promoted.json()["unit"], promoted.json()["previous"]) == ("variant", None)
     assert topology.weights() == {"primary": 0.0, "challenger": 1.0}
 
-    assert mdk("rollback", "digits").code == 0
+    rolled = mdk("rollback", "digits")
+    assert rolled.code == 0
+    assert (
+        rolled.stdout.strip() == "digits: rolled back from variant challenger 100 % to variant primary 100 %"
+    )
     assert topology.weights() == {"primary": 1.0, "challenger": 0.0}
 
     nothing = mdk("rollback", "digits")
