@@ -85,11 +85,11 @@ def rows_for(name: str, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
-def stage(dockerfile: Path, bundle: Path, root: Path) -> Any:
-    from mdk.local.dockerfile import replay
+def stage(recipe: Any, bundle: Path, root: Path) -> Any:
+    from mdk.images import stage as stage_recipe
 
-    return replay(
-        dockerfile, REPO, root, {"MODEL_DIR": str(bundle.relative_to(REPO))}, cache_dir=CACHE / "layers"
+    return stage_recipe(
+        recipe, REPO, root, {"MODEL_DIR": str(bundle.relative_to(REPO))}, cache_dir=CACHE / "layers"
     )
 
 
@@ -394,9 +394,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print("under the emulator ...", file=sys.stderr)
         rie = ensure_rie(CACHE)
+        from mdk.images import BARE, LAMBDA
+
         images = {
-            "kit": (REPO / "lambda_handlers" / "Dockerfile", {"iris": made["iris"], "mlp": made["mlp"]}),
-            "bare": (REPO / "bench" / "bare" / "Dockerfile", {"iris": made["iris"], "mlp": made["mlp"]}),
+            "kit": (LAMBDA, {"iris": made["iris"], "mlp": made["mlp"]}),
+            "bare": (BARE, {"iris": made["iris"], "mlp": made["mlp"]}),
         }
         results["rie"] = {"kit": {"warm": {}}, "bare": {"warm": {}}}
         staged: dict[str, dict[str, Any]] = {"kit": {}, "bare": {}}
@@ -405,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
             "iris, 64 rows": event_for("iris", rows_for("iris", 64)),
         }
         mlp_events = {"mlp, 64 rows": event_for("mlp", rows_for("mlp", 64))}
-        for image_name, (dockerfile, model_dirs) in images.items():
+        for image_name, (recipe, model_dirs) in images.items():
             for model, bundle in model_dirs.items():
-                image = stage(dockerfile, bundle, tmp / f"{image_name}-{model}")
+                image = stage(recipe, bundle, tmp / f"{image_name}-{model}")
                 staged[image_name][model] = image
                 warm = warm_under_rie(image, rie, iris_events if model == "iris" else mlp_events, n=rie_n)
                 results["rie"][image_name]["warm"].update(warm)

@@ -1,4 +1,4 @@
-"""Run a staged Lambda image (:mod:`mdk.local.dockerfile`) under the real Lambda Runtime Interface Emulator.
+"""Run a staged Lambda image (:mod:`mdk.images.stage`) under the real Lambda Runtime Interface Emulator.
 
 The emulator binary is the one AWS SAM CLI ships (``samcli/local/rapid/aws-lambda-rie-<arch>`` in the
 ``aws-sam-cli`` wheel); :func:`ensure_rie` fetches it with pip, checks its pinned sha256 and caches it.
@@ -75,8 +75,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Self
 
+from mdk.images.stage import StagedImage
 from mdk.local import processes
-from mdk.local.dockerfile import StagedImage
 from mdk.local.processes import spawn
 from mdk_runtime.spec import file_sha256
 

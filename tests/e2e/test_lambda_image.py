@@ -1,4 +1,4 @@
-"""The Lambda image, replayed from its Dockerfile and run under the real Lambda Runtime Interface Emulator.
+"""The Lambda image, staged from its recipe (what its Dockerfile renders) and run under the real Lambda Runtime Interface Emulator.
 
 The image is built from the same per-model build context ``cdk synth`` writes (``write_image_context``),
 so what runs here is what a deploy builds. One staged image and one emulator for the module: the
@@ -20,12 +20,11 @@ import pytest
 
 from mdk.bundle import IMAGE_MODEL_DIR, write_bundle, write_image_context
 from mdk.config import KitConfig
-from mdk.local.dockerfile import StagedImage, replay
+from mdk.images import LAMBDA, StagedImage, stage
 from mdk.local.rie import LambdaProcess
 from tests.events import api_event, response_json
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO / "lambda_handlers" / "Dockerfile"
 
 pytestmark = pytest.mark.e2e
 
@@ -37,11 +36,11 @@ def context(kit_config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def staged(context: Path, tmp_path_factory: pytest.TempPathFactory) -> StagedImage:
-    stage = tmp_path_factory.mktemp("lambda-image") / "root"
-    return replay(
-        context / "Dockerfile",
+    root = tmp_path_factory.mktemp("lambda-image") / "root"
+    return stage(
+        LAMBDA,
         context,
-        stage,
+        root,
         {"MODEL_DIR": IMAGE_MODEL_DIR},
         cache_dir=REPO / ".cache" / "layers",
     )
@@ -145,8 +144,8 @@ def test_a_broken_model_image_answers_503(kit_config: KitConfig, tmp_path: Path,
     target = write_bundle(kit_config.model("iris"), REPO / broken)
     (target / "model.onnx").write_bytes(b"corrupt")
     try:
-        image = replay(
-            DOCKERFILE,
+        image = stage(
+            LAMBDA,
             REPO,
             tmp_path / "root",
             {"MODEL_DIR": str(broken)},

@@ -21,6 +21,8 @@ import pytest
 
 from mdk.bundle import IMAGE_MODEL_DIR, write_image_context
 from mdk.config import KitConfig
+from mdk.images import LAMBDA, Copy, Recipe, StagedImage, stage
+from mdk.images.kit import LAMBDA_BASE
 from mdk.local.cloud.functions import (
     RESPONSE_LIMIT,
     SYNC_REQUEST_LIMIT,
@@ -28,7 +30,6 @@ from mdk.local.cloud.functions import (
     FunctionRunner,
     InvokeRefused,
 )
-from mdk.local.dockerfile import StagedImage, replay
 from mdk.local.rie import SANDBOX_GID, SANDBOX_UID, InvocationError, LambdaProcess
 from tests.events import api_event, response_json
 
@@ -37,11 +38,12 @@ LAYERS = REPO / ".cache" / "layers"
 
 pytestmark = pytest.mark.e2e
 
-DOCKERFILE = """\
-FROM public.ecr.aws/lambda/python:3.12
-COPY probe.py ${LAMBDA_TASK_ROOT}/
-CMD ["probe.handler"]
-"""
+RECIPE = Recipe(
+    name="probe",
+    base=LAMBDA_BASE,
+    steps=(Copy(("probe.py",), "${LAMBDA_TASK_ROOT}/"),),
+    cmd=("probe.handler",),
+)
 
 PROBE = """\
 import importlib.util
@@ -87,9 +89,8 @@ def probe_image(tmp_path_factory: pytest.TempPathFactory) -> StagedImage:
     root = tmp_path_factory.mktemp("probe")
     context = root / "context"
     context.mkdir()
-    (context / "Dockerfile").write_text(DOCKERFILE)
     (context / "probe.py").write_text(PROBE)
-    return replay(context / "Dockerfile", context, root / "stage", {}, cache_dir=LAYERS)
+    return stage(RECIPE, context, root / "stage", {}, cache_dir=LAYERS)
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +153,8 @@ def iris_context(kit_config: KitConfig, tmp_path_factory: pytest.TempPathFactory
     return write_image_context(kit_config.model("iris"), tmp_path_factory.mktemp("iris") / "context")
 
 
-def stage_iris(context: Path, stage: Path) -> StagedImage:
-    return replay(context / "Dockerfile", context, stage, {"MODEL_DIR": IMAGE_MODEL_DIR}, cache_dir=LAYERS)
+def stage_iris(context: Path, stage_dir: Path) -> StagedImage:
+    return stage(LAMBDA, context, stage_dir, {"MODEL_DIR": IMAGE_MODEL_DIR}, cache_dir=LAYERS)
 
 
 def test_an_image_built_from_0600_files_fails_init_as_lambdas_user(

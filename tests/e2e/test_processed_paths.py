@@ -30,7 +30,7 @@ import pytest
 
 from mdk.bundle import IMAGE_MODEL_DIR, write_image_context, write_model_tarball
 from mdk.config import KitConfig
-from mdk.local.dockerfile import StagedImage, replay
+from mdk.images import LAMBDA, StagedImage, stage
 from mdk.local.processes import spawn
 from mdk.local.rie import SANDBOX_GID, LambdaProcess, grant_search
 from mdk_runtime.service import InferenceService
@@ -94,12 +94,12 @@ def template(config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 @pytest.fixture(scope="module")
 def staged(config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, StagedImage]:
-    """Each Lambda model's image, replayed from the per-model build context `cdk synth` writes."""
+    """Each Lambda model's image, staged from the per-model build context `cdk synth` writes."""
     images = {}
     for name in LAMBDA_MODELS:
         context = write_image_context(config.model(name), tmp_path_factory.mktemp("context") / name)
-        images[name] = replay(
-            context / "Dockerfile",
+        images[name] = stage(
+            LAMBDA,
             context,
             tmp_path_factory.mktemp("lambda-image") / "root",
             {"MODEL_DIR": IMAGE_MODEL_DIR},

@@ -1,6 +1,6 @@
-"""A replayed image under the real Lambda Runtime Interface Emulator (mdk/local/rie.py).
+"""A staged image under the real Lambda Runtime Interface Emulator (mdk/local/rie.py).
 
-The image is staged from a small Dockerfile with the real runtime client (awslambdaric from PyPI, cached
+The image is staged from a small recipe with the real runtime client (awslambdaric from PyPI, cached
 in .cache/layers) and run by the aws-lambda-rie binary from the aws-sam-cli wheel.
 """
 
@@ -12,18 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from mdk.local.dockerfile import StagedImage, replay
+from mdk.images import Arg, Copy, Env, Recipe, StagedImage, stage
+from mdk.images.kit import LAMBDA_BASE
 from mdk.local.rie import FunctionError, InvocationError, LambdaProcess, session_members
 
 REPO = Path(__file__).resolve().parents[2]
 
-DOCKERFILE = """\
-FROM public.ecr.aws/lambda/python:3.12
-ARG GREETING=hello
-COPY app.py broken.py raising.py ${LAMBDA_TASK_ROOT}/
-ENV GREETING=${GREETING}
-CMD ["app.handler"]
-"""
+RECIPE = Recipe(
+    name="rie-runner",
+    base=LAMBDA_BASE,
+    steps=(
+        Arg("GREETING", "hello"),
+        Copy(("app.py", "broken.py", "raising.py"), "${LAMBDA_TASK_ROOT}/"),
+        Env((("GREETING", "${GREETING}"),)),
+    ),
+    cmd=("app.handler",),
+)
 
 APP = """\
 import importlib.util
@@ -71,12 +75,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> StagedImage:
     root = tmp_path_factory.mktemp("rie")
     context = root / "context"
     context.mkdir()
-    (context / "Dockerfile").write_text(DOCKERFILE)
     (context / "app.py").write_text(APP)
     (context / "broken.py").write_text(BROKEN)
     (context / "raising.py").write_text(RAISING)
-    return replay(
-        context / "Dockerfile",
+    return stage(
+        RECIPE,
         context,
         root / "stage",
         {"GREETING": "hi"},
