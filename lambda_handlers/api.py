@@ -13,7 +13,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lambda_handlers.http import match_route, unknown_route, wrong_method
+from lambda_handlers.http import unknown_route, wrong_method
+from mdk_runtime import routes
 from mdk_runtime.errors import MalformedRequest, MdkError
 from mdk_runtime.media import JSON, NPY
 from mdk_runtime.openapi import (
@@ -35,7 +36,8 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(service: InferenceService) -> FastAPI:
-    """One app per model; routes at ``/<action>`` and ``/models/<name>/<action>``."""
+    """One app per model; routes at ``/<action>`` and ``/models/<name>/<action>``, as the route table
+    (:mod:`mdk_runtime.routes`) has them."""
     name = service.name
     app = FastAPI(
         title=f"mdk model: {name}",
@@ -56,8 +58,9 @@ def create_app(service: InferenceService) -> FastAPI:
 
     router = APIRouter()
 
-    @router.post(
-        "/predict",
+    @router.api_route(
+        f"/{routes.PREDICT.action}",
+        methods=[routes.PREDICT.method],
         summary="Predict",
         response_class=Response,
         openapi_extra={
@@ -80,8 +83,9 @@ def create_app(service: InferenceService) -> FastAPI:
         headers = request.headers
         return _respond(service.predict(body, headers.get("content-type"), headers.get("accept")))
 
-    @router.get(
-        "/metadata",
+    @router.api_route(
+        f"/{routes.METADATA.action}",
+        methods=[routes.METADATA.method],
         summary="Model metadata: name, version, artifact hash, schema",
         response_class=Response,
         responses={200: {"description": "metadata", "content": {JSON: {}}}, **_error_responses(503)},
@@ -89,8 +93,9 @@ def create_app(service: InferenceService) -> FastAPI:
     async def metadata() -> Response:
         return _respond(service.metadata())
 
-    @router.get(
-        "/health",
+    @router.api_route(
+        f"/{routes.HEALTH.action}",
+        methods=[routes.HEALTH.method],
         summary="200 once the model is loaded and warmed up, 503 otherwise",
         response_class=Response,
         responses={200: {"description": "ready", "content": {JSON: {}}}, **_error_responses(503)},
@@ -99,12 +104,12 @@ def create_app(service: InferenceService) -> FastAPI:
         return _respond(service.health())
 
     app.include_router(router)
-    app.include_router(router, prefix=f"/models/{name}")
+    app.include_router(router, prefix=routes.model_prefix(name))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         method, path = request.method, request.url.path
-        action = match_route(path, name)
+        action = routes.match(path, name)
         error: MdkError
         if exc.status_code == 405 and action is not None:
             error = wrong_method(method, path, action)

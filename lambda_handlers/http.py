@@ -1,7 +1,8 @@
 """API Gateway proxy events (REST v1 and HTTP API v2) to requests, and replies back to responses.
 
-Also the route table of a model function, so the handler can answer the model's own routes without
-an ASGI round trip (see :mod:`lambda_handlers.inference`).
+Also the refusals of a path or method the model function does not serve, from the route table
+(:mod:`mdk_runtime.routes`), so the handler can answer the model's own routes without an ASGI round trip
+(see :mod:`lambda_handlers.inference`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from mdk_runtime.errors import MalformedRequest, MethodNotAllowed, RouteNotFound
 from mdk_runtime.media import JSON
+from mdk_runtime.routes import METHODS, Action, listing
 from mdk_runtime.service import Reply
 
-Action = Literal["predict", "metadata", "health"]
-METHODS: dict[str, str] = {"predict": "POST", "metadata": "GET", "health": "GET"}
 TEXT_TYPES = (JSON, "text/")
 
 #: What a synchronous invocation may answer: Lambda fails the invocation (API Gateway's caller gets a
@@ -88,30 +88,13 @@ def read_event(event: Mapping[str, Any]) -> HttpRequest:
     )
 
 
-def match_route(path: str, model: str | None) -> Action | None:
-    """``/predict`` or ``/models/<model>/predict`` (likewise metadata and health), else None.
-
-    ``model=None`` (a bundle so broken its name is unknown) matches any model name, so every model
-    route answers 503 with the reason rather than 404.
-    """
-    parts = [p for p in path.split("/") if p]
-    if len(parts) == 1:
-        action = parts[0]
-    elif len(parts) == 3 and parts[0] == "models" and (model is None or parts[1] == model):
-        action = parts[2]
-    else:
-        return None
-    return action if action in METHODS else None  # type: ignore[return-value]
-
-
 def wrong_method(method: str, path: str, action: Action) -> MethodNotAllowed:
     return MethodNotAllowed(f"{method} is not allowed on {path[:200]}; use {METHODS[action]}")
 
 
 def unknown_route(method: str, path: str, model: str) -> RouteNotFound:
     return RouteNotFound(
-        f"no route {method} {path[:200]}; this function serves model {model!r}: "
-        f"POST /models/{model}/predict, GET /models/{model}/metadata, GET /models/{model}/health"
+        f"no route {method} {path[:200]}; this function serves model {model!r}: {listing(model)}"
     )
 
 

@@ -3,7 +3,8 @@
 The function serves one model (baked into the image at ``$MDK_MODEL_DIR``) behind API Gateway,
 REST (v1) or HTTP API (v2) events:
 
-* ``POST /predict``, ``GET /metadata``, ``GET /health`` (also under ``/models/<name>/...``)
+* ``POST /predict``, ``GET /metadata``, ``GET /health`` (also under ``/models/<name>/...``): the route
+  table, :mod:`mdk_runtime.routes`
 * ``GET /docs`` and ``GET /openapi.json``, and the error for any other path.
 
 All of them are routes of one FastAPI app (:mod:`lambda_handlers.api`), which the local server runs
@@ -34,14 +35,12 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: E40
 from lambda_handlers import shadow  # noqa: E402
 from lambda_handlers.http import (  # noqa: E402
     LAMBDA_RESPONSE_LIMIT,
-    METHODS,
-    match_route,
     oversized,
     read_event,
     to_response,
     wrong_method,
 )
-from mdk_runtime import telemetry  # noqa: E402
+from mdk_runtime import routes, telemetry  # noqa: E402
 from mdk_runtime.errors import MalformedRequest, MdkError  # noqa: E402
 from mdk_runtime.service import (  # noqa: E402
     InferenceService,
@@ -114,10 +113,10 @@ def dispatch(
         request = read_event(event)
     except (KeyError, TypeError, AttributeError):
         return error_reply(MalformedRequest("expected an API Gateway proxy event (REST or HTTP API)")), False
-    action = match_route(request.path, service.spec.name if service.spec is not None else None)
+    action = routes.match(request.path, service.spec.name if service.spec is not None else None)
     if action is None:
         return None, request.v2
-    if request.method != METHODS[action]:
+    if request.method != routes.METHODS[action]:
         return error_reply(wrong_method(request.method, request.path, action)), request.v2
     if action == "predict":
         try:

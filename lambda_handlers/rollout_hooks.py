@@ -12,7 +12,8 @@ set by the stack to the version being deployed) with API Gateway events, as the 
 
 It then reports ``Succeeded`` or ``Failed`` to CodeDeploy; a failure stops the deployment and the alias
 stays on the old version, so a broken model never receives traffic. Only boto3 (in the Lambda runtime)
-and the standard library are used: the function is a small zip; its logs are Lambda's JSON logs.
+and the standard library are used: the function is a small zip (this file and the route table,
+:mod:`mdk_runtime.routes`); its logs are Lambda's JSON logs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from mdk_runtime import routes
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
@@ -44,14 +47,14 @@ class Check:
 
 
 def api_event(
-    model: str, method: str, action: str, body: Any = None, *, raw: tuple[str, str] | None = None
+    model: str, route: routes.Route, body: Any = None, *, raw: tuple[str, str] | None = None
 ) -> dict[str, Any]:
     """A REST API (v1) proxy event for one of the model's routes, as API Gateway would send it.
 
     ``raw`` is (content type, base64 body): a binary body (an image), which API Gateway hands a proxy
     integration base64-encoded with ``isBase64Encoded`` true for the API's binary media types.
     """
-    path = f"/models/{model}/{action}"
+    path, method = routes.model_path(model, route.action), route.method
     text = None if body is None else json.dumps(body)
     headers = {"content-type": "application/json", "accept": "application/json"}
     if raw is not None:
@@ -164,10 +167,10 @@ def _call(invoke: Invoke, event: dict[str, Any], what: str, tried: list[str]) ->
 def check_version(model: str, invoke: Invoke) -> Check:  # noqa: PLR0911 - one return per way it fails
     """Health, metadata and a real prediction from the version behind ``invoke``."""
     tried: list[str] = []
-    _, _, problem = _call(invoke, api_event(model, "GET", "health"), "GET health", tried)
+    _, _, problem = _call(invoke, api_event(model, routes.HEALTH), "GET health", tried)
     if problem:
         return Check([problem], tried)
-    _, metadata, problem = _call(invoke, api_event(model, "GET", "metadata"), "GET metadata", tried)
+    _, metadata, problem = _call(invoke, api_event(model, routes.METADATA), "GET metadata", tried)
     if problem or not isinstance(metadata, dict):
         return Check([problem or "GET metadata: not a JSON object"], tried)
     if metadata.get("name") != model:
@@ -178,7 +181,7 @@ def check_version(model: str, invoke: Invoke) -> Check:  # noqa: PLR0911 - one r
     if isinstance(body, dict) and isinstance(body.get("b64"), str):
         # A model with processing whose example is a file its clients send (an image, a text): one instance.
         raw = (str(body.get("content_type") or "application/octet-stream"), body["b64"])
-        event = api_event(model, "POST", "predict", raw=raw)
+        event = api_event(model, routes.PREDICT, raw=raw)
         _, doc, problem = _call(invoke, event, "POST predict", tried)
         if problem:
             return Check([problem], tried)
@@ -187,7 +190,7 @@ def check_version(model: str, invoke: Invoke) -> Check:  # noqa: PLR0911 - one r
     instances = request.get("instances") if isinstance(request, dict) else request
     if not isinstance(instances, list) or not instances:
         return Check(["the model's example request has no 'instances' to try"], tried)
-    _, doc, problem = _call(invoke, api_event(model, "POST", "predict", request), "POST predict", tried)
+    _, doc, problem = _call(invoke, api_event(model, routes.PREDICT, request), "POST predict", tried)
     if problem:
         return Check([problem], tried)
     return Check(check_predictions(doc, metadata, len(instances)), tried)

@@ -193,7 +193,10 @@ def curl_example(
             pipe, data = example_data(example, signature, warm)
     except NoExample as exc:
         return f"# {exc}"
-    return f"{pipe}curl -s -X POST {base_url}/models/{name}/predict -H 'content-type: {kind}' {data}"
+    from mdk_runtime.routes import PREDICT, model_path
+
+    url = base_url + model_path(name, PREDICT.action)
+    return f"{pipe}curl -s -X {PREDICT.method} {url} -H 'content-type: {kind}' {data}"
 
 
 @app.command()
@@ -208,6 +211,7 @@ def serve(
 
     from lambda_handlers.api import create_app
     from mdk.bundle import write_bundle
+    from mdk_runtime import routes
     from mdk_runtime.service import InferenceService, Settings
 
     model = _pick(_load(config), name)
@@ -220,8 +224,8 @@ def serve(
     example = service.model.spec.example
     warm = service.report.warm if service.report is not None else None
     out.print(f"[bold]mdk[/bold] serving model [bold]{model.name}[/bold] version {service.version} at {base}")
-    out.print(f"  metadata: curl -s {base}/models/{model.name}/metadata")
-    out.print(f"  health:   curl -s {base}/models/{model.name}/health")
+    for route in (routes.METADATA, routes.HEALTH):
+        out.print(f"  {route.action + ':':<9} curl -s {base}{routes.model_path(model.name, route.action)}")
     out.print(f"  docs:     {base}/docs")
     out.print("  predict:")
     line = curl_example(base, model.name, example, signature=service.model.signature, warm=warm, model=model)

@@ -12,7 +12,14 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mdk.bundle import HANDLERS_DIR, IMAGE_MODEL_DIR, model_spec, write_function_context, write_image_context
+from mdk.bundle import (
+    HANDLERS_DIR,
+    IMAGE_MODEL_DIR,
+    RUNTIME_DIR,
+    model_spec,
+    write_function_context,
+    write_image_context,
+)
 from mdk.config import ModelConfig, RolloutSettings
 from mdk_runtime import telemetry
 from stacks import nag
@@ -246,6 +253,9 @@ class LambdaModel(Construct):
             {
                 "lambda_handlers/__init__.py": HANDLERS_DIR / "__init__.py",
                 "lambda_handlers/rollout_hooks.py": HANDLERS_DIR / "rollout_hooks.py",
+                # The route table (standard library only) and its package, which imports nothing.
+                "mdk_runtime/__init__.py": RUNTIME_DIR / "__init__.py",
+                "mdk_runtime/routes.py": RUNTIME_DIR / "routes.py",
             },
             settings.build_dir / settings.prefix / "functions" / "rollout-hooks",
         )

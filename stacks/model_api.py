@@ -14,6 +14,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from mdk.config import ApiSettings, ModelConfig, ProcessingSettings
+from mdk_runtime import routes
 from mdk_runtime.processing import IMAGE_TYPES, MULTIPART, TEXT
 from stacks import nag
 from stacks.settings import DeploySettings
@@ -124,7 +125,7 @@ COMMON_RULES_COUNTED = ("SizeRestrictions_BODY",)
 
 
 class ModelApi(Construct):
-    """A regional REST API: ``/models/<name>/{predict,metadata,health}`` for each model added.
+    """A regional REST API: each model's routes of the route table (:mod:`mdk_runtime.routes`).
 
     Exposes ``api``, ``stage``, ``access_logs``, ``web_acl`` (or None) and ``api_key`` (``api_key`` auth).
     """
@@ -234,7 +235,7 @@ class ModelApi(Construct):
                 description="aws apigateway get-api-key --include-value",
             )
         self._gateway_responses()
-        self.models = self.api.root.add_resource("models")
+        self.models = self.api.root.add_resource(routes.PREFIX)
         self.model_resources: dict[str, apigw.Resource] = {}
         self.web_acl = self._web_acl(config) if config.waf else None
         CfnOutput(self, "ApiUrl", value=self.api.url, description="the API's base URL (the stage included)")
@@ -292,23 +293,26 @@ class ModelApi(Construct):
     def add_model(
         self, name: str, target: lambda_.IFunction, *, processing: ProcessingSettings | None = None
     ) -> apigw.Resource:
-        """Routes for one model, integrated with ``target`` (the model's ``live`` alias)."""
+        """A Lambda model's routes, integrated with ``target`` (the model's ``live`` alias)."""
         resource = self._model_resource(name)
         integration = apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(29))
         options = self._method_options()
-        resource.add_resource("predict").add_method(
-            "POST",
-            integration,
-            request_validator=self.validator,
-            request_models={JSON: self.request_model(processing)},
-            **options,  # type: ignore[arg-type]
-        )
-        for action in ("metadata", "health"):
-            resource.add_resource(action).add_method("GET", integration, **options)  # type: ignore[arg-type]
+        checked = {
+            "request_validator": self.validator,
+            "request_models": {JSON: self.request_model(processing)},
+        }
+        for route in routes.served("lambda"):
+            body = checked if route == routes.PREDICT else {}  # a predict body is checked at the gateway
+            resource.add_resource(route.action).add_method(
+                route.method,
+                integration,
+                **body,  # type: ignore[arg-type]
+                **options,  # type: ignore[arg-type]
+            )
         CfnOutput(
             self,
             f"Route{name.title().replace('-', '')}",
-            value=self.api.url_for_path(f"/models/{name}/predict"),
+            value=self.api.url_for_path(routes.model_path(name, routes.PREDICT.action)),
             description=f"POST predictions from model {name}",
         )
         return resource
@@ -397,8 +401,9 @@ class ModelApi(Construct):
             ),
         )
         resource = self._model_resource(name)
-        resource.add_resource("predict").add_method(
-            "POST",
+        assert routes.served("sagemaker") == (routes.PREDICT,)
+        resource.add_resource(routes.PREDICT.action).add_method(
+            routes.PREDICT.method,
             integration,
             request_validator=self.validator,
             request_models={JSON: self.request_model(processing)},
@@ -419,7 +424,7 @@ class ModelApi(Construct):
         CfnOutput(
             self,
             f"Route{name.title().replace('-', '')}",
-            value=self.api.url_for_path(f"/models/{name}/predict"),
+            value=self.api.url_for_path(routes.model_path(name, routes.PREDICT.action)),
             description=f"POST predictions from model {name} (SageMaker endpoint)",
         )
         return resource
@@ -432,9 +437,11 @@ class ModelApi(Construct):
 
     def add_predictions(self, name: str, target: lambda_.IFunction) -> apigw.Resource:
         """``GET /models/<name>/predictions/{id}``: stored batch predictions, with the model's auth."""
-        resource = self._model_resource(name).add_resource("predictions").add_resource("{id}")
+        resource = self._model_resource(name)
+        for part in routes.STORED:
+            resource = resource.add_resource(part)
         resource.add_method(
-            "GET",
+            routes.STORED_METHOD,
             apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(10)),
             request_validator=self.validator,
             request_parameters={"method.request.path.id": True},
@@ -443,7 +450,7 @@ class ModelApi(Construct):
         CfnOutput(
             self,
             f"Predictions{name.title().replace('-', '')}",
-            value=self.api.url_for_path(f"/models/{name}/predictions/{{id}}"),
+            value=self.api.url_for_path(routes.stored_path(name)),
             description=f"GET a stored batch prediction of model {name} by record id",
         )
         return resource

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from lambda_handlers import inference
 from lambda_handlers.rollout_hooks import api_event, check_predictions, pre_traffic, synthetic_request
+from mdk_runtime import routes
 from mdk_runtime.service import InferenceService, Settings
 from tests import onnx_models
 from tests.conftest import BundleFactory
@@ -41,15 +42,13 @@ def payload(answer: dict[str, Any]) -> StreamingBody:
 def answers_of(service: InferenceService, model: str) -> list[dict[str, Any]]:
     """What the real handler answers to the hook's three calls, in order."""
     context = FakeLambdaContext()
-    health = inference.handler(api_event(model, "GET", "health"), context, service=service)
-    metadata = inference.handler(api_event(model, "GET", "metadata"), context, service=service)
+    health = inference.handler(api_event(model, routes.HEALTH), context, service=service)
+    metadata = inference.handler(api_event(model, routes.METADATA), context, service=service)
     answers = [health, metadata]
     if health["statusCode"] == 200 and metadata["statusCode"] == 200:
         meta = json.loads(metadata["body"])
         request = meta.get("example") or synthetic_request(meta["schema"])
-        answers.append(
-            inference.handler(api_event(model, "POST", "predict", request), context, service=service)
-        )
+        answers.append(inference.handler(api_event(model, routes.PREDICT, request), context, service=service))
     return answers
 
 
@@ -219,12 +218,21 @@ def test_well_formed_predictions(doc: Any, problem: str, iris_service: Inference
     assert any(problem in p for p in check_predictions(doc, metadata, 1)), check_predictions(doc, metadata, 1)
 
 
+def _imports(source: str) -> set[str]:
+    return {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
+
+
 def test_hook_module_needs_only_the_standard_library_and_boto3() -> None:
-    source = (Path(__file__).resolve().parents[2] / "lambda_handlers" / "rollout_hooks.py").read_text()
-    imports = {
-        line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))
-    }
-    assert imports <= {"__future__", "json", "logging", "math", "os", "collections", "dataclasses", "typing"}
+    """The hook's zip holds it and the route table (stacks/lambda_model.py), which is stdlib only too."""
+    repo = Path(__file__).resolve().parents[2]
+    source = (repo / "lambda_handlers" / "rollout_hooks.py").read_text()
+    stdlib = {"__future__", "json", "logging", "math", "os", "collections", "dataclasses", "typing"}
+    imports = _imports(source)
+    assert {name.split(".")[0] for name in imports} <= stdlib | {"mdk_runtime"}
+    assert {name for name in imports if name.startswith("mdk_runtime")} == {"mdk_runtime"}  # routes only
+    assert "from mdk_runtime import routes" in source
+    table = _imports((repo / "layers" / "python" / "mdk_runtime" / "routes.py").read_text())
+    assert {name.split(".")[0] for name in table} <= stdlib
     assert "import boto3" in source  # inside pre_traffic: in the Lambda runtime, not bundled
 
 
@@ -236,7 +244,8 @@ def test_the_hooks_events_are_the_ones_the_stacks_api_sends(
     """The hook calls the version directly, with events it builds itself: each must be what the stack's
     REST API sends for that route (resource, path parameters, method, body encoding), or the hook
     would pass a version that fails behind the API (or fail one that works)."""
-    hook = api_event("iris", method, action, body)
+    [route] = [r for r in routes.MODEL_ROUTES if r.action == action]
+    hook = api_event("iris", route, body)
     text = None if body is None else json.dumps(body)
     gateway = rest_event(api_template, method, f"/models/iris/{action}", text)
     for key in ("resource", "path", "httpMethod", "pathParameters", "isBase64Encoded", "body"):

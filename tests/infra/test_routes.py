@@ -14,7 +14,8 @@ import pytest
 from moto import mock_aws
 
 from lambda_handlers import predictions
-from lambda_handlers.http import METHODS, match_route
+from mdk_runtime.routes import METHODS
+from mdk_runtime.routes import match as match_route
 from tests.batch.conftest import create_store_table
 from tests.events import FakeLambdaContext, response_json
 from tests.infra.conftest import Synth, resources

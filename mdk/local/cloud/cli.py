@@ -160,6 +160,7 @@ def examples(cloud: Any, kit: KitConfig) -> list[str]:
     else:
         signing = "-H 'authorization: Bearer <a Cognito ID token>'"
     from mdk.cli import NoExample
+    from mdk_runtime.routes import PREDICT, model_path
 
     for model in kit.models:
         try:
@@ -169,7 +170,7 @@ def examples(cloud: Any, kit: KitConfig) -> list[str]:
             continue
         lines.append(
             f"{pipe}curl -s {signing} -H 'content-type: {content_type_of(model)}' {data} "
-            f"{api}/models/{model.name}/predict"
+            f"{api}{model_path(model.name, PREDICT.action)}"
         )
     env = (
         f"export AWS_ENDPOINT_URL={cloud.aws_endpoint} AWS_ACCESS_KEY_ID={ACCESS_KEY} "
