@@ -10,7 +10,7 @@
 * ``GET /stats``: what dynamic batching did (batches, rows, requests, mean rows per batch).
 
 The same :class:`~mdk_runtime.service.InferenceService` as the Lambda function decodes, validates
-and encodes, so both answer alike; here the decoded batches go through the dynamic batcher.
+and encodes, so both answer alike; here the decoded parts go through the dynamic batcher.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from mdk_runtime.codec import Batch, dump_json
+from mdk_runtime.codec import Feeds, dump_json
 from mdk_runtime.errors import InputRejectedByModel, MdkError, ModelLoadError, ModelNotReady
 from mdk_runtime.media import CSV, JSON, JSONL, NPY
-from mdk_runtime.service import InferenceService, Job, Reply, Settings, error_reply, response_too_large
+from mdk_runtime.service import InferenceService, Reply, Settings, Work, error_reply, response_too_large
 from sagemaker_endpoints.batching import DynamicBatcher
 
 log = logging.getLogger("mdk_runtime.server")
@@ -163,11 +163,11 @@ class ModelServer:
         if service is None:
             return error_reply(ModelNotReady("model is loading"))
         try:
-            job = service.prepare(body, content_type, accept, formats=FORMATS)
+            work = service.prepare(body, content_type, accept, formats=FORMATS)
             if batcher is None:  # the model failed to load: prepare() raised already
                 raise ModelNotReady("model is not ready")
-            outputs = await self._run(job, batcher)
-            reply = service.finish(job, outputs)
+            outputs = await self._run(work, batcher)
+            reply = service.finish(work, outputs)
             limit = self.settings.max_response_bytes
             if limit is not None and len(reply.body) > limit:
                 raise response_too_large(
@@ -180,14 +180,14 @@ class ModelServer:
             return error_reply(exc)
 
     @staticmethod
-    async def _run(job: Job, batcher: DynamicBatcher) -> list[dict[str, Any]]:
-        """The outputs of the job's batches. JSON Lines / CSV records: values the model refused fail only
+    async def _run(work: Work, batcher: DynamicBatcher) -> list[dict[str, Any]]:
+        """The outputs of the work's parts. JSON Lines / CSV records: values the model refused fail only
         their own records (an error record on their line, as for a record that fails validation), so one
         bad record cannot fail a batch transform's whole mini-batch."""
         results = await asyncio.gather(
-            *(batcher.run(b.feeds, b.n) for b in job.batches), return_exceptions=True
+            *(batcher.run(b.feeds, b.n) for b in work.parts), return_exceptions=True
         )
-        records = job.records
+        records = work.records
         refused = [isinstance(r, InputRejectedByModel) for r in results]
         for result in results:
             if isinstance(result, BaseException) and (
@@ -197,15 +197,15 @@ class ModelServer:
         if not any(refused):
             return [r for r in results if not isinstance(r, BaseException)]
         assert records is not None
-        groups: list[tuple[list[int], Batch]] = []
+        groups: list[tuple[list[int], Feeds]] = []
         outputs: list[dict[str, Any]] = []
-        for (lines, batch), result in zip(records.groups, results, strict=True):
+        for (lines, part), result in zip(records.groups, results, strict=True):
             if not isinstance(result, BaseException):
-                groups.append((lines, batch))
+                groups.append((lines, part))
                 outputs.append(result)
                 continue
             for row, line in enumerate(lines):  # the group's records one by one
-                feeds = {name: value[row : row + 1] for name, value in batch.feeds.items()}
+                feeds = {name: value[row : row + 1] for name, value in part.feeds.items()}
                 try:
                     out = await batcher.run(feeds, 1)
                 except InputRejectedByModel as exc:
@@ -213,10 +213,10 @@ class ModelServer:
                         f"line {line + 1}: {exc.message}", field=exc.field
                     )
                     continue
-                groups.append(([line], Batch(feeds, 1, "instances")))
+                groups.append(([line], Feeds(feeds, 1, "instances")))
                 outputs.append(out)
         records.groups = groups
-        job.batches = [batch for _, batch in groups]
+        work.parts = [part for _, part in groups]
         return outputs
 
     def execution_parameters(self) -> dict[str, Any]:

@@ -76,9 +76,9 @@ def test_question_marks_are_independent_dimensions() -> None:
     (x,) = sig.inputs
     assert x.shape == (None, 3, 48, None)
     assert x.to_json()["shape"] == [None, 3, 48, None]
-    batch = decode_json({"instances": _rows(2, 3, 48, 320)}, sig)
-    assert batch.feeds["x"].shape == (2, 3, 48, 320)
-    assert batch.n == 2
+    decoded = decode_json({"instances": _rows(2, 3, 48, 320)}, sig)
+    assert decoded.feeds["x"].shape == (2, 3, 48, 320)
+    assert decoded.n == 2
 
 
 def test_two_question_marks_in_one_input_may_differ() -> None:
@@ -90,9 +90,9 @@ def test_two_question_marks_in_one_input_may_differ() -> None:
 
 def test_question_marks_in_two_inputs_may_differ() -> None:
     sig = _signature(_graph({"a": ["N", "?"], "b": ["N", "?"]}))
-    batch = decode_json({"inputs": {"a": _rows(2, 5), "b": _rows(2, 7)}}, sig)
-    assert batch.feeds["a"].shape == (2, 5)
-    assert batch.feeds["b"].shape == (2, 7)
+    decoded = decode_json({"inputs": {"a": _rows(2, 5), "b": _rows(2, 7)}}, sig)
+    assert decoded.feeds["a"].shape == (2, 5)
+    assert decoded.feeds["b"].shape == (2, 7)
 
 
 def test_empty_and_unset_dim_params_are_free_too() -> None:

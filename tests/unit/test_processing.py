@@ -451,11 +451,11 @@ def test_a_broken_handler_fails_config_validation_not_the_first_client(tmp_path:
 def test_batch_records_keep_going_past_bad_lines(tmp_path: Path) -> None:
     service = handler_service(tmp_path)
     body = b'[1, 2]\nnot json\n"text"\n{"b64": "AQI="}\n'
-    job = service.prepare(
+    work = service.prepare(
         body, "application/jsonlines", None, formats=(JSON, "application/jsonlines", "text/csv")
     )
     assert service.model is not None
-    reply = service.finish(job, [service.model.run(b.feeds, b.n) for b in job.batches])
+    reply = service.finish(work, [service.model.run(b.feeds, b.n) for b in work.parts])
     lines = [orjson.loads(line) for line in reply.body.splitlines()]
     assert len(lines) == 4
     assert lines[0]["total"] == 15

@@ -144,12 +144,12 @@ def test_a_disabled_warm_up_is_not_degraded(bundle: BundleFactory) -> None:
 def test_the_request_body_decodes_to_the_warm_up_feeds(bundle: BundleFactory, graph: Any, size: int) -> None:
     """Whatever the warm-up ran on, the printed request sends: the codec turns one into the other."""
     model = Model.from_session(*_session(bundle(graph())))
-    batch = decode_json(orjson.loads(orjson.dumps(example_request(model.signature, size))), model.signature)
+    decoded = decode_json(orjson.loads(orjson.dumps(example_request(model.signature, size))), model.signature)
     feeds = example_feeds(model.signature, size=size)
-    assert batch.n == 1
-    assert set(batch.feeds) == set(feeds)
+    assert decoded.n == 1
+    assert set(decoded.feeds) == set(feeds)
     for name, whole in feeds.items():
-        got = batch.feeds[name]
+        got = decoded.feeds[name]
         # One instance of a fixed batch above one: the runtime pads it to the batch the feeds hold.
         want = whole[:1] if model.signature.batched and model.signature.batch_size not in (None, 1) else whole
         assert got.dtype == want.dtype, name

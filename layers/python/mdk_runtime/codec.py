@@ -37,8 +37,9 @@ REQUEST_HELP = (
 
 
 @dataclass(slots=True)
-class Batch:
-    """Validated feeds for onnxruntime (by graph name, in graph dtypes) and how many instances."""
+class Feeds:
+    """The feeds of one model run: arrays for onnxruntime (by graph name, in graph dtypes), how many
+    instances they hold, and the request form they came in ("batch" in this kit is batch transform)."""
 
     feeds: dict[str, np.ndarray]
     n: int
@@ -327,7 +328,7 @@ def _check_names(field: str, given: dict[str, Any], sig: Signature) -> None:
         raise InvalidInput(f"{field}: unknown input name (inputs: {sig.input_names})", field=field)
 
 
-def _from_instances(instances: Any, sig: Signature) -> Batch:
+def _from_instances(instances: Any, sig: Signature) -> Feeds:
     if not isinstance(instances, list):
         raise MalformedRequest("instances: expected a list, one item per instance", field="instances")
     n = _count(sig, len(instances), "instances")
@@ -341,7 +342,7 @@ def _from_instances(instances: Any, sig: Signature) -> Batch:
     if single is not None and not isinstance(instances[0], dict):
         data = instances if sig.batched else instances[0]
         arr = to_tensor("instances", data, single, rows=sig.batched, batched=sig.batched, symbols=symbols)
-        return Batch({single.graph_name: arr}, n, "instances")
+        return Feeds({single.graph_name: arr}, n, "instances")
 
     columns: dict[str, list[Any]] = {s.name: [] for s in sig.inputs}
     for i, item in enumerate(instances):
@@ -360,10 +361,10 @@ def _from_instances(instances: Any, sig: Signature) -> Batch:
         feeds[s.graph_name] = to_tensor(
             f"instances[*].{s.name}", data, s, rows=sig.batched, batched=sig.batched, symbols=symbols
         )
-    return Batch(feeds, n, "instances")
+    return Feeds(feeds, n, "instances")
 
 
-def _from_inputs(inputs: Any, sig: Signature) -> Batch:
+def _from_inputs(inputs: Any, sig: Signature) -> Feeds:
     if not isinstance(inputs, dict):
         if len(sig.inputs) != 1:
             raise MalformedRequest(
@@ -386,10 +387,10 @@ def _from_inputs(inputs: Any, sig: Signature) -> Batch:
                     field=field,
                 )
         feeds[s.graph_name] = arr
-    return Batch(feeds, n if n is not None else 1, "inputs")
+    return Feeds(feeds, n if n is not None else 1, "inputs")
 
 
-def decode_json(doc: Any, sig: Signature) -> Batch:
+def decode_json(doc: Any, sig: Signature) -> Feeds:
     if isinstance(doc, list):
         # A bare array is what the SageMaker Python SDK's default JSONSerializer sends for
         # predictor.predict(X): read it as "instances" (one item per instance) when that is unambiguous.
@@ -412,7 +413,7 @@ def decode_json(doc: Any, sig: Signature) -> Batch:
     raise MalformedRequest(f"request body: {REQUEST_HELP}, and no other field")
 
 
-def decode_npy(body: bytes, sig: Signature) -> Batch:
+def decode_npy(body: bytes, sig: Signature) -> Feeds:
     if len(sig.inputs) != 1:
         raise InvalidInput(
             f"application/x-npy carries one tensor, but this model has inputs {sig.input_names}; "
@@ -421,7 +422,7 @@ def decode_npy(body: bytes, sig: Signature) -> Batch:
     spec = sig.inputs[0]
     arr = to_tensor("body", load_npy(body), spec, rows=False, batched=sig.batched, symbols={})
     n = _count(sig, int(arr.shape[0]), "body") if sig.batched else 1
-    return Batch({spec.graph_name: arr}, n, "npy")
+    return Feeds({spec.graph_name: arr}, n, "npy")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -255,8 +255,8 @@ class Model:
             from mdk_runtime.codec import decode_json
 
             try:
-                batch = decode_json(self.spec.example, self.signature)
-                self.run(batch.feeds, batch.n)
+                part = decode_json(self.spec.example, self.signature)
+                self.run(part.feeds, part.n)
             except MdkError as exc:
                 raise ModelLoadError(
                     f"warm-up with the spec's example request failed: {exc.message}"

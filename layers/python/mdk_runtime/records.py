@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from mdk_runtime.codec import (
-    Batch,
+    Feeds,
     classifier_lines,
     decode_json,
     dump_json_lines,
@@ -32,10 +32,10 @@ __all__ = ["CSV", "JSONL", "JSONL_ALIASES", "Records", "decode_csv", "decode_jso
 
 @dataclass
 class Records:
-    """The records of one request: groups of valid records (line numbers and their batch), and errors."""
+    """The records of one request: groups of valid records (line numbers and their feeds), and errors."""
 
     count: int
-    groups: list[tuple[list[int], Batch]] = field(default_factory=list)
+    groups: list[tuple[list[int], Feeds]] = field(default_factory=list)
     errors: dict[int, MdkError] = field(default_factory=dict)
 
     @property
@@ -63,18 +63,18 @@ def _group(instances: dict[int, Any], sig: Signature, records: Records) -> None:
         return
     except MdkError:
         pass
-    by_shape: dict[tuple[Any, ...], list[tuple[int, Batch]]] = {}
+    by_shape: dict[tuple[Any, ...], list[tuple[int, Feeds]]] = {}
     for line, instance in instances.items():
         try:
-            batch = decode_json({"instances": [instance]}, sig)
+            part = decode_json({"instances": [instance]}, sig)
         except MdkError as exc:
             records.errors[line] = exc
             continue
-        key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(batch.feeds.items()))
-        by_shape.setdefault(key, []).append((line, batch))
+        key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(part.feeds.items()))
+        by_shape.setdefault(key, []).append((line, part))
     for members in by_shape.values():
         feeds = {name: np.concatenate([b.feeds[name] for _, b in members]) for name in members[0][1].feeds}
-        records.groups.append(([line for line, _ in members], Batch(feeds, len(members), "instances")))
+        records.groups.append(([line for line, _ in members], Feeds(feeds, len(members), "instances")))
 
 
 def decode_jsonl(body: bytes, sig: Signature, *, chunk: int = 4096) -> Records:
@@ -160,8 +160,8 @@ def _number(text: str) -> float | int:
 def predictions(sig: Signature, records: Records, outputs: list[dict[str, Any]]) -> list[Any]:
     """One answer per record, in order: the prediction, or the error in the functions' shape."""
     answers: list[Any] = [None] * records.count
-    for (lines, batch), out in zip(records.groups, outputs, strict=True):
-        rows = response_doc(sig, out, batch.n, "instances")["predictions"]
+    for (lines, part), out in zip(records.groups, outputs, strict=True):
+        rows = response_doc(sig, out, part.n, "instances")["predictions"]
         for line, row in zip(lines, rows, strict=True):
             answers[line] = row
     for line, error in records.errors.items():
@@ -177,10 +177,10 @@ def jsonl_answers(sig: Signature, records: Records, outputs: list[dict[str, Any]
     """``dump_jsonl(predictions(...))``, written without building each row's objects where it can:
     a classifier's rows come from templates (:func:`mdk_runtime.codec.classifier_lines`)."""
     lines: list[bytes] = [b""] * records.count
-    for (numbers, batch), out in zip(records.groups, outputs, strict=True):
-        encoded = classifier_lines(sig, out, batch.n) if sig.classifier is not None else None
+    for (numbers, part), out in zip(records.groups, outputs, strict=True):
+        encoded = classifier_lines(sig, out, part.n) if sig.classifier is not None else None
         if encoded is None:
-            encoded = json_lines(response_doc(sig, out, batch.n, "instances")["predictions"])
+            encoded = json_lines(response_doc(sig, out, part.n, "instances")["predictions"])
         if len(numbers) == records.count:  # one group of every line, in order: the common case
             lines = encoded
             continue

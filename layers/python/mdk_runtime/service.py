@@ -19,7 +19,7 @@ from typing import Any, Literal
 import onnxruntime as ort
 import orjson
 
-from mdk_runtime.codec import Batch, decode_json, decode_npy, dump_json, dump_npy, load_json, response_doc
+from mdk_runtime.codec import Feeds, decode_json, decode_npy, dump_json, dump_npy, load_json, response_doc
 from mdk_runtime.errors import (
     MalformedRequest,
     MdkError,
@@ -91,18 +91,18 @@ class Processed:
 
 
 @dataclass(slots=True)
-class Job:
-    """A decoded request: the batches to run, and how to answer once they ran."""
+class Work:
+    """A decoded request: its parts (one model run each), and how to answer once they ran."""
 
     kind: str  # the request's media type
     answer: str  # the response's media type
-    batches: list[Batch]
-    records: Records | None = None  # JSON Lines / CSV: which record is in which batch, and bad records
+    parts: list[Feeds]
+    records: Records | None = None  # JSON Lines / CSV: which record is in which part, and bad records
     processed: Processed | None = None  # a model with processing: instances and answers per instance
 
     @property
     def instances(self) -> int:
-        return sum(b.n for b in self.batches)
+        return sum(b.n for b in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,9 +274,9 @@ class InferenceService:
         """Decode, run and encode in one go (the Lambda function's path); a run still going at
         ``deadline`` (``time.monotonic()``) is stopped and answered 504."""
         try:
-            job = self.prepare(body, content_type, accept, formats=formats)
+            work = self.prepare(body, content_type, accept, formats=formats)
             assert self.model is not None
-            return self.finish(job, [self.model.run(b.feeds, b.n, deadline=deadline) for b in job.batches])
+            return self.finish(work, [self.model.run(b.feeds, b.n, deadline=deadline) for b in work.parts])
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
@@ -340,8 +340,8 @@ class InferenceService:
         accept: str | None,
         *,
         formats: tuple[str, ...] = API_FORMATS,
-    ) -> Job:
-        """Check and decode a request (raises MdkError); the batches then run, then :meth:`finish`."""
+    ) -> Work:
+        """Check and decode a request (raises MdkError); its parts then run, then :meth:`finish`."""
         model = self.model
         if model is None:
             raise self._not_ready()
@@ -366,10 +366,10 @@ class InferenceService:
         if kind in RECORD_FORMATS:
             answer = negotiate(accept, (kind, JSONL, CSV, JSON) if kind == CSV else (JSONL, CSV, JSON), kind)
             records = decode_jsonl(body, sig) if kind == JSONL else decode_csv(body, sig)
-            return Job(kind, answer, [batch for _, batch in records.groups], records)
+            return Work(kind, answer, [part for _, part in records.groups], records)
         answer = negotiate(accept, (JSON, NPY, JSONL) if JSONL in formats else (JSON, NPY), JSON)
-        batch = decode_json(load_json(body), sig) if kind == JSON else decode_npy(body, sig)
-        return Job(kind, answer, [batch])
+        part = decode_json(load_json(body), sig) if kind == JSON else decode_npy(body, sig)
+        return Work(kind, answer, [part])
 
     def _prepare_processed(  # noqa: PLR0917 - prepare()'s arguments, passed on
         self,
@@ -379,7 +379,7 @@ class InferenceService:
         content_type: str | None,
         accept: str | None,
         formats: tuple[str, ...],
-    ) -> Job:
+    ) -> Work:
         """Instances for the model's processing, preprocessed into groups of feeds."""
         processor = self.processor
         assert processor is not None
@@ -407,7 +407,7 @@ class InferenceService:
                 errors[good[j]] = refusal
             groups = [Group([good[j] for j in g.indices], g.feeds) for g in groups]
             processed = Processed(instances, groups, errors)
-            return Job(kind, answer, [Batch(g.feeds, g.n, "instances") for g in groups], processed=processed)
+            return Work(kind, answer, [Feeds(g.feeds, g.n, "instances") for g in groups], processed=processed)
         if kind != JSON and not processor.accepts(kind):
             raise unsupported(kind, processor, (JSON, JSONL) if JSONL in formats else (JSON,))
         answer = negotiate(accept, (JSON, JSONL) if JSONL in formats else (JSON,), JSON)
@@ -420,47 +420,47 @@ class InferenceService:
         else:
             where = "files[{}]"
         groups = processor.preprocess(instances, where.format)
-        return Job(
+        return Work(
             kind,
             answer,
-            [Batch(g.feeds, g.n, "instances") for g in groups],
+            [Feeds(g.feeds, g.n, "instances") for g in groups],
             processed=Processed(instances, groups),
         )
 
-    def finish(self, job: Job, outputs: list[dict[str, Any]]) -> Reply:
-        """Encode the outputs of the job's batches (raises MdkError, e.g. a tensor .npy cannot carry)."""
+    def finish(self, work: Work, outputs: list[dict[str, Any]]) -> Reply:
+        """Encode the outputs of the work's parts (raises MdkError, e.g. a tensor .npy cannot carry)."""
         assert self.model is not None
         sig = self.model.signature
         if self.processor is not None:
-            return self._finish_processed(job, outputs)
-        if job.records is not None:
-            if job.answer == JSONL:
-                body = jsonl_answers(sig, job.records, outputs)
-            elif job.answer == CSV:
-                body = dump_csv(record_answers(sig, job.records, outputs))
+            return self._finish_processed(work, outputs)
+        if work.records is not None:
+            if work.answer == JSONL:
+                body = jsonl_answers(sig, work.records, outputs)
+            elif work.answer == CSV:
+                body = dump_csv(record_answers(sig, work.records, outputs))
             else:
-                body = dump_json({"predictions": record_answers(sig, job.records, outputs)})
-            return Reply(200, body, job.answer, instances=job.instances)
-        batch, out = job.batches[0], outputs[0]
-        if job.answer == NPY:
-            return Reply(200, dump_npy(sig, out), NPY, instances=batch.n)
-        doc = response_doc(sig, out, batch.n, batch.form)
-        if job.answer == JSONL and "predictions" in doc:
-            return Reply(200, dump_jsonl(list(doc["predictions"])), JSONL, instances=batch.n)
-        return Reply(200, dump_json(doc), JSON, instances=batch.n)
+                body = dump_json({"predictions": record_answers(sig, work.records, outputs)})
+            return Reply(200, body, work.answer, instances=work.instances)
+        part, out = work.parts[0], outputs[0]
+        if work.answer == NPY:
+            return Reply(200, dump_npy(sig, out), NPY, instances=part.n)
+        doc = response_doc(sig, out, part.n, part.form)
+        if work.answer == JSONL and "predictions" in doc:
+            return Reply(200, dump_jsonl(list(doc["predictions"])), JSONL, instances=part.n)
+        return Reply(200, dump_json(doc), JSON, instances=part.n)
 
-    def _finish_processed(self, job: Job, outputs: list[dict[str, Any]]) -> Reply:
+    def _finish_processed(self, work: Work, outputs: list[dict[str, Any]]) -> Reply:
         """Answers per instance (or record) from the model's postprocessing."""
         processor = self.processor
         assert processor is not None
-        processed = job.processed
+        processed = work.processed
         if processed is None:  # declared output only: the request was tensors
-            if job.records is not None:
-                groups = [Group(lines, b.feeds) for lines, b in job.records.groups]
-                count, errors = job.records.count, dict(job.records.errors)
+            if work.records is not None:
+                groups = [Group(lines, b.feeds) for lines, b in work.records.groups]
+                count, errors = work.records.count, dict(work.records.errors)
             else:
-                groups = [Group(list(range(b.n)), b.feeds) for b in job.batches]
-                count, errors = job.instances, {}
+                groups = [Group(list(range(b.n)), b.feeds) for b in work.parts]
+                count, errors = work.instances, {}
             instances: list[Any] = [None] * count
         else:
             groups, instances, errors = processed.groups, processed.instances, processed.errors
@@ -468,11 +468,11 @@ class InferenceService:
         answers = processor.answers(groups, outputs, instances, count)
         for line, error in errors.items():
             answers[line] = error.to_body()
-        if job.answer == JSONL:
+        if work.answer == JSONL:
             return Reply(200, dump_jsonl(answers), JSONL, instances=count - len(errors))
-        if job.answer == NPY:
+        if work.answer == NPY:
             raise NotAcceptable("this model answers in JSON (it has processing); accept application/json")
-        if job.answer == CSV:
+        if work.answer == CSV:
             return Reply(200, dump_csv(answers), CSV, instances=count - len(errors))
         return Reply(200, dump_json({"predictions": answers}), JSON, instances=count - len(errors))
 
