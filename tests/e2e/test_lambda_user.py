@@ -90,6 +90,8 @@ def probe_image(tmp_path_factory: pytest.TempPathFactory) -> StagedImage:
     context = root / "context"
     context.mkdir()
     (context / "probe.py").write_text(PROBE)
+    # An image asset's context carries its recipe's rendering, as `cdk synth` writes it (the runner reads it).
+    (context / "Dockerfile").write_text(RECIPE.render())
     return stage(RECIPE, context, root / "stage", {}, cache_dir=LAYERS)
 
 
