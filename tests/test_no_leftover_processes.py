@@ -25,18 +25,21 @@ from pathlib import Path
 
 from mdk.bundle import write_bundle
 from mdk.config import load_config
-from mdk.local.dockerfile import replay
+from mdk.images import Copy, Recipe, stage
 from mdk.local.rie import LambdaProcess, ensure_rie, session_members
 from mdk.local.transform import container
 
 work = Path(sys.argv[1])
 repo = Path(sys.argv[2])
 (work / "context").mkdir()
-(work / "context" / "Dockerfile").write_text(
-    'FROM public.ecr.aws/lambda/python:3.12\\nCOPY app.py ${LAMBDA_TASK_ROOT}/\\nCMD ["app.handler"]\\n'
-)
 (work / "context" / "app.py").write_text("def handler(event, context):\\n    return {}\\n")
-image = replay(work / "context" / "Dockerfile", work / "context", work / "stage", {}, cache_dir=repo / ".cache" / "layers")
+recipe = Recipe(
+    name="child",
+    base="public.ecr.aws/lambda/python:3.12",
+    steps=(Copy(("app.py",), "${LAMBDA_TASK_ROOT}/"),),
+    cmd=("app.handler",),
+)
+image = stage(recipe, work / "context", work / "stage", {}, cache_dir=repo / ".cache" / "layers")
 function = LambdaProcess(image, ensure_rie(repo / ".cache"), log_path=work / "rie.log")
 started = {}
 
