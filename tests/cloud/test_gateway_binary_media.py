@@ -20,9 +20,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from mdk.local.cloud.deploy import Deployer
-from mdk.local.cloud.functions import Invocation
-from mdk.local.cloud.gateway import Gateway
+from mdk.local.cloud.services.apigateway import Gateway, set_binary_media_types
+from mdk.local.cloud.services.lambda_ import Invocation
 from stacks.model_api import binary_media_types
 from tests.infra.test_processed_api import PNG, processed_config
 
@@ -65,15 +64,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[Gateway, Recorder, list[str]]]:
             uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{FUNCTION}/invocations",
         )
         apigw.create_deployment(restApiId=api_id, stageName="dev")
-        deployer = Deployer(
-            session=session,
-            region=REGION,
-            work=tmp_path,
-            runner=None,  # type: ignore[arg-type]  # copying binary media types runs no function
-            config=tmp_path,
-            stage="dev",
-        )
-        deployer._binary_media_types(api_id, {"BinaryMediaTypes": wanted})
+        set_binary_media_types(apigw, api_id, {"BinaryMediaTypes": wanted})
         runner = Recorder()
         served = Gateway(
             apigateway=apigw,

@@ -19,10 +19,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from mdk.local.cloud import moto_adapter
 from mdk.local.cloud.cloud import ACCESS_KEY, SECRET_KEY, LocalCloud
-from mdk.local.cloud.functions import Invocation
-from mdk.local.cloud.gateway import Gateway
+from mdk.local.cloud.services import cloudwatch
+from mdk.local.cloud.services.apigateway import Gateway
+from mdk.local.cloud.services.lambda_ import Invocation
 from tests.cloud.conftest import signed
 
 FUNCTION = "mdk-dev-serving-ModelirisFunction426CCFF9"
@@ -202,7 +202,7 @@ def test_a_7_mb_body_is_refused_by_lambda_before_the_function_runs(cloud: LocalC
     assert [r for r in seen if r.function == FUNCTION] == []  # the function was not invoked
     cloud.metrics.flush()
     for metric in ("Invocations", "Errors"):
-        samples = moto_adapter.metric_values(
+        samples = cloudwatch.metric_values(
             cloud.region, "AWS/Lambda", metric, {"FunctionName": FUNCTION}, started
         )
         assert samples.count == 0, metric

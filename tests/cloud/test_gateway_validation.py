@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from mdk.local.cloud import moto_adapter
 from mdk.local.cloud.cloud import LocalCloud
-from mdk.local.cloud.functions import Invocation
-from mdk.local.cloud.gateway import Api, Gateway, Method
+from mdk.local.cloud.services import cloudwatch
+from mdk.local.cloud.services.apigateway import Api, Gateway, Method
+from mdk.local.cloud.services.lambda_ import Invocation
 from tests.cloud.test_gateway_edge import FUNCTION, ROWS, kit_error, post, predict_url, sign
 
 REFUSAL = {
@@ -77,7 +77,7 @@ def test_a_body_off_the_model_is_refused_before_the_function_runs(
     assert kit_error(answer) == REFUSAL
     assert calls == []  # the function never saw it
     cloud.metrics.flush()
-    samples = moto_adapter.metric_values(
+    samples = cloudwatch.metric_values(
         cloud.region, "AWS/Lambda", "Invocations", {"FunctionName": FUNCTION}, started
     )
     assert samples.count == 0

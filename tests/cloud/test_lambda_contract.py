@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from mdk.local.cloud.cloud import LocalCloud
-from mdk.local.cloud.functions import Invocation
+from mdk.local.cloud.services.lambda_ import Invocation
 from mdk.registry import shadow_parameter
 from tests.cloud.conftest import signed
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from mdk.local.cloud import endpoints as endpoints_module
 from mdk.local.cloud import moto_adapter
-from mdk.local.cloud.endpoints import Endpoints
+from mdk.local.cloud.services import sagemaker as endpoints_module
+from mdk.local.cloud.services.sagemaker import Endpoints
 
 
 class Container(BaseHTTPRequestHandler):

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from mdk.local.cloud.functions import emf_data, split_function
-from mdk.local.cloud.gateway import _jwt_claims
-from mdk.local.cloud.moto_adapter import Samples
 from mdk.local.cloud.request_validation import match_path
-from mdk.local.cloud.rollout import Steps
+from mdk.local.cloud.services.apigateway import _jwt_claims
+from mdk.local.cloud.services.cloudwatch import Samples, emf_data
+from mdk.local.cloud.services.codedeploy import Steps
+from mdk.local.cloud.services.lambda_ import split_function
 from mdk.local.cloud.template import DEFERRED, dependency_order, physical_name, prepare
 
 TEMPLATE: dict[str, Any] = {
@@ -205,7 +205,8 @@ def test_the_local_cloudwatch_forgets_data_points_past_its_retention() -> None:
     import boto3
     from moto import mock_aws
 
-    from mdk.local.cloud.moto_adapter import metric_values, prune_metrics
+    from mdk.local.cloud.moto_adapter import prune_metrics
+    from mdk.local.cloud.services.cloudwatch import metric_values
 
     now = datetime.now(UTC)
     with mock_aws():
@@ -223,7 +224,7 @@ def test_the_local_cloudwatch_forgets_data_points_past_its_retention() -> None:
 
 
 def test_count_data_points_are_stored_per_second_as_statistic_sets() -> None:
-    from mdk.local.cloud.functions import aggregate_counts
+    from mdk.local.cloud.services.cloudwatch import aggregate_counts
 
     t0 = datetime(2026, 11, 29, 12, 0, 0, 100_000, tzinfo=UTC)
     dims = [{"Name": "FunctionName", "Value": "f"}]
@@ -254,7 +255,7 @@ def test_the_local_invoke_api_refuses_oversized_requests_as_lambda_does() -> Non
     from botocore.exceptions import ClientError
 
     from mdk.local.cloud import moto_adapter
-    from mdk.local.cloud.functions import ASYNC_REQUEST_LIMIT, SYNC_REQUEST_LIMIT
+    from mdk.local.cloud.services.lambda_ import ASYNC_REQUEST_LIMIT, SYNC_REQUEST_LIMIT
 
     calls: list[tuple[str, int, bool]] = []
 

@@ -16,11 +16,13 @@ import boto3
 from botocore.config import Config
 
 from mdk.local.cloud import moto_adapter
-from mdk.local.cloud.deploy import REPO, AliasChange, Deployer, StackDeployment
-from mdk.local.cloud.endpoints import Containers, Endpoints, TransformJobs
-from mdk.local.cloud.functions import FunctionRunner, Metrics, split_function
-from mdk.local.cloud.gateway import Gateway
-from mdk.local.cloud.rollout import AlarmEvaluator, Deployment, LocalCodeDeploy
+from mdk.local.cloud.deploy import REPO, Deployer
+from mdk.local.cloud.registry import AliasChange, StackDeployment
+from mdk.local.cloud.services.apigateway import Gateway
+from mdk.local.cloud.services.cloudwatch import AlarmEvaluator, Metrics
+from mdk.local.cloud.services.codedeploy import Deployment, LocalCodeDeploy
+from mdk.local.cloud.services.lambda_ import FunctionRunner, split_function
+from mdk.local.cloud.services.sagemaker import Containers, Endpoints, TransformJobs
 from mdk.local.rie import ensure_rie
 from mdk.registry import Deployed
 

@@ -23,7 +23,6 @@ import io
 import itertools
 import json
 import logging
-import math
 import re
 import socket
 import threading
@@ -31,8 +30,7 @@ import time
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -58,7 +56,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker
 from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from mdk.local.cloud.functions import InvokeRefused, check_request
+from mdk.local.cloud.services.lambda_quotas import InvokeRefused, check_request
 
 log = logging.getLogger("mdk.local")
 MOTO_VERSION = "5.2.5"
@@ -574,50 +572,12 @@ def finish_transform_job(name: str, region: str, *, status: str, failure_reason:
     job.last_modified_time = now
 
 
-@dataclass
-class Samples:
-    """The data points of one metric in a window: raw values, plus the statistic sets stored for counts."""
-
-    values: list[float] = field(default_factory=list)
-    sum: float = 0.0
-    count: float = 0.0
-    minimum: float = math.inf
-    maximum: float = -math.inf
-
-    def add(self, value: float) -> None:
-        self.values.append(value)
-        self.add_set(value, 1.0, value, value)
-
-    def add_set(self, total: float, count: float, minimum: float, maximum: float) -> None:
-        self.sum += total
-        self.count += count
-        self.minimum = min(self.minimum, minimum)
-        self.maximum = max(self.maximum, maximum)
-
-    def statistic(self, name: str) -> float:
-        if name == "Sum":
-            return self.sum
-        if name == "Average":
-            return self.sum / self.count
-        if name == "Minimum":
-            return self.minimum
-        if name == "Maximum":
-            return self.maximum
-        if name == "SampleCount":
-            return self.count
-        if name.startswith("p") and name[1:].replace(".", "", 1).isdigit() and self.values:
-            ordered = sorted(self.values)  # percentiles need raw values: latencies are stored raw
-            rank = max(0, math.ceil(float(name[1:]) / 100 * len(ordered)) - 1)
-            return ordered[rank]
-        raise ValueError(f"statistic {name!r} is not evaluated locally")
-
-
-def metric_values(
+def metric_points(
     region: str, namespace: str, name: str, dimensions: dict[str, str], since: datetime
-) -> Samples:
-    """The data points of one metric (exact dimension set) since ``since``: what an alarm evaluates."""
+) -> Iterator[float | tuple[float, float, float, float]]:
+    """The data points of one metric (exact dimension set) stored since ``since``: a raw value, or a
+    statistic set as (sum, sample count, minimum, maximum)."""
     backend = cloudwatch_backends[ACCOUNT][region]
-    samples = Samples()
     for datum in backend.metric_data:  # no copy: puts only append, prune_metrics deletes in place
         if datum.namespace != namespace or datum.name != name:
             continue
@@ -625,10 +585,9 @@ def metric_values(
         if stamp < since or {d.name: d.value for d in datum.dimensions} != dimensions:
             continue
         if isinstance(datum, MetricDatum):
-            samples.add(float(datum.value))
+            yield float(datum.value)
         elif isinstance(datum, MetricAggregatedDatum):
-            samples.add_set(datum.sum, datum.sample_count, datum.min, datum.max)
-    return samples
+            yield (datum.sum, datum.sample_count, datum.min, datum.max)
 
 
 def prune_metrics(region: str, older_than: datetime) -> int:

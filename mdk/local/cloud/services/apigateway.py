@@ -1,4 +1,5 @@
-"""The deployed REST API, served on a loopback port the way API Gateway serves it.
+"""The local API Gateway: the deployed REST API served on a loopback port the way API Gateway serves it,
+and the API Gateway types moto's CloudFormation skips or drops settings of.
 
 The routes, their auth and their integrations are read from the local AWS (the API the stack created),
 so what is served is what was deployed:
@@ -19,11 +20,16 @@ so what is served is what was deployed:
   function error is a 502, a timeout a 504, both in the stack's gateway response shape;
 * ``AWS`` integrations to ``runtime.sagemaker`` invoke the endpoint locally (variant weights apply) and
   pass the container's status and body through, as the stack's response templates do.
+
+At deploy time: the stage (with its method settings), gateway responses, request validators and models
+are created through the API, and a method's request validator, models and parameters and the API's
+binary media types (which moto's CloudFormation drops) are set on what moto created.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
@@ -42,16 +48,19 @@ from urllib.parse import parse_qs, urlsplit
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
-from mdk.local.cloud import functions
-from mdk.local.cloud.endpoints import Endpoints
-from mdk.local.cloud.functions import FunctionRunner, split_function
+from mdk.local.cloud import moto_adapter
+from mdk.local.cloud.registry import Completion, amends, completes
 from mdk.local.cloud.request_validation import body_problems, match_path, model_for
+from mdk.local.cloud.services import lambda_quotas
+from mdk.local.cloud.services.lambda_ import FunctionRunner, split_function
+from mdk.local.cloud.services.sagemaker import Endpoints
 
 log = logging.getLogger("mdk.local")
 #: The runner's refusal of an invocation Lambda would refuse (over 6 MB); the gateway measures the event
 #: itself while the runner does not have it.
-_INVOKE_REFUSED: type[Exception] | None = getattr(functions, "InvokeRefused", None)
+_INVOKE_REFUSED: type[Exception] | None = getattr(lambda_quotas, "InvokeRefused", None)
 _SIGV4 = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
     r"/aws4_request,"
@@ -719,3 +728,147 @@ def _handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             log.debug("gateway: " + format, *args)
 
     return Handler
+
+
+# ------------------------------------------------------------ CloudFormation types moto's skips
+
+
+@completes("AWS::ApiGateway::Stage")
+def stage(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    apigw = ctx.client("apigateway")
+    try:
+        apigw.create_stage(
+            restApiId=props["RestApiId"], stageName=props["StageName"], deploymentId=props["DeploymentId"]
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConflictException":
+            raise
+        apigw.update_stage(
+            restApiId=props["RestApiId"],
+            stageName=props["StageName"],
+            patchOperations=[{"op": "replace", "path": "/deploymentId", "value": props["DeploymentId"]}],
+        )
+    # Method settings (throttling, metrics, logging), as the console's stage editor patches them.
+    settings = {
+        "throttling/rateLimit": "ThrottlingRateLimit",
+        "throttling/burstLimit": "ThrottlingBurstLimit",
+        "metrics/enabled": "MetricsEnabled",
+        "logging/loglevel": "LoggingLevel",
+        "logging/dataTrace": "DataTraceEnabled",
+    }
+    operations = []
+    for setting in props.get("MethodSettings", []):
+        resource = setting.get("ResourcePath", "/*")
+        method = (
+            f"{'*' if resource == '/*' else resource.replace('/', '~1')}/{setting.get('HttpMethod', '*')}"
+        )
+        for path, key in settings.items():
+            if key in setting:
+                value = setting[key]
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                operations.append({"op": "replace", "path": f"/{method}/{path}", "value": text})
+    if operations:
+        apigw.update_stage(
+            restApiId=props["RestApiId"], stageName=props["StageName"], patchOperations=operations
+        )
+
+
+@completes("AWS::ApiGateway::GatewayResponse")
+def gateway_response(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    kwargs: dict[str, Any] = {"restApiId": props["RestApiId"], "responseType": props["ResponseType"]}
+    if "StatusCode" in props:
+        kwargs["statusCode"] = str(props["StatusCode"])
+    if "ResponseParameters" in props:
+        kwargs["responseParameters"] = props["ResponseParameters"]
+    if "ResponseTemplates" in props:
+        kwargs["responseTemplates"] = props["ResponseTemplates"]
+    ctx.client("apigateway").put_gateway_response(**kwargs)
+
+
+@completes("AWS::ApiGateway::RequestValidator")
+def request_validator(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    apigw = ctx.client("apigateway")
+    existing = apigw.get_request_validators(restApiId=props["RestApiId"]).get("items", [])
+    if any(v.get("name") == props.get("Name") for v in existing):
+        return
+    apigw.create_request_validator(
+        restApiId=props["RestApiId"],
+        name=props.get("Name", logical),
+        validateRequestBody=bool(props.get("ValidateRequestBody")),
+        validateRequestParameters=bool(props.get("ValidateRequestParameters")),
+    )
+
+
+@completes("AWS::ApiGateway::Model")
+def model(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    """A request model (JSON Schema draft 4), named as the template's methods refer to it (Ref)."""
+    apigw = ctx.client("apigateway")
+    name = str(props.get("Name") or ctx.prepared.names[logical])
+    schema = props.get("Schema", {})
+    text = schema if isinstance(schema, str) else json.dumps(schema)
+    with contextlib.suppress(ClientError):  # a redeploy: the new schema
+        apigw.delete_model(restApiId=props["RestApiId"], modelName=name)
+    apigw.create_model(
+        restApiId=props["RestApiId"],
+        name=name,
+        contentType=str(props.get("ContentType", "application/json")),
+        schema=text,
+        **({"description": str(props["Description"])} if props.get("Description") else {}),
+    )
+
+
+# ----------------------------------------------------------- what moto's CloudFormation drops
+
+
+@amends("AWS::ApiGateway::Method")
+def method_request(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    """A method's request validator, models and parameters, which moto's CloudFormation drops: without
+    them the local gateway would hand a function a body API Gateway's validator refuses (400
+    BAD_REQUEST_BODY). The template names the validator by its physical name; moto gave it an id."""
+    wanted = props.get("RequestValidatorId")
+    models = props.get("RequestModels")
+    parameters = props.get("RequestParameters")
+    if not (wanted or models or parameters):
+        return
+    validator_id = None
+    if wanted:
+        names = {
+            ctx.prepared.names[validator]: r["Properties"].get("Name", validator)
+            for validator, r in ctx.prepared.deferred.items()
+            if r["Type"] == "AWS::ApiGateway::RequestValidator"
+        }
+        existing = ctx.client("apigateway").get_request_validators(restApiId=props["RestApiId"])
+        validator_id = next(
+            (v["id"] for v in existing.get("items", []) if v.get("name") == names.get(str(wanted))),
+            str(wanted),
+        )
+    moto_adapter.set_method_request(
+        str(props["RestApiId"]),
+        str(props["ResourceId"]),
+        str(props["HttpMethod"]),
+        ctx.region,
+        validator_id=validator_id,
+        models={str(k): str(v) for k, v in models.items()} if models else None,
+        parameters={str(k): bool(v) for k, v in parameters.items()} if parameters else None,
+    )
+
+
+@amends("AWS::ApiGateway::RestApi")
+def rest_api_settings(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    set_binary_media_types(ctx.client("apigateway"), str(ctx.resolve({"Ref": logical})), props)
+
+
+def set_binary_media_types(apigw: Any, api_id: str, props: dict[str, Any]) -> None:
+    """The API's BinaryMediaTypes, which moto's CloudFormation drops (its RestApi keeps the name,
+    description and endpoint configuration only): without them a binary body would reach a Lambda
+    proxy integration as text instead of base64 with isBase64Encoded, as API Gateway sends it."""
+    wanted = [str(t) for t in props.get("BinaryMediaTypes", [])]
+    have = apigw.get_rest_api(restApiId=api_id).get("binaryMediaTypes", [])
+    operations = [
+        {"op": op, "path": "/binaryMediaTypes/" + t.replace("~", "~0").replace("/", "~1"), "value": t}
+        for op, types, other in (("add", wanted, have), ("remove", have, wanted))
+        for t in types
+        if t not in other
+    ]
+    if operations:
+        apigw.update_rest_api(restApiId=api_id, patchOperations=operations)

@@ -1,4 +1,4 @@
-"""CodeDeploy and CloudWatch alarms of the local cloud, on a shortened clock.
+"""The local CodeDeploy: alias traffic shifting on a shortened clock, and the stacks' applications and groups.
 
 When a deploy changes the version of an alias that a CodeDeploy deployment group manages (the stack's
 ``UpdatePolicy: CodeDeployLambdaAliasUpdate``), :class:`LocalCodeDeploy` does what CodeDeploy does:
@@ -12,10 +12,11 @@ When a deploy changes the version of an alias that a CodeDeploy deployment group
    ``StopDeployment`` with rollback) puts the alias back on the old version;
 4. promotes: the alias on the new version, no routing.
 
-:class:`AlarmEvaluator` evaluates alarms from the metrics the functions emitted into the local CloudWatch:
-the alarm's statistic (Sum, Average, Minimum, Maximum, SampleCount or a percentile) over its window,
-compared with its threshold; missing data as the alarm says. It runs in the background for every alarm
-and on demand during a rollout (then over everything since the traffic shift began).
+The alarms are evaluated by the local CloudWatch
+(:class:`~mdk.local.cloud.services.cloudwatch.AlarmEvaluator`).
+At deploy time this module creates the ``AWS::CodeDeploy::Application`` and ``DeploymentGroup`` resources
+moto's CloudFormation skips, and reads which group shifts which alias (:func:`alias_groups`) and the
+groups' and custom configs' settings (:func:`record_settings`).
 """
 
 from __future__ import annotations
@@ -28,23 +29,20 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 from mdk.local.cloud import moto_adapter
-from mdk.local.cloud.deploy import AliasChange, StackDeployment
-from mdk.local.cloud.functions import FunctionRunner
+from mdk.local.cloud.registry import AliasChange, Completion, StackDeployment, completes
+from mdk.local.cloud.services.cloudwatch import AlarmEvaluator
+from mdk.local.cloud.services.lambda_ import FunctionRunner
 
 log = logging.getLogger("mdk.local")
 _PREDEFINED = re.compile(
     r"CodeDeployDefault\.Lambda(?P<kind>Canary|Linear)(?P<percent>\d+)Percent(?:Every)?(?P<minutes>\d+)Minutes?"
 )
-_COMPARE = {
-    "GreaterThanThreshold": lambda v, t: v > t,
-    "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
-    "LessThanThreshold": lambda v, t: v < t,
-    "LessThanOrEqualToThreshold": lambda v, t: v <= t,
-}
 
 
 @dataclass(frozen=True)
@@ -78,205 +76,6 @@ class Steps:
     def _linear(cls, percent: float, minutes: int) -> Steps:
         count = math.ceil(100 / percent) - 1
         return cls(tuple(min(100.0, percent * (i + 1)) for i in range(count)), minutes)
-
-
-class AlarmEvaluator:
-    def __init__(
-        self, *, cloudwatch: Any, region: str, minute_s: float, sns: Any = None, sqs: Any = None
-    ) -> None:
-        self.cloudwatch = cloudwatch
-        self.sns = sns
-        self.sqs = sqs
-        self._previous_round: datetime | None = None  # when the last background round began
-        self.region = region
-        self.minute_s = minute_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def evaluate(self, names: list[str], since: datetime | None = None) -> dict[str, str]:
-        """Evaluate the named alarms now, set their state, return it by name."""
-        if not names:
-            return {}
-        states = {}
-        for alarm in self.cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", []):
-            state, reason = self._state(alarm, since)
-            states[alarm["AlarmName"]] = state
-            if state != alarm["StateValue"]:
-                self.cloudwatch.set_alarm_state(
-                    AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason
-                )
-                log.info("alarm %s: %s (%s)", alarm["AlarmName"], state, reason)
-                self._notify(alarm, state, reason)
-        return states
-
-    _ACTIONS: ClassVar[dict[str, str]] = {
-        "ALARM": "AlarmActions",
-        "OK": "OKActions",
-        "INSUFFICIENT_DATA": "InsufficientDataActions",
-    }
-
-    def _notify(self, alarm: dict[str, Any], state: str, reason: str) -> None:
-        """What CloudWatch sends to the SNS topics among the alarm's actions for the new state."""
-        if self.sns is None or not alarm.get("ActionsEnabled", True):
-            return
-        topics = [a for a in alarm.get(self._ACTIONS[state], []) if a.startswith("arn:aws:sns:")]
-        if not topics:
-            return
-        name = alarm["AlarmName"]
-        message = {
-            "AlarmName": name,
-            "AlarmDescription": alarm.get("AlarmDescription"),
-            "AWSAccountId": moto_adapter.ACCOUNT,
-            "NewStateValue": state,
-            "NewStateReason": reason,
-            "StateChangeTime": datetime.now(UTC).isoformat(),
-            "Region": self.region,
-            "AlarmArn": alarm.get("AlarmArn"),
-            "OldStateValue": alarm["StateValue"],
-            "Trigger": {
-                "MetricName": alarm.get("MetricName"),
-                "Namespace": alarm.get("Namespace"),
-                "Statistic": alarm.get("Statistic"),
-                "Dimensions": [{"name": d["Name"], "value": d["Value"]} for d in alarm.get("Dimensions", [])],
-                "Period": alarm.get("Period"),
-                "Threshold": alarm.get("Threshold"),
-                "ComparisonOperator": alarm.get("ComparisonOperator"),
-            },
-        }
-        for topic in topics:
-            try:
-                self.sns.publish(
-                    TopicArn=topic,
-                    Subject=f'{state}: "{name}" in {self.region}'[:100],
-                    Message=json.dumps(message),
-                )
-            except Exception as exc:  # noqa: BLE001 - a lost notification must not stop evaluation
-                log.warning("alarm %s: could not notify %s: %s", name, topic, exc)
-
-    def _state(self, alarm: dict[str, Any], since: datetime | None) -> tuple[str, str]:
-        single = single_metric(alarm)
-        if single is None:
-            return alarm["StateValue"], "metric math alarms are not evaluated locally"
-        alarm = {**alarm, **single}
-        if since is None:
-            periods = int(alarm.get("EvaluationPeriods", 1))
-            window = timedelta(seconds=periods * int(alarm.get("Period", 60)) / 60 * self.minute_s)
-            since = datetime.now(UTC) - window
-            if self._previous_round is not None:
-                # A simulated window can be shorter than the time between two rounds: reach back to the
-                # round before (and a margin for metrics still on their way), or data points would fall
-                # between evaluations. CloudWatch sees every data point in some period; so must we.
-                since = min(since, self._previous_round - timedelta(seconds=2))
-        dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
-        values = moto_adapter.metric_values(
-            self.region, alarm["Namespace"], alarm["MetricName"], dimensions, since
-        )
-        if not values.count:
-            missing = alarm.get("TreatMissingData", "missing")
-            if missing == "breaching":
-                return "ALARM", "no data (treated as breaching)"
-            return (
-                "OK" if missing in ("notBreaching", "ignore") else "INSUFFICIENT_DATA"
-            ), "no data in the window"
-        statistic = alarm.get("ExtendedStatistic") or alarm.get("Statistic", "Average")
-        value = values.statistic(statistic)
-        threshold = float(alarm["Threshold"])
-        breaching = _COMPARE[alarm["ComparisonOperator"]](value, threshold)
-        verdict = "crossed" if breaching else "within"
-        points = f"{values.count:g} data points"
-        reason = f"{statistic} {value:g} over {points}: {verdict} threshold {threshold:g} (local)"
-        return ("ALARM" if breaching else "OK"), reason
-
-    @property
-    def retention_s(self) -> float:
-        """How long the local CloudWatch keeps data points: 60 simulated minutes (2 min at 2 s a minute),
-        longer than any alarm window or canary step of the example configs."""
-        return max(60.0, 60 * self.minute_s)
-
-    def start(self, every_s: float = 2.0) -> None:
-        def loop() -> None:
-            while not self._stop.wait(every_s):
-                started = datetime.now(UTC)
-                try:
-                    cutoff = datetime.now(UTC) - timedelta(seconds=self.retention_s)
-                    moto_adapter.prune_metrics(self.region, cutoff)
-                    alarms = self.cloudwatch.describe_alarms().get("MetricAlarms", [])
-                    self._queue_metrics(alarms)
-                    names = [a["AlarmName"] for a in alarms]
-                    for start in range(0, len(names), 100):
-                        self.evaluate(names[start : start + 100])
-                    self._previous_round = started
-                except Exception as exc:  # noqa: BLE001 - the loop outlives a failed round
-                    log.warning("alarm evaluation failed: %s", exc)
-
-        self._thread = threading.Thread(target=loop, daemon=True, name="mdk-alarms")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    _QUEUE_METRICS: ClassVar[dict[str, str]] = {
-        "ApproximateNumberOfMessagesVisible": "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible": "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed": "ApproximateNumberOfMessagesDelayed",
-    }
-
-    def _queue_metrics(self, alarms: list[dict[str, Any]]) -> None:
-        """The AWS/SQS gauges that alarms watch (a dead-letter queue's depth), read from the local queues
-        at every tick as SQS reports them to CloudWatch every minute."""
-        if self.sqs is None:
-            return
-        data: list[dict[str, Any]] = []
-        for described in alarms:
-            alarm = single_metric(described) or described
-            attribute = self._QUEUE_METRICS.get(alarm.get("MetricName", ""))
-            dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
-            if alarm.get("Namespace") != "AWS/SQS" or attribute is None or "QueueName" not in dims:
-                continue
-            try:
-                url = self.sqs.get_queue_url(QueueName=dims["QueueName"])["QueueUrl"]
-                value = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[attribute])["Attributes"]
-            except Exception as exc:  # noqa: BLE001 - a missing queue: no data, as on AWS
-                log.debug("queue %s: %s", dims["QueueName"], exc)
-                continue
-            data.append(
-                {
-                    "MetricName": alarm["MetricName"],
-                    "Dimensions": [{"Name": "QueueName", "Value": dims["QueueName"]}],
-                    "Value": float(value.get(attribute, 0)),
-                    "Unit": "Count",
-                    "Timestamp": datetime.now(UTC),
-                }
-            )
-        if data:
-            self.cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=data)
-
-
-def single_metric(alarm: dict[str, Any]) -> dict[str, Any] | None:
-    """The alarm's one metric as the plain alarm keys (Namespace, MetricName, Dimensions, Period,
-    Statistic or ExtendedStatistic): as described for a plain alarm, or from a ``Metrics`` list holding a
-    single labelled MetricStat (how cdk-monitoring-constructs writes its alarms). None for metric math."""
-    if "MetricName" in alarm:
-        return alarm
-    queries = alarm.get("Metrics") or []
-    if len(queries) != 1 or "MetricStat" not in queries[0]:
-        return None
-    stat = queries[0]["MetricStat"]
-    metric = stat["Metric"]
-    statistic = str(stat["Stat"])
-    plain = {
-        "Namespace": metric["Namespace"],
-        "MetricName": metric["MetricName"],
-        "Dimensions": metric.get("Dimensions", []),
-        "Period": stat["Period"],
-    }
-    key = (
-        "Statistic"
-        if statistic in ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
-        else "ExtendedStatistic"
-    )
-    plain[key] = statistic
-    return plain
 
 
 @dataclass
@@ -473,3 +272,73 @@ class LocalCodeDeploy:
                 return status == "Succeeded"
             time.sleep(0.05)
         return False
+
+
+# ------------------------------------------------------------------ at deploy: the stacks' resources
+
+
+def record_settings(ctx: Completion) -> None:
+    """Keep the deployment groups' and custom deployment configs' resolved properties in the result: what
+    :class:`LocalCodeDeploy` shifts by (moto has no custom deployment configs)."""
+    for resource in ctx.prepared.deferred.values():
+        if resource["Type"] == "AWS::CodeDeploy::DeploymentGroup":
+            props = ctx.resolve(resource["Properties"])
+            ctx.result.deployment_groups[props["DeploymentGroupName"]] = props
+        if resource["Type"] == "AWS::CodeDeploy::DeploymentConfig":
+            props = ctx.resolve(resource["Properties"])
+            ctx.result.deployment_configs[props["DeploymentConfigName"]] = props
+
+
+def alias_groups(ctx: Completion) -> dict[str, tuple[str, str, str | None]]:
+    """Alias logical id -> (application, deployment group, pre-traffic hook) of the aliases whose
+    ``UpdatePolicy`` hands their changes to CodeDeploy."""
+    groups: dict[str, tuple[str, str, str | None]] = {}
+    for logical, resource in ctx.prepared.deferred.items():
+        policy = resource.get("UpdatePolicy", {}).get("CodeDeployLambdaAliasUpdate")
+        if resource["Type"] == "AWS::Lambda::Alias" and policy:
+            app = ctx.resolve(policy["ApplicationName"])
+            group = ctx.resolve(policy["DeploymentGroupName"])
+            hook = policy.get("BeforeAllowTrafficHook")
+            hook_name = str(ctx.resolve(hook)) if hook else None
+            groups[logical] = (str(app), str(group), hook_name)
+    return groups
+
+
+@completes("AWS::CodeDeploy::Application")
+def application(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    try:
+        ctx.client("codedeploy").create_application(
+            applicationName=props["ApplicationName"], computePlatform=props.get("ComputePlatform", "Lambda")
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ApplicationAlreadyExistsException":
+            raise
+
+
+@completes("AWS::CodeDeploy::DeploymentGroup")
+def deployment_group(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    kwargs: dict[str, Any] = {
+        "applicationName": props["ApplicationName"],
+        "deploymentGroupName": props["DeploymentGroupName"],
+        "serviceRoleArn": props["ServiceRoleArn"],
+        "deploymentConfigName": props.get("DeploymentConfigName", "CodeDeployDefault.LambdaAllAtOnce"),
+    }
+    if "AlarmConfiguration" in props:
+        kwargs["alarmConfiguration"] = _lower_keys(props["AlarmConfiguration"])
+    if "AutoRollbackConfiguration" in props:
+        kwargs["autoRollbackConfiguration"] = _lower_keys(props["AutoRollbackConfiguration"])
+    if "DeploymentStyle" in props:
+        kwargs["deploymentStyle"] = _lower_keys(props["DeploymentStyle"])
+    try:
+        ctx.client("codedeploy").create_deployment_group(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "DeploymentGroupAlreadyExistsException":
+            raise
+
+
+def _lower_keys(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k[:1].lower() + k[1:]: _lower_keys(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_lower_keys(v) for v in node]
+    return node

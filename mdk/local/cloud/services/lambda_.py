@@ -1,4 +1,5 @@
-"""Lambda functions of the local cloud, run for real: one Runtime Interface Emulator process per version.
+"""The local Lambda: functions run for real (one Runtime Interface Emulator process per version), and the
+CloudFormation types of Lambda that moto's CloudFormation skips (aliases, permissions, event invoke configs).
 
 Image functions are staged by replaying their Dockerfile (:mod:`mdk.local.dockerfile`); zip functions get
 the same treatment from a Dockerfile written here (layers, then the code, on the Lambda base image). Both
@@ -18,17 +19,23 @@ sandbox, as Lambda replaces a failed execution environment.
 
 Like Lambda, the runner reports ``AWS/Lambda`` metrics per invocation (Invocations, Errors, Duration by
 function, by alias and by executed version) and turns the functions' embedded-metric-format log lines
-into metrics, so alarms see what they would see on AWS. Each version's log is a file under
-``<work>/logs``.
+into metrics (:mod:`mdk.local.cloud.services.cloudwatch`), so alarms see what they would see on AWS.
+Each version's log is a file under ``<work>/logs``.
+
+At deploy time (:mod:`mdk.local.cloud.deploy`) this module records which code each function version runs
+(:func:`record_code`), applies a function's new configuration before moto publishes its new version
+(:func:`configure_functions`), and completes the aliases: a changed alias that a CodeDeploy deployment
+group manages is handed to the local CodeDeploy instead of moved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
-import queue
 import random
+import re
 import shutil
 import signal
 import threading
@@ -36,58 +43,46 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from mdk.local.cloud import moto_adapter
+from mdk.local.cloud.registry import AliasChange, Completion, DeployError, completes
+from mdk.local.cloud.services.cloudwatch import Metrics, emf_data
+from mdk.local.cloud.services.lambda_quotas import (
+    ASYNC_REQUEST_LIMIT,
+    RESPONSE_LIMIT,
+    RESPONSE_TOO_LARGE,
+    SYNC_REQUEST_LIMIT,
+    InvokeRefused,
+    check_request,
+)
+from mdk.local.cloud.template import Prepared
 from mdk.local.dockerfile import StagedImage, replay
 from mdk.local.rie import LambdaProcess
 
+__all__ = [  # the quotas are the runner's too
+    "ASYNC_REQUEST_LIMIT",
+    "LAMBDA_BASE",
+    "RESPONSE_LIMIT",
+    "SYNC_REQUEST_LIMIT",
+    "FunctionCode",
+    "FunctionRunner",
+    "Invocation",
+    "InvokeRefused",
+    "configure_functions",
+    "current_aliases",
+    "record_code",
+    "split_function",
+]
 log = logging.getLogger("mdk.local")
+_HASH = re.compile(r"([0-9a-f]{64})")
 LAMBDA_BASE = "public.ecr.aws/lambda/python:3.12"
-
-#: The largest request a synchronous (RequestResponse) invoke takes: 6 MiB. AWS answers a larger one with
-#: HTTP 413 ``RequestEntityTooLargeException``, "<n> byte payload is too large for the RequestResponse
-#: invocation type (limit 6291456 bytes)" ("Invoke", https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html,
-#: errors: "RequestTooLargeException ... HTTP Status Code: 413"; the error code boto3 receives is
-#: RequestEntityTooLargeException).
-SYNC_REQUEST_LIMIT = 6_291_456
-#: The largest request of an asynchronous (Event) invoke: 1 MB ("Invoke": "For asynchronous invocations, the
-#: maximum payload size is 1 MB").
-ASYNC_REQUEST_LIMIT = 1_048_576
-#: The largest response Lambda delivers: 6,291,556 bytes, as its error message says (measured here: the
-#: emulator delivers exactly that many bytes and refuses one more). Over it, Invoke answers 200 with
-#: ``X-Amz-Function-Error: Unhandled`` and this payload (a function error: API Gateway then answers 502).
-RESPONSE_LIMIT = 6_291_556
-RESPONSE_TOO_LARGE = {
-    "errorType": "Function.ResponseSizeTooLarge",
-    "errorMessage": f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
-}
-
-
-class InvokeRefused(Exception):
-    """Lambda refused the invocation before any function ran: what the Invoke API answers with ``status``
-    and ``error_type`` (the error code boto3 raises, e.g. ``RequestEntityTooLargeException``)."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(f"{error_type}: {message}")
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-
-def check_request(payload: bytes, *, asynchronous: bool = False) -> None:
-    """Raise :class:`InvokeRefused` for a request over the invocation type's payload limit."""
-    limit = ASYNC_REQUEST_LIMIT if asynchronous else SYNC_REQUEST_LIMIT
-    if len(payload) > limit:
-        kind = "Event" if asynchronous else "RequestResponse"
-        raise InvokeRefused(
-            413,
-            "RequestEntityTooLargeException",
-            f"{len(payload)} byte payload is too large for the {kind} invocation type (limit {limit} bytes)",
-        )
 
 
 @dataclass(frozen=True)
@@ -111,122 +106,6 @@ class Invocation:
     errored: bool
     duration_ms: float
     status: int = 200
-
-
-class Metrics:
-    """Metric data for the local CloudWatch, sent in the background so invocations never wait for it."""
-
-    def __init__(self, cloudwatch: Any) -> None:
-        self._cloudwatch = cloudwatch
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="mdk-local-metrics")
-        self._thread.start()
-
-    def put(self, namespace: str, datum: dict[str, Any]) -> None:
-        self._queue.put((namespace, datum))
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Block until everything put so far is stored."""
-        done = threading.Event()
-        self._queue.put(("__flush__", {"event": done}))
-        done.wait(timeout)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            batch: dict[str, list[dict[str, Any]]] = {}
-            flushes: list[threading.Event] = []
-            while item is not None:
-                namespace, datum = item
-                if namespace == "__flush__":
-                    flushes.append(datum["event"])
-                else:
-                    batch.setdefault(namespace, []).append(datum)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            for namespace, raw in batch.items():
-                data = aggregate_counts(raw)
-                for start in range(0, len(data), 500):
-                    try:
-                        self._cloudwatch.put_metric_data(
-                            Namespace=namespace, MetricData=data[start : start + 500]
-                        )
-                    except Exception as exc:  # noqa: BLE001 - metrics are best effort, like the agent's
-                        log.warning("could not store %d metric data in %s: %s", len(data), namespace, exc)
-            for event in flushes:
-                event.set()
-            if item is None:
-                return
-
-
-def aggregate_counts(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Count data points of one series within the same second as one statistic set; others as they are.
-
-    What the CloudWatch agent does before PutMetricData: a handful of stored data points per second
-    instead of several per request (sums, sample counts, minimum and maximum are unchanged; percentiles
-    are only asked of latencies, which stay raw).
-    """
-    kept: list[dict[str, Any]] = []
-    sets: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for datum in data:
-        if datum.get("Unit") != "Count" or "Value" not in datum:
-            kept.append(datum)
-            continue
-        stamp = datum["Timestamp"].replace(microsecond=0)
-        dims = tuple((d["Name"], d["Value"]) for d in datum.get("Dimensions", []))
-        key = (datum["MetricName"], dims, stamp)
-        value = float(datum["Value"])
-        entry = sets.get(key)
-        if entry is None:
-            sets[key] = {
-                "MetricName": datum["MetricName"],
-                "Dimensions": datum.get("Dimensions", []),
-                "Unit": "Count",
-                "Timestamp": datum["Timestamp"],
-                "StatisticValues": {"SampleCount": 1.0, "Sum": value, "Minimum": value, "Maximum": value},
-            }
-        else:
-            entry["Timestamp"] = max(entry["Timestamp"], datum["Timestamp"])  # stamped when last seen
-            stats = entry["StatisticValues"]
-            stats["SampleCount"] += 1.0
-            stats["Sum"] += value
-            stats["Minimum"] = min(stats["Minimum"], value)
-            stats["Maximum"] = max(stats["Maximum"], value)
-    return kept + list(sets.values())
-
-
-def emf_data(line: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(namespace, MetricDatum) for every metric of an embedded-metric-format log line (else nothing)."""
-    if not line.startswith("{") or '"_aws"' not in line:
-        return
-    try:
-        record = json.loads(line)
-        directives = record["_aws"]["CloudWatchMetrics"]
-        timestamp = datetime.fromtimestamp(record["_aws"]["Timestamp"] / 1000, UTC)
-    except (ValueError, KeyError, TypeError):
-        return
-    for directive in directives:
-        for dimension_set in directive.get("Dimensions", []):
-            dimensions = [{"Name": d, "Value": str(record[d])} for d in dimension_set if d in record]
-            for metric in directive.get("Metrics", []):
-                values = record.get(metric["Name"])
-                for value in values if isinstance(values, list) else [values]:
-                    if isinstance(value, int | float):
-                        yield (
-                            directive["Namespace"],
-                            {
-                                "MetricName": metric["Name"],
-                                "Dimensions": dimensions,
-                                "Value": float(value),
-                                "Unit": metric.get("Unit", "None"),
-                                "Timestamp": timestamp,
-                            },
-                        )
 
 
 @dataclass
@@ -583,3 +462,178 @@ def _is_error_payload(body: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(payload, dict) and "errorType" in payload and "errorMessage" in payload
+
+
+# ------------------------------------------------------------------ at deploy: code and configuration
+
+
+def current_aliases(lam: Any, prepared: Prepared) -> dict[tuple[str, str], str]:
+    """(function, alias) -> the version each of the template's aliases is on now, before the deploy."""
+    current = {}
+    for resource in prepared.deferred.values():
+        if resource["Type"] != "AWS::Lambda::Alias":
+            continue
+        props = resource["Properties"]
+        function = props["FunctionName"]
+        if isinstance(function, dict):
+            function = prepared.names.get(function.get("Ref", ""), "")
+        try:
+            alias = lam.get_alias(FunctionName=function, Name=props["Name"])
+            current[(function, props["Name"])] = alias["FunctionVersion"]
+        except ClientError:
+            pass
+    return current
+
+
+def configure_functions(lam: Any, stack: str, prepared: Prepared, region: str) -> None:
+    """Apply functions' new configuration before moto's update publishes their new versions."""
+    for logical, resource in prepared.template["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        props = resource["Properties"]
+        try:
+            resolved = moto_adapter.resolve(
+                stack,
+                {k: props[k] for k in ("Environment", "MemorySize", "Timeout") if k in props},
+                region,
+            )
+            lam.update_function_configuration(FunctionName=props["FunctionName"], **_int_fields(resolved))
+        except Exception as exc:  # noqa: BLE001 - a new function, or a reference to a new resource
+            log.debug("configuration of %s left to the stack update: %s", logical, exc)
+
+
+def record_code(
+    runner: FunctionRunner,
+    stack: str,
+    *,
+    template: dict[str, Any],
+    prepared: Prepared,
+    assets: dict[str, dict[str, Any]],
+    region: str,
+) -> None:
+    """Tell the runner which code each function version of the deployed stack runs (by asset hash)."""
+    resources = template["Resources"]
+    codes: dict[str, FunctionCode] = {}
+    for logical, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        props = resource["Properties"]
+        code = props["Code"]
+        name = prepared.names[logical]
+        if "ImageUri" in code:
+            digest = _digest(code["ImageUri"])
+            asset = assets[digest]
+            codes[logical] = FunctionCode(
+                key=f"image-{digest[:16]}",
+                kind="image",
+                context=asset["path"],
+                build_args=tuple(sorted(asset["build_args"].items())),
+                dockerfile=asset["dockerfile"],
+            )
+        elif "S3Key" in code:
+            digest = _digest(code["S3Key"])
+            layers = []
+            for layer in props.get("Layers", []):
+                layer_resource = resources[layer["Ref"]]
+                layers.append(assets[_digest(layer_resource["Properties"]["Content"]["S3Key"])]["path"])
+            identity = json.dumps([digest, [str(p) for p in layers], props["Handler"]])
+            codes[logical] = FunctionCode(
+                key=f"zip-{hashlib.sha256(identity.encode()).hexdigest()[:16]}",
+                kind="zip",
+                context=assets[digest]["path"],
+                handler=props["Handler"],
+                layers=tuple(layers),
+            )
+        else:
+            raise DeployError(f"{stack}: function {logical}: only image and S3 zip code run locally")
+        runner.code[(name, "$LATEST")] = codes[logical]
+    for logical, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::Version":
+            continue
+        function = resource["Properties"]["FunctionName"]["Ref"]
+        arn = moto_adapter.resolve(stack, {"Ref": logical}, region)
+        version = str(arn).rsplit(":", 1)[-1]
+        runner.code.setdefault((prepared.names[function], version), codes[function])
+
+
+def _int_fields(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: int(v) if k in ("MemorySize", "Timeout") else v for k, v in props.items()}
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    match = _HASH.search(text)
+    if match is None:
+        raise DeployError(f"no asset hash in {text[:200]}")
+    return match.group(1)
+
+
+# ------------------------------------------------------------ CloudFormation types moto's skips
+
+
+@completes("AWS::Lambda::Alias")
+def alias(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    """Create the alias, or move it; a move that a deployment group manages goes to the local CodeDeploy."""
+    lam = ctx.client("lambda")
+    function, name, version = props["FunctionName"], props["Name"], str(props["FunctionVersion"])
+    before = ctx.previous_aliases.get((function, name))
+    if before is None:
+        lam.create_alias(
+            FunctionName=function,
+            Name=name,
+            FunctionVersion=version,
+            Description=props.get("Description", ""),
+        )
+        return
+    if before == version:
+        return
+    group = ctx.alias_groups.get(logical)
+    change = AliasChange(function, name, before, version, *(group or (None, None, None)))
+    on_alias_change = ctx.deployer.on_alias_change
+    if group is not None and on_alias_change is not None:
+        ctx.result.alias_changes.append(change)  # the local CodeDeploy shifts it
+        on_alias_change(ctx.result, change)
+    else:
+        lam.update_alias(
+            FunctionName=function,
+            Name=name,
+            FunctionVersion=version,
+            RoutingConfig={"AdditionalVersionWeights": {}},
+        )
+
+
+@completes("AWS::Lambda::Permission")
+def permission(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    function, qualifier = split_function(str(props["FunctionName"]))
+    kwargs = {
+        "FunctionName": function,
+        "StatementId": logical[:100],
+        "Action": props["Action"],
+        "Principal": props["Principal"],
+    }
+    if qualifier:
+        kwargs["Qualifier"] = qualifier
+    if "SourceArn" in props:
+        kwargs["SourceArn"] = props["SourceArn"]
+    try:
+        ctx.client("lambda").add_permission(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("ResourceConflictException", "ResourceNotFoundException"):
+            raise
+
+
+@completes("AWS::Lambda::EventInvokeConfig")
+def event_invoke_config(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    kwargs = {
+        k: v
+        for k, v in props.items()
+        if k
+        in (
+            "FunctionName",
+            "Qualifier",
+            "MaximumRetryAttempts",
+            "MaximumEventAgeInSeconds",
+            "DestinationConfig",
+        )
+    }
+    ctx.client("lambda").put_function_event_invoke_config(**kwargs)

@@ -1,4 +1,7 @@
-"""SageMaker in the local cloud: endpoints and transform jobs served by the kit's own serving container.
+"""The local SageMaker: endpoints and transform jobs served by the kit's own serving container.
+
+moto runs the control plane (models, endpoint configs, endpoints, created by its CloudFormation: no type
+to complete); this module serves the data plane.
 
 A SageMaker model of the local AWS names an image (one of the deployed image assets, by its tag) and a
 ``model.tar.gz`` in the local S3. :class:`Containers` runs that image's code (``sagemaker_endpoints`` and
