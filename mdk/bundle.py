@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mdk import sources
 from mdk.config import KitConfig, ModelConfig
 from mdk_runtime.spec import (
     ARTIFACT_FILE,
@@ -30,14 +31,16 @@ from mdk_runtime.spec import (
     file_sha256,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-RUNTIME_DIR = REPO / "layers" / "python" / "mdk_runtime"
-HANDLERS_DIR = REPO / "lambda_handlers"
+# Where the kit's own files are (a checkout, or an installed kit: mdk.sources).
+REPO = sources.CHECKOUT
+RUNTIME_DIR = sources.RUNTIME_DIR
+HANDLERS_DIR = sources.HANDLERS_DIR
+SAGEMAKER_DIR = sources.SAGEMAKER_DIR
+LAYERS_DIR = sources.LAYERS_DIR
 LAMBDA_DOCKERFILE = HANDLERS_DIR / "Dockerfile"
 # The modules of the inference function (the rollout hooks are a function of their own).
 INFERENCE_MODULES = ("__init__.py", "inference.py", "http.py", "api.py", "shadow.py")
 IMAGE_MODEL_DIR = "model"  # the MODEL_DIR build argument, inside the context
-SAGEMAKER_DIR = REPO / "sagemaker_endpoints"
 SAGEMAKER_MODULES = ("__init__.py", "batching.py", "server.py", "serve.py")
 
 
@@ -61,7 +64,7 @@ def load_example(model: ModelConfig) -> Any:
 
 PROCESSING_DIR = "processing"
 REQUIREMENTS_FILE = "requirements.txt"  # the model's own packages: installed into its image only
-PROCESSING_REQUIREMENTS = REPO / "layers" / "requirements-processing.txt"
+PROCESSING_REQUIREMENTS = LAYERS_DIR / "requirements-processing.txt"
 #: Example files by suffix: what a client sends them as.
 EXAMPLE_TYPES = {
     ".jpg": "image/jpeg",
@@ -313,8 +316,8 @@ def image_context_files() -> dict[str, Path]:
     """Path in the context -> source file, for the Lambda image (without the model)."""
     files = {
         "Dockerfile": LAMBDA_DOCKERFILE,
-        "layers/requirements.txt": REPO / "layers" / "requirements.txt",
-        "layers/constraints.txt": REPO / "layers" / "constraints.txt",
+        "layers/requirements.txt": LAYERS_DIR / "requirements.txt",
+        "layers/constraints.txt": LAYERS_DIR / "constraints.txt",
     }
     for source in sorted(RUNTIME_DIR.glob("*.py")):
         files[f"layers/python/mdk_runtime/{source.name}"] = source
@@ -327,7 +330,7 @@ def sagemaker_context_files() -> dict[str, Path]:
     """Path in the context -> source file, for the SageMaker serving image (both device builds)."""
     files = {
         "Dockerfile": SAGEMAKER_DIR / "Dockerfile",
-        "layers/constraints.txt": REPO / "layers" / "constraints.txt",
+        "layers/constraints.txt": LAYERS_DIR / "constraints.txt",
         "sagemaker_endpoints/requirements-cpu.txt": SAGEMAKER_DIR / "requirements-cpu.txt",
         "sagemaker_endpoints/requirements-gpu.txt": SAGEMAKER_DIR / "requirements-gpu.txt",
     }
@@ -410,7 +413,7 @@ BATCH_MODULES = ("__init__.py", "batch_aws.py", "batch_trigger.py", "batch_statu
 BATCH_CONFIG_FILE = "batch_models.json"
 # What their layer holds: the runtime's standard-library modules, and Powertools with its dependencies
 # (pure Python, copied from this environment's locked install: no download, no Docker at synth).
-LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "instances.py", "media.py")
+LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "instances.py", "manifest.py", "media.py")
 LAYER_DISTRIBUTIONS = ("aws-lambda-powertools", "jmespath", "typing-extensions")
 
 

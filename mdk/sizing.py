@@ -29,14 +29,15 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from mdk.sources import LAYERS_DIR
+
 if TYPE_CHECKING:
     import onnx
 
     from mdk.config import ModelConfig
 
-REPO = Path(__file__).resolve().parent.parent
-RUNTIME_REQUIREMENTS = REPO / "layers" / "requirements.txt"
-PROCESSING_REQUIREMENTS = REPO / "layers" / "requirements-processing.txt"
+RUNTIME_REQUIREMENTS = LAYERS_DIR / "requirements.txt"
+PROCESSING_REQUIREMENTS = LAYERS_DIR / "requirements-processing.txt"
 MIB = 2**20
 GB = 10**9
 

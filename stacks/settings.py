@@ -13,8 +13,10 @@ from typing import Any
 
 import aws_cdk as cdk
 
+from mdk.sources import BUILD_ROOT
+
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-REPO = Path(__file__).resolve().parent.parent
+REPO = BUILD_ROOT  # the checkout, or the user's project when the kit is installed
 
 
 class SettingsError(ValueError):
