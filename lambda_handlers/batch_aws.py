@@ -1,7 +1,9 @@
-"""What the batch functions share: their settings, AWS clients, the manifest in S3 and the alert topic.
+"""What the batch functions share: their settings, their AWS clients, the manifest in S3 and the alert topic.
 
 Zip-packaged with the batch handlers; ``mdk_runtime`` (standard-library parts only) and Powertools come
-from the kit's Lambda layer, boto3 from the Lambda runtime.
+from the kit's Lambda layer, boto3 from the Lambda runtime. The clients are typed by the mypy-boto3
+stubs (for the checker only: nothing here imports them at run time) and injected as Powertools takes a
+``boto3_client=``: every function that calls AWS takes ``aws=`` (default: :func:`clients`).
 """
 
 from __future__ import annotations
@@ -12,34 +14,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mdk_runtime.batch import ALERTING, RESULTS, now_iso
+from mdk_runtime.batch import ALERTING, FOREIGN_EVENTS, NAMESPACE, RESULTS, SERVICE
+from mdk_runtime.manifest import Manifest, decode, encode
 
-SERVICE = "mdk-batch"
-NAMESPACE = "mdk"
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sns import SNSClient
+
+T = TypeVar("T")
 CONFIG_FILE = Path(__file__).with_name("batch_models.json")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-
-# Metric names (dimension Model), shared with the stack's dashboard and alarms.
-RUNS_STARTED = "BatchRunsStarted"
-RUNS_REJECTED = "BatchRunsRejected"
-RUNS_COMPLETED = "BatchRunsCompleted"
-RUNS_INCOMPLETE = "BatchRunsIncomplete"
-RUNS_FAILED = "BatchRunsFailed"
-RECORDS_IN = "BatchRecordsIn"
-RECORDS_OUT = "BatchRecordsOut"
-RECORD_ERRORS = "BatchRecordErrors"
-RUN_SECONDS = "BatchRunSeconds"
-STORED = "PredictionsStored"
-FOREIGN_EVENTS = "BatchForeignEvents"  # events about another deployment's buckets or jobs (ignored)
 
 
 @dataclass(frozen=True)
@@ -103,9 +100,51 @@ def env() -> BatchEnv:
 RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
 
 
-@lru_cache(maxsize=8)
+class _Client(Generic[T]):
+    """A client attribute of :class:`Clients`, typed by its annotation, named after its service."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.service = name
+
+    def __get__(self, clients: Clients, owner: type) -> T:
+        return cast(T, clients.client(self.service))
+
+
+class Clients:
+    """The batch functions' AWS clients, each made on first use with :data:`RETRIES`, or given."""
+
+    s3: _Client[S3Client] = _Client()
+    sagemaker: _Client[SageMakerClient] = _Client()
+    sns: _Client[SNSClient] = _Client()
+    logs: _Client[CloudWatchLogsClient] = _Client()
+    events: _Client[EventBridgeClient] = _Client()
+
+    def __init__(self, **given: Any) -> None:
+        self._made: dict[str, Any] = dict(given)
+
+    def client(self, service: str) -> Any:
+        made = self._made.get(service)
+        if made is None:
+            made = self._made[service] = boto3.client(service, config=RETRIES)
+        return made
+
+    def table(self, name: str) -> Table:
+        """A DynamoDB table (the prediction store), through the resource API's batch writer."""
+        resource = self._made.get("dynamodb")
+        if resource is None:
+            resource = self._made["dynamodb"] = boto3.resource("dynamodb")
+        return cast("Table", resource.Table(name))
+
+
+@lru_cache(maxsize=1)
+def clients() -> Clients:
+    """The functions' own clients, one set per sandbox."""
+    return Clients()
+
+
 def client(service: str) -> Any:
-    return boto3.client(service, config=RETRIES)
+    """The function's own client of ``service`` (what a test stubs)."""
+    return clients().client(service)
 
 
 def not_ours(what: str, **details: Any) -> dict[str, Any]:
@@ -128,7 +167,7 @@ def owns_output(uri: Any) -> bool:
 def reset() -> None:
     """Forget settings and clients (tests switch environments between cases)."""
     env.cache_clear()
-    client.cache_clear()
+    clients.cache_clear()
 
 
 def once(function: Any, *, key_argument: str, config: Any) -> Any:
@@ -142,51 +181,49 @@ def once(function: Any, *, key_argument: str, config: Any) -> Any:
     )(function)
 
 
-def read_manifest(bucket: str, key: str) -> dict[str, Any] | None:
+def read_manifest(bucket: str, key: str, *, aws: Clients | None = None) -> Manifest | None:
     try:
-        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = (aws or clients()).s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
             return None
         raise
-    manifest: dict[str, Any] = json.loads(body)
-    return manifest
+    return decode(body)
 
 
-def write_manifest(bucket: str, key: str, manifest: dict[str, Any]) -> None:
-    manifest["updated"] = now_iso()
-    client("s3").put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=(json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode(),
-        ContentType="application/json",
+def write_manifest(bucket: str, key: str, manifest: Manifest, *, aws: Clients | None = None) -> Manifest:
+    """Write the manifest, updated now; returns what was written."""
+    written = manifest.touched()
+    (aws or clients()).s3.put_object(
+        Bucket=bucket, Key=key, Body=encode(written), ContentType="application/json"
     )
+    return written
 
 
-def publish_outcome(manifest: dict[str, Any], manifest_uri: str) -> bool:
+def publish_outcome(manifest: Manifest, manifest_uri: str, *, aws: Clients | None = None) -> bool:
     """An SNS alert for a run that needs a person (rejected, failed, stopped, incomplete)."""
-    state = manifest["state"]
+    state = manifest.state
     if state not in ALERTING:
         return False
-    source = manifest.get("input") or {}
-    subject = f"mdk batch {state}: {manifest['model']} {source.get('key', '')}"
+    source = manifest.input
+    subject = f"mdk batch {state}: {manifest.model} {source.get('key', '')}"
     lines = [
-        f"Batch run {manifest['run_id']} of model {manifest['model']}: {state}.",
-        manifest.get("message", ""),
+        f"Batch run {manifest.run_id} of model {manifest.model}: {state}.",
+        manifest.message,
         "",
         f"Input:    s3://{source.get('bucket', '?')}/{source.get('key', '?')}",
         f"Manifest: {manifest_uri}",
     ]
-    lines += [f"- {e['field']}: {e['message']}" for e in manifest.get("errors", [])]
-    job = manifest.get("job") or {}
+    lines += [f"- {e['field']}: {e['message']}" for e in manifest.errors]
+    job = manifest.job or {}
     if job.get("failure_reason"):
         lines.append(f"SageMaker: {job['failure_reason']}")
-    client("sns").publish(
+    (aws or clients()).sns.publish(
         TopicArn=env().topic_arn,
         Subject=_subject(subject),
         Message="\n".join(lines),
         MessageAttributes={
-            "model": {"DataType": "String", "StringValue": manifest["model"]},
+            "model": {"DataType": "String", "StringValue": manifest.model},
             "state": {"DataType": "String", "StringValue": state},
         },
     )

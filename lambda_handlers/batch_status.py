@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -20,11 +21,11 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_handlers import batch_aws
-from lambda_handlers.batch_aws import client, env, logger, metrics
+from lambda_handlers.batch_aws import Clients, clients, env, logger, metrics
 from mdk_runtime import batch
+from mdk_runtime.batch import STORE_DETAIL_TYPE, STORE_SOURCE
+from mdk_runtime.manifest import STORE_LOADED, Job, Manifest, Store
 
-STORE_SOURCE = "mdk.batch"
-STORE_DETAIL_TYPE = "Prediction Store Load"
 STORE_PAGE = 500  # lines between checks of the remaining time
 STORE_RESERVE_MS = 60_000  # hand over when less than this is left
 MAX_ITEM_BYTES = 350_000  # DynamoDB's item limit is 400 KB; leave room for the other attributes
@@ -73,9 +74,10 @@ def _finish_once() -> Any:
     return batch_aws.once(finish_run, key_argument="job", config=IDEMPOTENCY)
 
 
-def finish_run(job: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def finish_run(job: dict[str, Any], context: LambdaContext, *, aws: Clients | None = None) -> dict[str, Any]:
+    aws = aws or clients()
     if not job.get("output_path"):
-        describe = client("sagemaker").describe_transform_job(TransformJobName=job["name"])
+        describe = aws.sagemaker.describe_transform_job(TransformJobName=job["name"])
         job["output_path"] = describe["TransformOutput"]["S3OutputPath"]
         if not batch_aws.owns_output(job["output_path"]):
             return batch_aws.not_ours(f"job {job['name']!r} writes outside its results/", job=job["name"])
@@ -83,51 +85,52 @@ def finish_run(job: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     output_prefix = output_prefix if output_prefix.endswith("/") else output_prefix + "/"
     results = output_prefix.removesuffix(batch.OUTPUT_DIR)
     manifest_key = results + batch.MANIFEST
-    manifest = batch_aws.read_manifest(bucket, manifest_key) or _lost_manifest(results, job)
+    manifest = batch_aws.read_manifest(bucket, manifest_key, aws=aws) or _lost_manifest(results, job)
 
-    manifest["job"] = {**(manifest.get("job") or {}), "name": job["name"], "arn": job["arn"]}
+    reported = Job(name=job["name"], arn=job["arn"])
     if job.get("failure_reason"):
-        manifest["job"]["failure_reason"] = job["failure_reason"]
-    timings = manifest.setdefault("timings", {})
-    timings.update({k: job[k] for k in ("created", "started", "ended") if job.get(k)})
-    timings["seconds"] = batch.seconds_between(job.get("created"), job.get("ended"))
+        reported["failure_reason"] = job["failure_reason"]
+    manifest = manifest.job_reported(
+        reported, created=job.get("created"), started=job.get("started"), ended=job.get("ended")
+    )
 
-    files = _output_files(bucket, output_prefix)
+    files = _output_files(bucket, output_prefix, aws)
     tally = batch.OutputTally()
     for key in files:
-        tally.add(_tally(bucket, key))
-    state, message = batch.reconcile(manifest, tally, files=[f"s3://{bucket}/{k}" for k in files])
+        tally.add(_tally(bucket, key, aws))
+    manifest = manifest.reconcile(tally, files=[f"s3://{bucket}/{k}" for k in files])
     if job["status"] == "Failed":
-        state = batch.FAILED
-        message = f"SageMaker: {job.get('failure_reason') or 'the job failed (no reason given)'}"
+        manifest = manifest.settle(
+            batch.FAILED, f"SageMaker: {job.get('failure_reason') or 'the job failed (no reason given)'}"
+        )
     elif job["status"] == "Stopped":
-        state = batch.STOPPED
-        message = "the job was stopped before it finished; output may be partial"
-    manifest["state"], manifest["message"] = state, message
-    model = env().models.get(manifest["model"])
+        manifest = manifest.settle(
+            batch.STOPPED, "the job was stopped before it finished; output may be partial"
+        )
+    state = manifest.state
+    model = env().models.get(manifest.model)
     if state == batch.COMPLETED and model is not None and model.store:
-        manifest["store"] = {
-            "state": "Loading",
-            "table": env().store_table,
-            **dict.fromkeys(("stored", "skipped_errors", "missing_id", "too_large", "next_line"), 0),
-        }
-    batch_aws.write_manifest(bucket, manifest_key, manifest)
-    alerted = batch_aws.publish_outcome(manifest, f"s3://{bucket}/{manifest_key}")
+        manifest = manifest.loading(env().store_table)
+    manifest = batch_aws.write_manifest(bucket, manifest_key, manifest, aws=aws)
+    alerted = batch_aws.publish_outcome(manifest, f"s3://{bucket}/{manifest_key}", aws=aws)
     _emit(manifest, tally, state)
-    logger.info(
-        "batch run finished", extra={"state": state, "run_id": manifest["run_id"], "alerted": alerted}
-    )
-    result = {"state": state, "run_id": manifest["run_id"], "manifest": manifest_key, "alerted": alerted}
-    keep_transform_logs()
-    if manifest.get("store"):
-        result["store"] = load_store(bucket, manifest_key, manifest, files, 0, context)
+    logger.info("batch run finished", extra={"state": state, "run_id": manifest.run_id, "alerted": alerted})
+    result: dict[str, Any] = {
+        "state": state,
+        "run_id": manifest.run_id,
+        "manifest": manifest_key,
+        "alerted": alerted,
+    }
+    keep_transform_logs(aws)
+    if manifest.store:
+        result["store"] = load_store(bucket, manifest_key, manifest, files, 0, context, aws=aws)
     return result
 
 
 _RETENTION_SET: list[int] = []  # the days this sandbox already set (once per sandbox)
 
 
-def keep_transform_logs() -> str:
+def keep_transform_logs(aws: Clients | None = None) -> str:
     """Give SageMaker's shared ``/aws/sagemaker/TransformJobs`` log group the kit's retention.
 
     SageMaker creates that group, without retention, for the first transform job of an account and region
@@ -141,28 +144,27 @@ def keep_transform_logs() -> str:
     if not days or days in _RETENTION_SET:
         return "kept"
     try:
-        client("logs").put_retention_policy(logGroupName=batch.TRANSFORM_LOGS, retentionInDays=days)
+        (aws or clients()).logs.put_retention_policy(logGroupName=batch.TRANSFORM_LOGS, retentionInDays=days)
     except Exception as exc:  # noqa: BLE001 - a missing group or a refused call must not fail the run
         logger.warning("transform log retention not set", extra={"error": type(exc).__name__})
-        metrics.add_metric(name="TransformLogRetentionFailed", unit="Count", value=1)
+        metrics.add_metric(name=batch.LOG_RETENTION_FAILED, unit="Count", value=1)
         return "failed"
     _RETENTION_SET.append(days)
     return "set"
 
 
-def _lost_manifest(results: str, job: dict[str, Any]) -> dict[str, Any]:
+def _lost_manifest(results: str, job: dict[str, Any]) -> Manifest:
     """A job of ours without a manifest (deleted by hand?): report what the job itself tells."""
     parts = results.rstrip("/").split("/")
     model, run = (parts[1], parts[2]) if len(parts) >= 3 else ("_unsorted", job["name"])
-    manifest = batch.new_manifest(run=run, model=model, state=batch.INCOMPLETE, message="", source={})
-    manifest["errors"].append(
+    manifest = Manifest(run_id=run, model=model, state=batch.INCOMPLETE, message="", input={})
+    return manifest.missing(
         {"code": "manifest_missing", "field": "manifest", "message": "the run's manifest was not found"}
     )
-    return manifest
 
 
-def _output_files(bucket: str, prefix: str) -> list[str]:
-    paginator = client("s3").get_paginator("list_objects_v2")
+def _output_files(bucket: str, prefix: str, aws: Clients) -> list[str]:
+    paginator = aws.s3.get_paginator("list_objects_v2")
     keys = [
         obj["Key"]
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
@@ -172,69 +174,78 @@ def _output_files(bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def _tally(bucket: str, key: str) -> batch.OutputTally:
-    with client("s3").get_object(Bucket=bucket, Key=key)["Body"] as body:
+def _tally(bucket: str, key: str, aws: Clients) -> batch.OutputTally:
+    with aws.s3.get_object(Bucket=bucket, Key=key)["Body"] as body:
         return batch.tally_output(batch.chunks(body))
 
 
-def _emit(manifest: dict[str, Any], tally: batch.OutputTally, state: str) -> None:
-    metrics.add_dimension(name="Model", value=manifest["model"][:64])
+def _emit(manifest: Manifest, tally: batch.OutputTally, state: str) -> None:
+    metrics.add_dimension(name="Model", value=manifest.model[:64])
     name = {
-        batch.COMPLETED: batch_aws.RUNS_COMPLETED,
-        batch.INCOMPLETE: batch_aws.RUNS_INCOMPLETE,
-    }.get(state, batch_aws.RUNS_FAILED)
+        batch.COMPLETED: batch.RUNS_COMPLETED,
+        batch.INCOMPLETE: batch.RUNS_INCOMPLETE,
+    }.get(state, batch.RUNS_FAILED)
     metrics.add_metric(name=name, unit="Count", value=1)
-    metrics.add_metric(name=batch_aws.RECORDS_OUT, unit="Count", value=tally.lines)
-    metrics.add_metric(name=batch_aws.RECORD_ERRORS, unit="Count", value=tally.error_lines)
-    seconds = (manifest.get("timings") or {}).get("seconds")
+    metrics.add_metric(name=batch.RECORDS_OUT, unit="Count", value=tally.lines)
+    metrics.add_metric(name=batch.RECORD_ERRORS, unit="Count", value=tally.error_lines)
+    seconds = manifest.timings.get("seconds")
     if seconds is not None:
-        metrics.add_metric(name=batch_aws.RUN_SECONDS, unit="Seconds", value=seconds)
+        metrics.add_metric(name=batch.RUN_SECONDS, unit="Seconds", value=seconds)
 
 
 # -- the prediction store ------------------------------------------------------------------------
 
 
-def continue_store(detail: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def continue_store(
+    detail: dict[str, Any], context: LambdaContext, *, aws: Clients | None = None
+) -> dict[str, Any]:
     """The next pages of a store load, handed over by an earlier invocation."""
+    aws = aws or clients()
     bucket, manifest_key = str(detail.get("bucket")), str(detail.get("manifest"))
     if bucket != env().bucket or not manifest_key.startswith(batch.RESULTS):
         logger.warning("store continuation for another bucket or prefix: ignored", extra={"detail": detail})
         return {"state": "Ignored"}
-    manifest = batch_aws.read_manifest(bucket, manifest_key)
-    if manifest is None or not manifest.get("store"):
+    manifest = batch_aws.read_manifest(bucket, manifest_key, aws=aws)
+    if manifest is None or not manifest.store:
         return {"state": "Ignored", "reason": "no store load in this manifest"}
-    if manifest["store"].get("state") == "Loaded":
-        return {"state": "Loaded", "stored": manifest["store"]["stored"]}  # a repeated event
-    files = [batch.parse_s3_uri(uri)[1] for uri in manifest["output"]["files"]]
-    return load_store(bucket, manifest_key, manifest, files, int(detail.get("next_line", 0)), context)
+    if manifest.store.get("state") == STORE_LOADED:
+        return {"state": STORE_LOADED, "stored": manifest.store["stored"]}  # a repeated event
+    files = [batch.parse_s3_uri(uri)[1] for uri in (manifest.output or {})["files"]]
+    return load_store(
+        bucket, manifest_key, manifest, files, int(detail.get("next_line", 0)), context, aws=aws
+    )
 
 
 def load_store(  # noqa: PLR0917 - one load's coordinates, always passed in this order
     bucket: str,
     manifest_key: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     files: list[str],
     start: int,
     context: LambdaContext,
+    *,
+    aws: Clients | None = None,
 ) -> dict[str, Any]:
     """Put each scored record under (model, id), from output line ``start`` on (0-based).
 
     Writing an item again writes the same item, so a page repeated after a crash is harmless.
     """
+    aws = aws or clients()
     settings = env()
-    model = settings.models[manifest["model"]]
+    model = settings.models[manifest.model]
     assert settings.store_table is not None
-    store = manifest["store"]
+    assert manifest.store is not None
+    store = Store(**manifest.store)  # this load's counts, into the manifest at each write
     if start != store.get("next_line", 0):
         logger.warning("continuation out of step with the manifest", extra={"start": start, "store": store})
         start = int(store.get("next_line", 0))
     expires = int(time.time()) + model.store_ttl_days * 86400 if model.store_ttl_days else None
-    table = _table(settings.store_table)
+    table = aws.table(settings.store_table)
     line = 0
     handed_over = False
     # Leaving the block flushes the writer: a page is in the table before the manifest counts it.
     with table.batch_writer(overwrite_by_pkeys=["model", "id"]) as writer:
-        for raw in _output_lines(bucket, files):
+        for raw in _output_lines(bucket, files, aws):
             if line >= start:
                 _store_line(writer, raw, model, manifest, store, expires)
             line += 1
@@ -244,32 +255,32 @@ def load_store(  # noqa: PLR0917 - one load's coordinates, always passed in this
                 break
     store["next_line"] = line
     if handed_over:
-        batch_aws.write_manifest(bucket, manifest_key, manifest)
-        _hand_over(bucket, manifest_key, line)
+        batch_aws.write_manifest(bucket, manifest_key, manifest.with_store(store), aws=aws)
+        _hand_over(bucket, manifest_key, line, aws)
         return {"state": "Loading", "next_line": line, "stored": store["stored"]}
-    store["state"] = "Loaded"
-    batch_aws.write_manifest(bucket, manifest_key, manifest)
+    store["state"] = STORE_LOADED
+    batch_aws.write_manifest(bucket, manifest_key, manifest.with_store(store), aws=aws)
     metrics.add_dimension(name="Model", value=model.name)
-    metrics.add_metric(name=batch_aws.STORED, unit="Count", value=store["stored"])
+    metrics.add_metric(name=batch.STORED, unit="Count", value=store["stored"])
     logger.info("predictions stored", extra={"store": store})
-    return {"state": "Loaded", "stored": store["stored"]}
+    return {"state": STORE_LOADED, "stored": store["stored"]}
 
 
-def _output_lines(bucket: str, files: list[str]) -> Any:
+def _output_lines(bucket: str, files: list[str], aws: Clients) -> Iterator[bytes]:
     """The non-blank lines of the output files, in order (the numbering the manifest's counts use)."""
     for key in files:
-        with client("s3").get_object(Bucket=bucket, Key=key)["Body"] as body:
+        with aws.s3.get_object(Bucket=bucket, Key=key)["Body"] as body:
             for raw in batch.iter_lines(batch.chunks(body)):
                 if raw.strip():
                     yield raw
 
 
 def _store_line(  # noqa: PLR0917 - called from one loop
-    writer: Any,
+    writer: Any,  # the table's batch writer (boto3.dynamodb.table.BatchWriter)
     raw: bytes,
     model: batch_aws.BatchModel,
-    manifest: dict[str, Any],
-    store: dict[str, Any],
+    manifest: Manifest,
+    store: Store,
     expires: int | None,
 ) -> None:
     try:
@@ -293,8 +304,8 @@ def _store_line(  # noqa: PLR0917 - called from one loop
         "model": model.name,
         "id": str(record_id),
         "prediction": prediction,
-        "model_version": manifest.get("model_version") or model.version,
-        "run_id": manifest["run_id"],
+        "model_version": manifest.model_version or model.version,
+        "run_id": manifest.run_id,
         "stored_at": batch.now_iso(),
     }
     if expires is not None:
@@ -303,20 +314,17 @@ def _store_line(  # noqa: PLR0917 - called from one loop
     store["stored"] += 1
 
 
-def _table(name: str) -> Any:
-    import boto3
-
-    return boto3.resource("dynamodb").Table(name)
-
-
-def _hand_over(bucket: str, manifest_key: str, next_line: int) -> None:
-    entry = {
-        "Source": STORE_SOURCE,
-        "DetailType": STORE_DETAIL_TYPE,
-        "Detail": json.dumps({"bucket": bucket, "manifest": manifest_key, "next_line": next_line}),
-        "EventBusName": env().self_bus,
-    }
-    response = client("events").put_events(Entries=[entry])
+def _hand_over(bucket: str, manifest_key: str, next_line: int, aws: Clients) -> None:
+    response = aws.events.put_events(
+        Entries=[
+            {
+                "Source": STORE_SOURCE,
+                "DetailType": STORE_DETAIL_TYPE,
+                "Detail": json.dumps({"bucket": bucket, "manifest": manifest_key, "next_line": next_line}),
+                "EventBusName": env().self_bus,
+            }
+        ]
+    )
     if response.get("FailedEntryCount"):
         raise RuntimeError(f"could not hand the store load over: {response['Entries']}")
     logger.info("store load handed over", extra={"next_line": next_line})

@@ -13,9 +13,11 @@ the reasons in its results folder and an SNS alert. The exact object version is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import IO, Any
 
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -23,10 +25,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from lambda_handlers import batch_aws
-from lambda_handlers.batch_aws import BatchModel, client, env, logger, metrics
+from lambda_handlers.batch_aws import BatchModel, Clients, clients, env, logger, metrics
 from mdk_runtime import batch
 from mdk_runtime.batch import BatchInputError
 from mdk_runtime.instances import takes_volume_key
+from mdk_runtime.manifest import Job, Manifest, Source
 from mdk_runtime.media import JSONL
 
 IDEMPOTENCY = IdempotencyConfig(
@@ -73,40 +76,60 @@ def _start_once() -> Any:
     return batch_aws.once(start_run, key_argument="ref", config=IDEMPOTENCY)
 
 
-def start_run(ref: dict[str, Any]) -> dict[str, Any]:
+def start_run(ref: dict[str, Any], *, aws: Clients | None = None) -> dict[str, Any]:
     """Check the file, then start its job; every outcome leaves a manifest."""
-    settings = env()
+    aws = aws or clients()
     bucket, key = ref["bucket"], ref["key"]
-    source = {
-        "bucket": bucket,
-        "key": key,
-        "version_id": ref.get("version_id"),
-        "sequencer": ref["sequencer"],
-        "size": ref.get("size"),
-        "etag": ref.get("etag"),
-    }
+    source = Source(
+        bucket=bucket,
+        key=key,
+        version_id=ref.get("version_id"),
+        sequencer=ref["sequencer"],
+        size=ref.get("size"),
+        etag=ref.get("etag"),
+    )
     model_name, name = _model_and_name(key)
-    created = _event_time(ref.get("event_time"))
+    created = [_event_time(ref.get("event_time"))]  # the object's LastModified, once read
+
+    @contextmanager
+    def open_version() -> Iterator[IO[bytes]]:
+        """The exact version the event names (a vanished one is the file's problem, not a retry)."""
+        args = {
+            "Bucket": bucket,
+            "Key": key,
+            **({"VersionId": ref["version_id"]} if ref.get("version_id") else {}),
+        }
+        try:
+            response = aws.s3.get_object(**args)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "NoSuchVersion", "404"):
+                raise BatchInputError(
+                    "object_gone", "key", "the object (this version) was deleted before it could be read"
+                ) from None
+            raise
+        created[0] = response.get("LastModified", created[0])
+        with response["Body"] as body:
+            yield body
+
     try:
         model_name, name = batch.parse_inbox_key(key)
-        model = _batch_model(settings.models, model_name)
-        content_type, gzipped = batch.input_format(name)
-        source.update(format=content_type, compression="gzip" if gzipped else None)
-        scan, created = _scan(bucket, key, ref.get("version_id"), gzipped, created)
-        source.update(scan.to_json())
-        problems = batch.preflight(
-            scan,
-            content_type,
-            max_payload_mb=model.max_payload_mb,
-            id_field=model.id_field,
-            features_field=model.features_field,
-        )
+        model = _batch_model(env().models, model_name)
     except BatchInputError as exc:
-        problems = [exc]
-    run = batch.run_id(bucket, key, ref["sequencer"], created)
-    if problems:
-        return _reject(bucket, model_name, run, source, problems)
-    return _start_job(bucket, model, name, run, source, content_type, gzipped)
+        return _reject(
+            bucket, model_name, batch.run_id(bucket, key, ref["sequencer"], created[0]), source, [exc], aws
+        )
+    check = batch.check_file(
+        name,
+        open_version,
+        max_payload_mb=model.max_payload_mb,
+        id_field=model.id_field,
+        features_field=model.features_field,
+    )
+    source.update(check.fields)  # type: ignore[typeddict-item]
+    run = batch.run_id(bucket, key, ref["sequencer"], created[0])
+    if check.problems or check.content_type is None:
+        return _reject(bucket, model_name, run, source, check.problems, aws)
+    return _start_job(bucket, model, name, run, source, check.content_type, check.gzipped, aws)
 
 
 def _model_and_name(key: str) -> tuple[str, str]:
@@ -140,44 +163,19 @@ def _event_time(value: Any) -> datetime:
     return datetime.now(UTC)
 
 
-def _scan(
-    bucket: str, key: str, version_id: str | None, gzipped: bool, created: datetime
-) -> tuple[batch.LineScan, datetime]:
-    """One streaming pass over the exact version the event names: lines, longest, first line."""
-    args = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
-    try:
-        response = client("s3").get_object(**args)
-    except ClientError as exc:
-        code = exc.response["Error"]["Code"]
-        if code in ("NoSuchKey", "NoSuchVersion", "404"):
-            raise BatchInputError(
-                "object_gone", "key", "the object (this version) was deleted before it could be read"
-            ) from None
-        raise
-    created = response.get("LastModified", created)
-    with response["Body"] as body:
-        return batch.scan_lines(batch.chunks(body, gzipped=gzipped)), created
-
-
-def _reject(
-    bucket: str, model: str, run: str, source: dict[str, Any], problems: list[BatchInputError]
+def _reject(  # noqa: PLR0917 - the run's coordinates, from start_run only
+    bucket: str, model: str, run: str, source: Source, problems: list[BatchInputError], aws: Clients
 ) -> dict[str, Any]:
-    first = problems[0]
-    manifest = batch.new_manifest(
-        run=run,
-        model=model,
-        state=batch.REJECTED,
-        message=f"not started: {first.field}: {first.message}",
-        source=source,
-    )
-    manifest["errors"] = [p.to_json() for p in problems]
+    manifest = Manifest(run_id=run, model=model, state=batch.REJECTED, message="", input=source)
+    manifest = manifest.reject(problems)
     key = batch.manifest_key(model, run)
-    batch_aws.write_manifest(bucket, key, manifest)
-    batch_aws.publish_outcome(manifest, f"s3://{bucket}/{key}")
+    manifest = batch_aws.write_manifest(bucket, key, manifest, aws=aws)
+    batch_aws.publish_outcome(manifest, f"s3://{bucket}/{key}", aws=aws)
     metrics.add_dimension(name="Model", value=model[:64])
-    metrics.add_metric(name=batch_aws.RUNS_REJECTED, unit="Count", value=1)
-    logger.warning("batch file refused", extra={"run_id": run, "errors": manifest["errors"]})
-    return {"state": batch.REJECTED, "run_id": run, "manifest": key, "errors": manifest["errors"]}
+    metrics.add_metric(name=batch.RUNS_REJECTED, unit="Count", value=1)
+    errors = [dict(e) for e in manifest.errors]
+    logger.warning("batch file refused", extra={"run_id": run, "errors": errors})
+    return {"state": batch.REJECTED, "run_id": run, "manifest": key, "errors": errors}
 
 
 def _start_job(  # noqa: PLR0917 - the run's coordinates, from start_run only
@@ -185,30 +183,22 @@ def _start_job(  # noqa: PLR0917 - the run's coordinates, from start_run only
     model: BatchModel,
     name: str,
     run: str,
-    source: dict[str, Any],
+    source: Source,
     content_type: str,
     gzipped: bool,
+    aws: Clients,
 ) -> dict[str, Any]:
     settings = env()
-    s3 = client("s3")
     staged = batch.staging_key(model.name, run, name)
     copy_source = {"Bucket": bucket, "Key": source["key"]}
     if source.get("version_id"):
-        copy_source["VersionId"] = source["version_id"]
-    s3.copy(copy_source, bucket, staged)  # managed copy: multipart above 8 MB, any size
+        copy_source["VersionId"] = str(source["version_id"])
+    aws.s3.copy(copy_source, bucket, staged)  # type: ignore[arg-type] # managed copy: multipart above 8 MB
 
     job_name = batch.job_name(settings.deployment, model.name, run)
     results = batch.results_prefix(model.name, run)
     manifest_key = results + batch.MANIFEST
-    manifest = batch.new_manifest(
-        run=run,
-        model=model.name,
-        state=batch.IN_PROGRESS,
-        message=f"transform job {job_name} started for {source['lines']} lines",
-        source=source,
-    )
-    manifest["model_version"] = model.version
-    manifest["job"] = {
+    job: Job = {
         "name": job_name,
         "arn": None,
         "sagemaker_model": model.sagemaker_model,
@@ -218,42 +208,50 @@ def _start_job(  # noqa: PLR0917 - the run's coordinates, from start_run only
         "max_concurrent_transforms": model.max_concurrent_transforms,
         "staged_input": f"s3://{bucket}/{staged}",
     }
-    manifest["output"] = {"prefix": f"s3://{bucket}/{results}{batch.OUTPUT_DIR}"}
+    manifest = Manifest(
+        run_id=run,
+        model=model.name,
+        state=batch.IN_PROGRESS,
+        message=f"transform job {job_name} started for {source['lines']} lines",
+        input=source,
+        job=job,
+        output={"prefix": f"s3://{bucket}/{results}{batch.OUTPUT_DIR}"},
+        model_version=model.version,
+    )
     # The manifest exists before the job: the status function always finds what to reconcile against.
-    batch_aws.write_manifest(bucket, manifest_key, manifest)
+    manifest = batch_aws.write_manifest(bucket, manifest_key, manifest, aws=aws)
 
     request = transform_job_request(
         model, job_name=job_name, run=run, bucket=bucket, staged=staged, results=results,
         content_type=content_type, gzipped=gzipped, data_key_arn=settings.data_key_arn,
     )  # fmt: skip
-    sagemaker = client("sagemaker")
     try:
-        arn = sagemaker.create_transform_job(**request)["TransformJobArn"]
+        arn = aws.sagemaker.create_transform_job(**request)["TransformJobArn"]
         logger.info("transform job started", extra={"job": job_name, "run_id": run})
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         if code == "ResourceInUse":
             # A repeated event whose first delivery started the job: the job is the proof.
-            arn = sagemaker.describe_transform_job(TransformJobName=job_name)["TransformJobArn"]
+            arn = aws.sagemaker.describe_transform_job(TransformJobName=job_name)["TransformJobArn"]
             logger.info("transform job already started", extra={"job": job_name})
         elif code in RETRYABLE:
             raise  # Lambda retries the event; after the last retry it lands in the dead-letter queue
         else:
-            manifest["state"] = batch.FAILED
-            manifest["message"] = f"SageMaker refused to start the job: {code}"
-            manifest["job"]["failure_reason"] = exc.response["Error"].get("Message", code)[:1024]
-            batch_aws.write_manifest(bucket, manifest_key, manifest)
-            batch_aws.publish_outcome(manifest, f"s3://{bucket}/{manifest_key}")
+            manifest = manifest.refused(
+                f"SageMaker refused to start the job: {code}",
+                exc.response["Error"].get("Message", code)[:1024],
+            )
+            manifest = batch_aws.write_manifest(bucket, manifest_key, manifest, aws=aws)
+            batch_aws.publish_outcome(manifest, f"s3://{bucket}/{manifest_key}", aws=aws)
             metrics.add_dimension(name="Model", value=model.name)
-            metrics.add_metric(name=batch_aws.RUNS_FAILED, unit="Count", value=1)
+            metrics.add_metric(name=batch.RUNS_FAILED, unit="Count", value=1)
             logger.error("transform job refused", extra={"job": job_name, "code": code})
             return {"state": batch.FAILED, "run_id": run, "manifest": manifest_key, "job": job_name}
-    manifest["job"]["arn"] = arn
-    manifest["timings"]["started"] = batch.now_iso()
-    batch_aws.write_manifest(bucket, manifest_key, manifest)
+    manifest = manifest.started({**job, "arn": arn})
+    batch_aws.write_manifest(bucket, manifest_key, manifest, aws=aws)
     metrics.add_dimension(name="Model", value=model.name)
-    metrics.add_metric(name=batch_aws.RUNS_STARTED, unit="Count", value=1)
-    metrics.add_metric(name=batch_aws.RECORDS_IN, unit="Count", value=source["lines"])
+    metrics.add_metric(name=batch.RUNS_STARTED, unit="Count", value=1)
+    metrics.add_metric(name=batch.RECORDS_IN, unit="Count", value=source["lines"])
     return {"state": batch.IN_PROGRESS, "run_id": run, "manifest": manifest_key, "job": job_name}
 
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from mdk.config import DEFAULT_CONFIG, ConfigError, KitConfig, ModelConfig, load_config
 
 if TYPE_CHECKING:
+    from mdk.ops.client import Run
     from mdk_runtime.model import WarmUp
     from mdk_runtime.schema import Signature
 
@@ -269,11 +270,12 @@ def batch_run(
         raise CliError(f"FILE: not found: {file}")
     if not model.batch.enabled:
         raise CliError(f"model {model.name!r} has batch.enabled: false in the config")
-    manifest = run_file(model, file, results, bundle_dir=BUNDLES_DIR / model.name)
-    source, output = manifest["input"], manifest.get("output") or {}
-    style = "green" if manifest["state"] == "Completed" else "red"
-    out.print(f"[{style}]{manifest['state']}[/{style}]: {manifest['message']}", highlight=False)
-    for error in manifest["errors"]:
+    local = run_file(model, file, results, bundle_dir=BUNDLES_DIR / model.name)
+    manifest = local.manifest
+    source, output = manifest.input, manifest.output or {}
+    style = "green" if manifest.state == "Completed" else "red"
+    out.print(f"[{style}]{manifest.state}[/{style}]: {manifest.message}", highlight=False)
+    for error in manifest.errors:
         out.print(f"  {error['field']}: {error['message']}", highlight=False)
     if output:
         out.print(
@@ -283,8 +285,8 @@ def batch_run(
         )
         for path in output.get("files", []):
             out.print(f"  output:   {path}", highlight=False)
-    out.print(f"  manifest: {manifest['manifest']}", highlight=False)
-    if manifest["state"] != "Completed":
+    out.print(f"  manifest: {local.path}", highlight=False)
+    if manifest.state != "Completed":
         raise typer.Exit(1)
 
 
@@ -489,11 +491,11 @@ def batch_submit(
     if not wait:
         return
     with out.status("waiting for the run ...") as spinner:
-        manifest = client.wait(
+        found = client.wait(
             ops, name, upload, timeout_s=timeout, progress=lambda text: spinner.update(f"run: {text}")
         )
-    _print_run(manifest)
-    if manifest["state"] != "Completed":
+    _print_run(found)
+    if found.manifest.state != "Completed":
         raise typer.Exit(1)
 
 
@@ -512,43 +514,44 @@ def batch_status(
     if not name:
         raise CliError("--model: name the model whose runs to show")
     if run is not None:
-        manifest = client.run(ops, name, run)
+        one = client.run(ops, name, run)
         if as_json:
-            _print_json(manifest)
+            _print_json(one.to_json())
         else:
-            _print_run(manifest)
+            _print_run(one)
         return
     found = client.runs(ops, name)
     if as_json:
-        _print_json(found)
+        _print_json([r.to_json() for r in found])
         return
     table = Table(title=f"{name}: recent batch runs", title_justify="left")
     for column in ("run", "state", "input", "lines", "errors", "updated"):
         table.add_column(column)
-    for manifest in found:
-        source, output = manifest.get("input") or {}, manifest.get("output") or {}
+    for manifest in (r.manifest for r in found):
+        source, output = manifest.input, manifest.output or {}
         table.add_row(
-            manifest["run_id"],
-            manifest["state"],
+            manifest.run_id,
+            manifest.state,
             str(source.get("key", "")),
             str(source.get("lines", "")),
             str(output.get("error_lines", "")),
-            str(manifest.get("updated", "")),
+            manifest.updated,
         )
     out.print(table)
 
 
-def _print_run(manifest: dict[str, Any]) -> None:
-    style = "green" if manifest["state"] == "Completed" else "red"
-    out.print(f"[{style}]{manifest['state']}[/{style}] {manifest['run_id']}: {manifest.get('message', '')}")
-    for error in manifest.get("errors", []):
+def _print_run(found: Run) -> None:
+    manifest = found.manifest
+    style = "green" if manifest.state == "Completed" else "red"
+    out.print(f"[{style}]{manifest.state}[/{style}] {manifest.run_id}: {manifest.message}")
+    for error in manifest.errors:
         out.print(f"  {error['field']}: {error['message']}", highlight=False)
-    output = manifest.get("output") or {}
+    output = manifest.output or {}
     for uri in output.get("files", []) or []:
         out.print(f"  output:   {uri}", highlight=False)
-    if manifest.get("store"):
-        out.print(f"  store:    {manifest['store']}", highlight=False)
-    out.print(f"  manifest: {manifest.get('manifest_uri', manifest.get('manifest', ''))}", highlight=False)
+    if manifest.store:
+        out.print(f"  store:    {manifest.store}", highlight=False)
+    out.print(f"  manifest: {found.uri}", highlight=False)
 
 
 def main() -> None:

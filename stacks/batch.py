@@ -37,7 +37,6 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-from lambda_handlers import batch_aws
 from mdk.bundle import write_batch_function_context, write_batch_layer, write_model_tarball
 from mdk.config import KitConfig, ModelConfig
 from mdk_runtime import batch
@@ -133,8 +132,8 @@ class BatchPipeline(Construct):
             "MDK_ALERT_TOPIC_ARN": alarm_topic.topic_arn,
             "MDK_DATA_KEY_ARN": self.key.key_arn,
             batch.TRANSFORM_LOG_RETENTION_ENV: str(LOG_RETENTION_DAYS),
-            "POWERTOOLS_SERVICE_NAME": batch_aws.SERVICE,
-            "POWERTOOLS_METRICS_NAMESPACE": batch_aws.NAMESPACE,
+            "POWERTOOLS_SERVICE_NAME": batch.SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": batch.NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         if self.store is not None:
@@ -373,15 +372,13 @@ class BatchPipeline(Construct):
             event_pattern=_pattern(batch.jobs_finished_pattern(self.settings.prefix)),
         )
         finished.add_target(self._target(self.status))
-        from lambda_handlers.batch_status import STORE_DETAIL_TYPE, STORE_SOURCE
-
         handovers = events.Rule(
             self,
             "StoreHandovers",
             description="the status function's own hand-over of a long prediction store load",
             event_pattern=events.EventPattern(
-                source=[STORE_SOURCE],
-                detail_type=[STORE_DETAIL_TYPE],
+                source=[batch.STORE_SOURCE],
+                detail_type=[batch.STORE_DETAIL_TYPE],
                 detail={"bucket": [self.bucket.bucket_name]},
             ),
         )
@@ -454,9 +451,9 @@ class BatchPipeline(Construct):
 
             def metric(name: str, label: str, model: str = model.name) -> cloudwatch.Metric:
                 return cloudwatch.Metric(
-                    namespace=batch_aws.NAMESPACE,
+                    namespace=batch.NAMESPACE,
                     metric_name=name,
-                    dimensions_map={"Model": model, "service": batch_aws.SERVICE},
+                    dimensions_map={"Model": model, "service": batch.SERVICE},
                     statistic="Sum",
                     label=label,
                     period=Duration.hours(1),
@@ -466,20 +463,20 @@ class BatchPipeline(Construct):
                 CustomMetricGroup(
                     title=f"{model.name}: runs",
                     metrics=[
-                        metric(batch_aws.RUNS_STARTED, "started"),
-                        metric(batch_aws.RUNS_COMPLETED, "completed"),
-                        metric(batch_aws.RUNS_INCOMPLETE, "incomplete"),
-                        metric(batch_aws.RUNS_FAILED, "failed"),
-                        metric(batch_aws.RUNS_REJECTED, "rejected"),
+                        metric(batch.RUNS_STARTED, "started"),
+                        metric(batch.RUNS_COMPLETED, "completed"),
+                        metric(batch.RUNS_INCOMPLETE, "incomplete"),
+                        metric(batch.RUNS_FAILED, "failed"),
+                        metric(batch.RUNS_REJECTED, "rejected"),
                     ],
                 ),
                 CustomMetricGroup(
                     title=f"{model.name}: records",
                     metrics=[
-                        metric(batch_aws.RECORDS_IN, "in"),
-                        metric(batch_aws.RECORDS_OUT, "out"),
-                        metric(batch_aws.RECORD_ERRORS, "rejected records"),
-                        metric(batch_aws.STORED, "stored"),
+                        metric(batch.RECORDS_IN, "in"),
+                        metric(batch.RECORDS_OUT, "out"),
+                        metric(batch.RECORD_ERRORS, "rejected records"),
+                        metric(batch.STORED, "stored"),
                     ],
                 ),
             ]

@@ -27,12 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, cast
 from urllib.parse import urlsplit
 
 from mdk.config import ModelConfig
 from mdk.local.processes import spawn
 from mdk_runtime import batch
+from mdk_runtime.manifest import Manifest, Source, encode
 from mdk_runtime.media import JSONL
 
 MiB = 1024 * 1024
@@ -265,11 +266,17 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> N
 # -- a whole run, as the deployed pipeline does it -----------------------------------------------------
 
 
-def run_file(model: ModelConfig, path: Path, out_dir: Path, *, bundle_dir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LocalRun:
+    manifest: Manifest
+    path: Path  # where its _status.json is
+
+
+def run_file(model: ModelConfig, path: Path, out_dir: Path, *, bundle_dir: Path) -> LocalRun:
     """Check, score and reconcile one file the way trigger, job and status function do in AWS.
 
-    Writes ``<out_dir>/<model>/<run>/output/<name>.out`` and ``_status.json`` next to it; returns the
-    manifest (state ``Rejected``, ``Completed``, ``Incomplete`` or ``Failed``).
+    Writes ``<out_dir>/<model>/<run>/output/<name>.out`` and ``_status.json`` next to it; its manifest's
+    state is ``Rejected``, ``Completed``, ``Incomplete`` or ``Failed``.
     """
     from mdk.bundle import write_bundle
 
@@ -278,44 +285,30 @@ def run_file(model: ModelConfig, path: Path, out_dir: Path, *, bundle_dir: Path)
     created = datetime.fromtimestamp(stat.st_mtime, UTC)
     run = batch.run_id("local", str(path.resolve()), f"{stat.st_mtime_ns}-{stat.st_size}", created)
     results = out_dir / model.name / run
-    source: dict[str, Any] = {"bucket": None, "key": str(path), "size": stat.st_size}
-    manifest = batch.new_manifest(
-        run=run, model=model.name, state=batch.IN_PROGRESS, message="", source=source
+    source = Source(bucket=None, key=str(path), size=stat.st_size)
+    manifest = Manifest(run_id=run, model=model.name, state=batch.IN_PROGRESS, message="", input=source)
+    check = batch.check_file(
+        path.name,
+        lambda: path.open("rb"),
+        max_payload_mb=settings.max_payload_mb,
+        id_field=settings.id_field,
+        features_field=settings.features_field,
     )
-    try:
-        content_type, gzipped = batch.input_format(path.name)
-        source.update(format=content_type, compression="gzip" if gzipped else None)
-        with path.open("rb") as fh:
-            scan = batch.scan_lines(batch.chunks(fh, gzipped=gzipped))
-        source.update(scan.to_json())
-        problems = batch.preflight(
-            scan,
-            content_type,
-            max_payload_mb=settings.max_payload_mb,
-            id_field=settings.id_field,
-            features_field=settings.features_field,
-        )
-    except batch.BatchInputError as exc:
-        problems = [exc]
-    manifest["input"] = source
-    if problems:
-        manifest["state"] = batch.REJECTED
-        manifest["message"] = f"not started: {problems[0].field}: {problems[0].message}"
-        manifest["errors"] = [p.to_json() for p in problems]
-        return _write(results, manifest)
+    manifest = manifest.with_input(cast(Source, {**source, **check.fields}))
+    if check.problems or check.content_type is None:
+        return _write(results, manifest.reject(check.problems))
 
     job = TransformSettings(
-        content_type=content_type,
+        content_type=check.content_type,
         max_payload_mb=settings.max_payload_mb,
         max_concurrent_transforms=settings.max_concurrent_transforms,
         id_field=settings.id_field,
         features_field=settings.features_field,
-        gzipped=gzipped,
+        gzipped=check.gzipped,
     )
     output = results / batch.OUTPUT_DIR / (path.name + batch.OUTPUT_SUFFIX)
     output.parent.mkdir(parents=True, exist_ok=True)
-    manifest["job"] = {"name": f"local-{run}", "max_payload_mb": job.max_payload_mb}
-    manifest["timings"]["started"] = batch.now_iso()
+    manifest = manifest.started({"name": f"local-{run}", "max_payload_mb": job.max_payload_mb})
     body_limit = str(settings.max_payload_mb * MiB + 1024)
     result: TransformResult | None = None
     failure = ""
@@ -332,23 +325,18 @@ def run_file(model: ModelConfig, path: Path, out_dir: Path, *, bundle_dir: Path)
             result = transform(fh, sink, url=url, settings=job)
         except TransformFailed as exc:
             failure = str(exc)
-    manifest["timings"]["ended"] = batch.now_iso()
-    manifest["timings"]["seconds"] = batch.seconds_between(
-        manifest["timings"]["started"], manifest["timings"]["ended"]
-    )
+    manifest = manifest.ended_now()
     with output.open("rb") as fh:
         tally = batch.tally_output(batch.chunks(fh))
-    state, message = batch.reconcile(manifest, tally, files=[str(output)])
+    manifest = manifest.reconcile(tally, files=[str(output)])
     if result is None:
-        state, message = batch.FAILED, failure
-        manifest["job"]["failure_reason"] = failure
-    manifest["state"], manifest["message"] = state, message
+        manifest = manifest.settle(batch.FAILED, failure, failure_reason=failure)
     return _write(results, manifest)
 
 
-def _write(results: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def _write(results: Path, manifest: Manifest) -> LocalRun:
     results.mkdir(parents=True, exist_ok=True)
-    manifest["updated"] = batch.now_iso()
-    (results / batch.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    manifest["manifest"] = str(results / batch.MANIFEST)
-    return manifest
+    path = results / batch.MANIFEST
+    written = manifest.touched()
+    path.write_bytes(encode(written))
+    return LocalRun(written, path)

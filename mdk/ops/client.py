@@ -19,6 +19,7 @@ from botocore.awsrequest import AWSRequest
 from mdk.ops.context import Ops, OpsError, aws_errors
 from mdk.registry import Deployed
 from mdk_runtime import batch
+from mdk_runtime.manifest import Manifest, decode
 
 NPY = "application/x-npy"
 
@@ -114,16 +115,28 @@ def submit(ops: Ops, model: str, path: Path, *, name: str | None = None) -> dict
     return {"bucket": bucket, "key": key, "version_id": response.get("VersionId"), "uploaded": started}
 
 
-def find_run(ops: Ops, model: str, upload: dict[str, Any]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Run:
+    """A run's manifest, and where it lies (``s3://<bucket>/results/<model>/<run>/_status.json``)."""
+
+    manifest: Manifest
+    uri: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as written, and its ``manifest_uri`` (``mdk batch status --json``)."""
+        return {**self.manifest.to_json(), "manifest_uri": self.uri}
+
+
+def find_run(ops: Ops, model: str, upload: dict[str, Any]) -> Run | None:
     """The manifest of the run an upload started, once the trigger has written it."""
     since = upload["uploaded"] - timedelta(seconds=5)
-    for manifest in _manifests(ops, upload["bucket"], model, since=since):
-        source = manifest.get("input") or {}
+    for found in _manifests(ops, upload["bucket"], model, since=since):
+        source = found.manifest.input
         if source.get("key") != upload["key"]:
             continue
         if upload.get("version_id") and source.get("version_id") not in (None, upload["version_id"]):
             continue
-        return manifest
+        return found
     return None
 
 
@@ -135,17 +148,15 @@ def wait(
     timeout_s: float,
     every_s: float = 2.0,
     progress: Callable[[str], None] = lambda _: None,
-) -> dict[str, Any]:
-    """Poll until the run's manifest reaches a final state (or the timeout)."""
+) -> Run:
+    """Poll until the run's manifest reaches a final state, store load included (or the timeout)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        manifest = find_run(ops, model, upload)
-        state = manifest["state"] if manifest else "waiting for the trigger"
-        progress(state if manifest is None else f"{state}: {manifest.get('message', '')}")
-        if manifest is not None and manifest["state"] != batch.IN_PROGRESS:
-            store = manifest.get("store") or {}
-            if store.get("state") != "Loading":
-                return manifest
+        found = find_run(ops, model, upload)
+        state = found.manifest.state if found else "waiting for the trigger"
+        progress(state if found is None else f"{state}: {found.manifest.message}")
+        if found is not None and found.manifest.settled:
+            return found
         if time.monotonic() > deadline:
             raise OpsError(
                 f"no final state after {timeout_s:g} s (last: {state}); check later with "
@@ -154,7 +165,7 @@ def wait(
         time.sleep(every_s)
 
 
-def _manifests(ops: Ops, bucket: str, model: str, *, since: datetime | None = None) -> list[dict[str, Any]]:
+def _manifests(ops: Ops, bucket: str, model: str, *, since: datetime | None = None) -> list[Run]:
     """The model's run manifests, newest first."""
     paginator = ops.client("s3").get_paginator("list_objects_v2")
     with aws_errors("listing the model's runs"):
@@ -165,21 +176,21 @@ def _manifests(ops: Ops, bucket: str, model: str, *, since: datetime | None = No
             if obj["Key"].endswith("/" + batch.MANIFEST) and (since is None or obj["LastModified"] >= since)
         ]
     objects.sort(key=lambda o: o["LastModified"], reverse=True)
-    manifests = []
-    for obj in objects:
-        body = ops.call("s3", "get_object", Bucket=bucket, Key=obj["Key"])["Body"].read()
-        manifest = json.loads(body)
-        manifest["manifest_uri"] = f"s3://{bucket}/{obj['Key']}"
-        manifests.append(manifest)
-    return manifests
+    return [
+        Run(
+            decode(ops.call("s3", "get_object", Bucket=bucket, Key=obj["Key"])["Body"].read()),
+            f"s3://{bucket}/{obj['Key']}",
+        )
+        for obj in objects
+    ]
 
 
-def runs(ops: Ops, model: str, *, limit: int = 20) -> list[dict[str, Any]]:
+def runs(ops: Ops, model: str, *, limit: int = 20) -> list[Run]:
     deployed = ops.deployed(model)
     return _manifests(ops, _bucket(deployed), model)[:limit]
 
 
-def run(ops: Ops, model: str, run_id: str) -> dict[str, Any]:
+def run(ops: Ops, model: str, run_id: str) -> Run:
     deployed = ops.deployed(model)
     bucket = _bucket(deployed)
     key = batch.manifest_key(model, run_id)
@@ -193,6 +204,4 @@ def run(ops: Ops, model: str, run_id: str) -> dict[str, Any]:
             ) from None
         with aws_errors(f"reading {key}"):
             raise
-    manifest: dict[str, Any] = json.loads(body)
-    manifest["manifest_uri"] = f"s3://{bucket}/{key}"
-    return manifest
+    return Run(decode(body), f"s3://{bucket}/{key}")

@@ -239,20 +239,22 @@ def test_local_runs_write_the_same_manifest(tmp_path: Path) -> None:
     model = batch_config().model("iris")
     data = tmp_path / "day.csv"
     data.write_text("5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n1,2\n")
-    manifest = run_file(model, data, tmp_path / "results", bundle_dir=tmp_path / "bundle")
+    local = run_file(model, data, tmp_path / "results", bundle_dir=tmp_path / "bundle")
+    manifest = local.manifest.to_json()
     assert manifest["state"] == batch.COMPLETED
     assert (manifest["input"]["lines"], manifest["output"]["lines"], manifest["output"]["error_lines"]) == (
         3,
         3,
         1,
     )
-    written = json.loads(Path(manifest["manifest"]).read_text())
+    written = json.loads(local.path.read_text())
     assert written["run_id"] == manifest["run_id"]
+    assert written == manifest  # what it returns is what it wrote
     header = tmp_path / "header.csv"
     header.write_text("a,b,c,d\n1,2,3,4\n")
-    refused = run_file(model, header, tmp_path / "results", bundle_dir=tmp_path / "bundle")
-    assert refused["state"] == batch.REJECTED
-    assert refused["errors"][0]["code"] == "csv_header"
+    refused = run_file(model, header, tmp_path / "results", bundle_dir=tmp_path / "bundle").manifest
+    assert refused.state == batch.REJECTED
+    assert refused.errors[0]["code"] == "csv_header"
 
 
 def _recorded_state_change() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from mdk.bundle import batch_function_config
 from mdk.config import ConfigError, parse_config
 from mdk_runtime import batch
 from mdk_runtime.batch import BatchInputError
+from mdk_runtime.manifest import Manifest
 from mdk_runtime.records import split_lines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +148,34 @@ def test_preflight_limits() -> None:
                            max_payload_mb=1, id_field="id", features_field="features") == []  # fmt: skip
 
 
+def test_the_file_check_reports_what_it_learnt_before_a_refusal() -> None:
+    """The trigger's and the local runner's one check: a refusal on the way is a problem, and the
+    manifest's input gets the members learnt until then (format first, the counts after the pass)."""
+    opened: list[str] = []
+
+    def opener(data: bytes) -> Any:
+        def open_file() -> io.BytesIO:
+            opened.append("x")
+            return io.BytesIO(data)
+
+        return open_file
+
+    good = batch.check_file("a.jsonl", opener(b"[1]\n[2]\n"), max_payload_mb=1)
+    assert (good.content_type, good.gzipped, good.problems) == ("application/jsonlines", False, [])
+    assert good.fields == {
+        "format": "application/jsonlines", "compression": None,
+        "lines": 2, "bytes": 8, "blank_lines": 0, "longest_line_bytes": 3,
+    }  # fmt: skip
+    bad_gzip = batch.check_file("a.csv.gz", opener(b"not gzip"), max_payload_mb=1)
+    assert [p.code for p in bad_gzip.problems] == ["bad_gzip"]
+    assert bad_gzip.fields == {"format": "text/csv", "compression": "gzip"}
+    wrong = batch.check_file("a.txt", opener(b"1\n"), max_payload_mb=1)
+    assert ([p.code for p in wrong.problems], wrong.fields) == (["unsupported_format"], {})
+    assert len(opened) == 2  # a file of the wrong type is never read
+    empty = batch.check_file("a.csv", opener(b""), max_payload_mb=1)
+    assert [p.code for p in empty.problems] == ["empty_file"]
+
+
 def test_tally_counts_errors_in_plain_and_joined_output() -> None:
     out = b"\n".join(
         [
@@ -167,18 +196,15 @@ def test_tally_counts_errors_in_plain_and_joined_output() -> None:
 
 
 def test_reconcile_needs_every_line() -> None:
-    manifest = batch.new_manifest(
-        run="r", model="m", state=batch.IN_PROGRESS, message="", source={"lines": 3}
-    )
-    full = batch.tally_output([b"1\n2\n3\n"])
-    assert batch.reconcile(manifest, full, files=["s3://b/o.out"]) == (batch.COMPLETED, "3 lines scored")
-    short = batch.tally_output([b"1\n2\n"])
-    state, message = batch.reconcile(manifest, short, files=["s3://b/o.out"])
-    assert state == batch.INCOMPLETE
-    assert "2 of 3 lines (1 missing)" in message
-    assert batch.reconcile(manifest, batch.OutputTally(), files=[])[0] == batch.INCOMPLETE
+    manifest = Manifest(run_id="r", model="m", state=batch.IN_PROGRESS, message="", input={"lines": 3})
+    full = manifest.reconcile(batch.tally_output([b"1\n2\n3\n"]), files=["s3://b/o.out"])
+    assert (full.state, full.message) == (batch.COMPLETED, "3 lines scored")
+    short = manifest.reconcile(batch.tally_output([b"1\n2\n"]), files=["s3://b/o.out"])
+    assert short.state == batch.INCOMPLETE
+    assert "2 of 3 lines (1 missing)" in short.message
+    assert manifest.reconcile(batch.OutputTally(), files=[]).state == batch.INCOMPLETE
     extra = batch.tally_output([b"1\n2\n3\n4\n"])
-    assert "no longer line up" in batch.reconcile(manifest, extra, files=["x"])[1]
+    assert "no longer line up" in manifest.reconcile(extra, files=["x"]).message
 
 
 def test_times_from_events_and_apis() -> None:

@@ -1,5 +1,6 @@
-"""Batch transform, the parts every side shares: the bucket layout, run and job names, the scan of an
-input file, the tally of an output file, and the status manifest.
+"""Batch transform, the parts every side shares: the bucket layout, run and job names, the metric and
+event names, the check of an input file, the tally of an output file, the run states and times (the
+manifest itself is :mod:`mdk_runtime.manifest`).
 
 The trigger and status functions (Lambda, with this package as a layer), the local transform runner
 (``mdk batch run``) and the tests all use these, so a line is counted the same way everywhere: one
@@ -13,7 +14,8 @@ import gzip
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
@@ -47,6 +49,26 @@ FAILED = "Failed"
 STOPPED = "Stopped"
 ALERTING = frozenset({REJECTED, INCOMPLETE, FAILED, STOPPED})
 TERMINAL_JOB_STATES = ("Completed", "Failed", "Stopped")
+
+# What the batch functions tell CloudWatch and EventBridge, shared with the stack's dashboard, alarms and
+# rules (so the stack reads them here, not from the handlers): Powertools' service and namespace, the
+# metric names (dimension Model), and the store load's hand-over event.
+SERVICE = "mdk-batch"
+NAMESPACE = "mdk"
+RUNS_STARTED = "BatchRunsStarted"
+RUNS_REJECTED = "BatchRunsRejected"
+RUNS_COMPLETED = "BatchRunsCompleted"
+RUNS_INCOMPLETE = "BatchRunsIncomplete"
+RUNS_FAILED = "BatchRunsFailed"
+RECORDS_IN = "BatchRecordsIn"
+RECORDS_OUT = "BatchRecordsOut"
+RECORD_ERRORS = "BatchRecordErrors"
+RUN_SECONDS = "BatchRunSeconds"
+STORED = "PredictionsStored"
+FOREIGN_EVENTS = "BatchForeignEvents"  # events about another deployment's buckets or jobs (ignored)
+LOG_RETENTION_FAILED = "TransformLogRetentionFailed"
+STORE_SOURCE = "mdk.batch"
+STORE_DETAIL_TYPE = "Prediction Store Load"
 
 
 class BatchInputError(ValueError):
@@ -333,6 +355,52 @@ def _check_joined_record(line: bytes, id_field: str, features_field: str) -> lis
     return []
 
 
+@dataclass(frozen=True)
+class FileCheck:
+    """The preflight of one file: what it is, what its pass counted, and every reason to refuse it."""
+
+    content_type: str | None
+    gzipped: bool
+    scan: LineScan | None
+    problems: list[BatchInputError]
+    #: the manifest's ``input`` members it learnt: format and compression, then the counts
+    fields: dict[str, Any]
+
+
+def check_file(
+    name: str,
+    open_file: Callable[[], AbstractContextManager[IO[bytes]]],
+    *,
+    max_payload_mb: int,
+    id_field: str | None = None,
+    features_field: str | None = None,
+) -> FileCheck:
+    """Check a file before any job: its suffixes name a format, then one streaming pass (``open_file``
+    opens it: an S3 body, a local file) counts its lines for :func:`preflight`. The trigger and the
+    local runner both check files with this; a refusal on the way (bad gzip, a vanished object) is a
+    problem, not an exception."""
+    content_type: str | None = None
+    gzipped = False
+    scan: LineScan | None = None
+    fields: dict[str, Any] = {}
+    try:
+        content_type, gzipped = input_format(name)
+        fields.update(format=content_type, compression="gzip" if gzipped else None)
+        with open_file() as stream:
+            scan = scan_lines(chunks(stream, gzipped=gzipped))
+        fields.update(scan.to_json())
+        problems = preflight(
+            scan,
+            content_type,
+            max_payload_mb=max_payload_mb,
+            id_field=id_field,
+            features_field=features_field,
+        )
+    except BatchInputError as exc:
+        problems = [exc]
+    return FileCheck(content_type, gzipped, scan, problems, fields)
+
+
 # -- output ----------------------------------------------------------------------------------------
 
 
@@ -403,7 +471,7 @@ def tally_output(pieces: Iterable[bytes]) -> OutputTally:
     return tally
 
 
-# -- the manifest ------------------------------------------------------------------------------------
+# -- times, as events, APIs and the manifest give them ---------------------------------------------------
 
 
 def now_iso() -> str:
@@ -468,47 +536,3 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     except ValueError:
         return None
     return round(delta.total_seconds(), 3)
-
-
-def new_manifest(*, run: str, model: str, state: str, message: str, source: dict[str, Any]) -> dict[str, Any]:
-    """The skeleton every manifest starts from; the functions fill in ``job``, ``output``, ``store``."""
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "run_id": run,
-        "model": model,
-        "state": state,
-        "message": message,
-        "input": dict(source),
-        "errors": [],
-        "job": None,
-        "output": None,
-        "store": None,
-        "timings": {"received": now_iso()},
-        "updated": now_iso(),
-    }
-
-
-def reconcile(manifest: dict[str, Any], tally: OutputTally, *, files: list[str]) -> tuple[str, str]:
-    """State and message of a job SageMaker reports Completed: every input line needs its output line."""
-    expected = manifest.get("input", {}).get("lines")
-    manifest["output"] = {**(manifest.get("output") or {}), "files": files, **tally.to_json()}
-    if expected is None:
-        return INCOMPLETE, "the manifest does not say how many input lines there were; output unverified"
-    missing = expected - tally.lines
-    manifest["output"]["missing_lines"] = max(missing, 0)
-    if not files:
-        return INCOMPLETE, f"SageMaker reported Completed but wrote no output for {expected} input lines"
-    if missing > 0:
-        return INCOMPLETE, (
-            f"SageMaker reported Completed but the output has {tally.lines} of {expected} lines "
-            f"({missing} missing)"
-        )
-    if missing < 0:
-        return INCOMPLETE, (
-            f"the output has {tally.lines} lines for {expected} input lines: outputs no longer line up "
-            "with inputs"
-        )
-    scored = tally.lines - tally.error_lines
-    if tally.error_lines:
-        return COMPLETED, f"{expected} lines: {scored} scored, {tally.error_lines} rejected (see output)"
-    return COMPLETED, f"{expected} lines scored"
