@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import boto3
@@ -22,13 +22,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mdk_runtime.errors import MalformedRequest, MdkError, RouteNotFound
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
 logger = Logger(service="mdk-predictions")
 MAX_ID_BYTES = 1024  # DynamoDB's limit for a sort key
 
 
 @lru_cache(maxsize=1)
-def _table() -> Any:
-    return boto3.resource("dynamodb").Table(os.environ["MDK_STORE_TABLE"])
+def _table() -> Table:
+    return cast("Table", boto3.resource("dynamodb").Table(os.environ["MDK_STORE_TABLE"]))
 
 
 @lru_cache(maxsize=1)
@@ -69,7 +72,7 @@ def lookup(event: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": model,
         "id": item["id"],
-        "prediction": json.loads(item["prediction"]),
+        "prediction": json.loads(cast(str, item["prediction"])),  # stored as JSON text (batch_status)
         "model_version": item.get("model_version"),
         "run_id": item.get("run_id"),
         "stored_at": item.get("stored_at"),
