@@ -1,1 +1,2 @@
-"""Local tooling: replay the Lambda image's Dockerfile and run it under the real Lambda emulator."""
+"""Local tooling: the RIE runner (rie.py), the batch transform runner (transform.py), child processes
+(processes.py) and the local cloud (cloud/); images are staged from their recipes (mdk.images)."""

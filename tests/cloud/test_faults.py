@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from mdk.images import StagedImage
 from mdk.local.cloud.cloud import LocalCloud
 from mdk.local.cloud.services.cloudwatch import single_metric
 from mdk.local.cloud.services.lambda_ import FunctionCode, FunctionRunner
-from mdk.local.dockerfile import StagedImage
 from tests.cloud.conftest import MINUTE_S, REPO, Config, signed
 from tests.cloud.test_local_cloud import FUNCTION, alias, wait_for_manifest
 

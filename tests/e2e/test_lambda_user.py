@@ -23,7 +23,7 @@ from mdk.bundle import IMAGE_MODEL_DIR, write_image_context
 from mdk.config import KitConfig
 from mdk.images import LAMBDA, Copy, Recipe, StagedImage, stage
 from mdk.images.kit import LAMBDA_BASE
-from mdk.local.cloud.functions import (
+from mdk.local.cloud.services.lambda_ import (
     RESPONSE_LIMIT,
     SYNC_REQUEST_LIMIT,
     FunctionCode,
@@ -90,7 +90,7 @@ def probe_image(tmp_path_factory: pytest.TempPathFactory) -> StagedImage:
     context = root / "context"
     context.mkdir()
     (context / "probe.py").write_text(PROBE)
-    # An image asset's context carries its recipe's rendering, as `cdk synth` writes it (the runner reads it).
+    # An image asset's context carries its recipe's rendering, as `cdk synth` writes it.
     (context / "Dockerfile").write_text(RECIPE.render())
     return stage(RECIPE, context, root / "stage", {}, cache_dir=LAYERS)
 
@@ -224,7 +224,9 @@ def runner(probe_image: StagedImage, tmp_path: Path, rie_binary: Path) -> Iterat
         region="us-east-1",
         layer_cache=LAYERS,
     )
-    runner.code[("probe", "$LATEST")] = FunctionCode(key="probe", kind="image", context=context)
+    runner.code[("probe", "$LATEST")] = FunctionCode(
+        key="probe", kind="image", context=context, recipe=RECIPE
+    )
     try:
         yield runner
     finally:

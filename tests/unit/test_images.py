@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from mdk.images import (
-    BARE,
     LAMBDA,
     RECIPES,
     SAGEMAKER,
@@ -37,7 +36,6 @@ from mdk.images import (
     zip_function,
 )
 from mdk.images.kit import LAMBDA_BASE
-from mdk.local.dockerfile import replay
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -520,59 +518,3 @@ def test_a_failing_compileall_names_the_line(tmp_path: Path) -> None:
         {"pkg/app.py": "def handler(:\n"},
     )
     assert ":3: RUN: compileall failed" in error
-
-
-# ------------------------------------------------------------------- transitional: replay(Dockerfile)
-
-
-def test_replay_stages_a_kit_dockerfile_as_its_recipe(tmp_path: Path) -> None:
-    context = tmp_path / "context"
-    write_files(
-        context,
-        {
-            "bench/bare/handler.py": "h",
-            "model/model.onnx": "m",
-            "bench/bare/requirements.txt": "",
-            "layers/constraints.txt": "",
-        },
-    )
-    (context / "Dockerfile").write_text(BARE.render())
-    image = replay(
-        context / "Dockerfile",
-        context,
-        tmp_path / "stage",
-        {"MODEL_DIR": "model"},
-        cache_dir=tmp_path / "cache",
-        runtime_client=False,
-    )
-    assert (image.task_root / "handler.py").read_text() == "h"
-    assert (image.task_root / "model" / "model.onnx").read_text() == "m"
-    assert image.env["MDK_MODEL_DIR"] == str(image.task_root / "model")
-
-
-def test_replay_reads_back_a_rendering_and_refuses_anything_else(tmp_path: Path) -> None:
-    context = tmp_path / "context"
-    write_files(context, {"app.py": "a"})
-    dockerfile = context / "Dockerfile"
-    dockerfile.write_text(f'FROM {LAMBDA_BASE}\nCOPY app.py ${{LAMBDA_TASK_ROOT}}/\nCMD ["app.handler"]\n')
-    image = replay(
-        dockerfile, context, tmp_path / "stage", {}, cache_dir=tmp_path / "cache", runtime_client=False
-    )
-    assert (image.task_root / "app.py").read_text() == "a"
-    for text in (
-        f'FROM {LAMBDA_BASE}\nRUN pip install numpy --target /var/task && rm -rf /root/.cache\nCMD ["h.h"]\n',
-        f'FROM {LAMBDA_BASE}\nRUN echo hello\nCMD ["h.h"]\n',
-        f'FROM {LAMBDA_BASE}\nADD app.py /var/task/\nCMD ["h.h"]\n',
-        f'FROM {LAMBDA_BASE}\nCOPY  app.py /var/task/\nCMD ["h.h"]\n',
-        f"FROM {LAMBDA_BASE}\nCMD app.handler\n",
-    ):
-        dockerfile.write_text(text)
-        with pytest.raises(ReplayError, match="is not a rendering of a recipe"):
-            replay(
-                dockerfile,
-                context,
-                tmp_path / "other",
-                {},
-                cache_dir=tmp_path / "cache",
-                runtime_client=False,
-            )

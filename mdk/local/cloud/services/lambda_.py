@@ -1,9 +1,9 @@
 """The local Lambda: functions run for real (one Runtime Interface Emulator process per version), and the
 CloudFormation types of Lambda that moto's CloudFormation skips (aliases, permissions, event invoke configs).
 
-Image functions are staged by replaying their Dockerfile (:mod:`mdk.local.dockerfile`); zip functions get
-the same treatment from a Dockerfile written here (layers, then the code, on the Lambda base image). Both
-get the boto3 that Lambda's Python runtime and base image provide, in the runtime dir (replay stages it).
+Image functions are staged from the recipe their Dockerfile renders (:mod:`mdk.images`); zip functions
+from the zip-function recipe (layers, then the code, on the Lambda base image). Both get the boto3 that
+Lambda's Python runtime and base image provide, in the runtime dir (the stager puts it there).
 Each process gets the version's configuration from the local
 AWS (environment, memory, timeout) with ``AWS_ENDPOINT_URL`` pointing back at it. An invocation through an
 alias picks the version by the alias's routing weights, per request, as Lambda does.
@@ -51,6 +51,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mdk.images import Recipe, StagedImage, recipe_for, stage, zip_function
 from mdk.local.cloud import moto_adapter
 from mdk.local.cloud.registry import AliasChange, Completion, DeployError, completes
 from mdk.local.cloud.services.cloudwatch import Metrics, emf_data
@@ -63,7 +64,6 @@ from mdk.local.cloud.services.lambda_quotas import (
     check_request,
 )
 from mdk.local.cloud.template import Prepared
-from mdk.local.dockerfile import StagedImage, replay
 from mdk.local.rie import LambdaProcess
 
 __all__ = [  # the quotas are the runner's too
@@ -96,6 +96,7 @@ class FunctionCode:
     dockerfile: str = "Dockerfile"
     handler: str = ""
     layers: tuple[Path, ...] = ()
+    recipe: Recipe | None = None  # image: the recipe itself (else the kit recipe its Dockerfile renders)
 
 
 @dataclass
@@ -380,32 +381,17 @@ class FunctionRunner:
         staged = self._staged.get(code.key)
         if staged is not None:
             return staged
-        stage = self.work / "stage" / code.key
-        shutil.rmtree(stage, ignore_errors=True)
-        if code.kind == "image":
-            dockerfile, context = code.context / code.dockerfile, code.context
-        else:
-            context = self._zip_context(code)
-            dockerfile = context / "Dockerfile"
+        target = self.work / "stage" / code.key
+        shutil.rmtree(target, ignore_errors=True)
         log.info("staging %s function %s", code.kind, code.key)
-        staged = replay(dockerfile, context, stage, dict(code.build_args), cache_dir=self.layer_cache)
+        if code.kind == "image":
+            recipe = code.recipe or recipe_for(code.context / code.dockerfile)
+            staged = stage(recipe, code.context, target, dict(code.build_args), cache_dir=self.layer_cache)
+        else:
+            recipe, contexts = zip_function(code.handler, code.layers)
+            staged = stage(recipe, code.context, target, {}, cache_dir=self.layer_cache, contexts=contexts)
         self._staged[code.key] = staged
         return staged
-
-    def _zip_context(self, code: FunctionCode) -> Path:
-        context = self.work / "contexts" / code.key
-        shutil.rmtree(context, ignore_errors=True)
-        context.mkdir(parents=True)
-        # Lambda's Python runtimes carry boto3: replay stages it into the runtime dir, as for images.
-        lines = [f"FROM {LAMBDA_BASE}"]
-        for index, layer in enumerate(code.layers):
-            shutil.copytree(layer, context / f"layer{index}")
-            if (context / f"layer{index}" / "python").is_dir():
-                lines.append(f"COPY layer{index}/python/ ${{LAMBDA_TASK_ROOT}}/")
-        shutil.copytree(code.context, context / "code")
-        lines += ["COPY code/ ${LAMBDA_TASK_ROOT}/", f'CMD ["{code.handler}"]']
-        (context / "Dockerfile").write_text("\n".join(lines) + "\n")
-        return context
 
     def stop(self) -> None:
         with self._lock:
