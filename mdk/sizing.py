@@ -181,27 +181,37 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from _tensors(subgraph)
 
 
-def external_data_files(artifact: Path) -> list[Path]:
-    """The files the graph's tensors keep their data in (``location`` relative to the artifact's folder),
-    in the order first referenced. Raises ValueError for a location outside that folder or missing."""
+@cache
+def _external_locations(artifact: str, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """(location, tensor name) of each external tensor, parsed once per version of the file: a config
+    check, a synth and every bundle ask again, and parsing a graph of a GB takes seconds."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
+    del size, mtime_ns  # the cache key: a changed file is parsed again
     try:
-        model = onnx.load(str(artifact), load_external_data=False)
+        model = onnx.load(artifact, load_external_data=False)
     except Exception:  # noqa: BLE001 - not a readable graph: onnxruntime's load check reports it, by name
-        return []
+        return ()
+    return tuple(
+        (ExternalDataInfo(tensor).location, tensor.name)
+        for tensor in _tensors(model.graph)
+        if uses_external_data(tensor)
+    )
+
+
+def external_data_files(artifact: Path) -> list[Path]:
+    """The files the graph's tensors keep their data in (``location`` relative to the artifact's folder),
+    in the order first referenced. Raises ValueError for a location outside that folder or missing."""
+    info = artifact.stat()
     base = artifact.parent.resolve()
     found: dict[Path, None] = {}
-    for tensor in _tensors(model.graph):
-        if not uses_external_data(tensor):
-            continue
-        location = ExternalDataInfo(tensor).location
+    for location, tensor in _external_locations(str(artifact.resolve()), info.st_size, info.st_mtime_ns):
         path = (base / location).resolve()
         if not path.is_relative_to(base):
-            raise ValueError(f"external data {location!r} of tensor {tensor.name!r} is outside {base}")
+            raise ValueError(f"external data {location!r} of tensor {tensor!r} is outside {base}")
         if not path.is_file():
-            raise ValueError(f"external data file not found: {location} (tensor {tensor.name!r})")
+            raise ValueError(f"external data file not found: {location} (tensor {tensor!r})")
         found.setdefault(path, None)
     return list(found)
 

@@ -312,8 +312,8 @@ class InferenceService:
             reply = self.predict(body, str(example.get("content_type") or "application/octet-stream"), JSON)
         elif spec.example is not None:
             reply = self.predict(dump_json(spec.example), JSON, JSON)
-        elif processor.synthetic_request() is not None:
-            body, kind = processor.synthetic_request() or (b"", JSON)
+        elif (synthetic := processor.synthetic_request()) is not None:
+            body, kind = synthetic
             source = "synthetic"
             reply = self.predict(body, kind, JSON)
         else:
