@@ -1,16 +1,35 @@
-"""The CDK stacks, built from the typed config (see ``app.py``)."""
+"""The CDK stacks, built from the typed config (see ``mdk/app.py``).
+
+One shared stack (stacks/shared.py) and one stack per model (stacks/model_stack.py): a deployment grows
+by a stack per model, each far inside CloudFormation's 500 resources per template, and one model's change
+or rollout is one stack's update.
+"""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
 
 from mdk.config import KitConfig
-from stacks.serving import ServingStack
+from stacks.model_stack import ModelStack
 from stacks.settings import DeploySettings
+from stacks.shared import SharedStack
 
 
 def build(app: cdk.App, config: KitConfig, settings: DeploySettings) -> list[cdk.Stack]:
-    """Every stack of a config; tags go on the whole app."""
+    """Every stack of a config, the shared one first; tags go on the whole app."""
     cdk.Tags.of(app).add("mdk:project", settings.project)
     cdk.Tags.of(app).add("mdk:stage", settings.stage)
-    return [ServingStack(app, settings.stack_name("serving"), config=config, settings=settings)]
+    shared = SharedStack(app, settings.shared_stack, config=config, settings=settings)
+    stacks: list[cdk.Stack] = [shared]
+    for model in config.models:
+        stacks.append(
+            ModelStack(
+                app,
+                settings.model_stack(model.name),
+                config=config,
+                model=model,
+                shared=shared,
+                settings=settings,
+            )
+        )
+    return stacks

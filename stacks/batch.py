@@ -44,7 +44,6 @@ from mdk_runtime.instances import is_gpu
 from stacks import nag
 from stacks.alerts import AlarmTopic
 from stacks.lambda_model import LOG_RETENTION, LOG_RETENTION_DAYS, function_role
-from stacks.model_api import ModelApi
 from stacks.sagemaker_model import ServingImages, grant_logs_and_metrics
 from stacks.settings import DeploySettings
 from stacks.storage import Storage
@@ -73,7 +72,6 @@ class BatchPipeline(Construct):
         storage: Storage,
         images: ServingImages,
         alarms: AlarmTopic,
-        api: ModelApi,
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
@@ -153,7 +151,7 @@ class BatchPipeline(Construct):
         )
         self._grant(alarms, list(self.transform_models.values()))
         self._rules()
-        self.predictions = self._predictions(api, stored) if self.store is not None else None
+        self.predictions = self._predictions(stored) if self.store is not None else None
         self._monitoring(alarm_topic, models)
         CfnOutput(self, "BatchBucket", value=self.bucket.bucket_name, description="batch inbox and results")
         for m in models:
@@ -393,7 +391,8 @@ class BatchPipeline(Construct):
             max_event_age=Duration.hours(24),
         )
 
-    def _predictions(self, api: ModelApi, stored: list[ModelConfig]) -> lambda_.Function:
+    def _predictions(self, stored: list[ModelConfig]) -> lambda_.Function:
+        """The stored-predictions function; each stored model's stack routes its API to it."""
         assert self.store is not None
         function = self._function(
             "Predictions",
@@ -411,8 +410,6 @@ class BatchPipeline(Construct):
         )
         self.store.grant(function, "dynamodb:GetItem")
         self.key.grant_decrypt(function)
-        for model in stored:
-            api.add_predictions(model.name, function)
         return function
 
     def _monitoring(self, topic: sns.ITopic, models: list[ModelConfig]) -> None:

@@ -1,4 +1,11 @@
-"""The one REST API in front of every model: authenticated, throttled, logged, traced, optionally WAF'd."""
+"""A model's REST API: authenticated, throttled, logged, traced, optionally WAF'd.
+
+Each model has its own REST API in its own stack (stacks/model_stack.py): a usage plan grants access per
+API stage, so a consumer's key reaches only the models its plan lists, and API Gateway's per-API quotas
+(300 resources, 10 authorizers: "Quotas for configuring and running a REST API in API Gateway",
+https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html)
+never bound how many models a deployment has. The WAF web ACL is one, shared (stacks/shared.py).
+"""
 
 from __future__ import annotations
 
@@ -125,9 +132,11 @@ COMMON_RULES_COUNTED = ("SizeRestrictions_BODY",)
 
 
 class ModelApi(Construct):
-    """A regional REST API: each model's routes of the route table (:mod:`mdk_runtime.routes`).
+    """A regional REST API with one model's routes of the route table (:mod:`mdk_runtime.routes`).
 
-    Exposes ``api``, ``stage``, ``access_logs``, ``web_acl`` (or None) and ``api_key`` (``api_key`` auth).
+    Exposes ``api``, ``stage``, ``access_logs`` and ``api_key`` (``api_key`` auth). ``web_acl_arn``: the
+    shared web ACL (``api.waf``), associated with this API's stage. The account's API Gateway logging role
+    is the shared stack's (one per account and region: ``AWS::ApiGateway::Account``).
     """
 
     def __init__(
@@ -138,6 +147,7 @@ class ModelApi(Construct):
         config: ApiSettings,
         settings: DeploySettings,
         models: Sequence[ModelConfig] = (),
+        web_acl_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -152,8 +162,7 @@ class ModelApi(Construct):
             description=f"{settings.prefix}: predictions from the models in the config",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             binary_media_types=self.binary_media_types,
-            cloud_watch_role=True,  # execution logs need the account's API Gateway logging role
-            cloud_watch_role_removal_policy=settings.removal_policy,
+            cloud_watch_role=False,  # the account's logging role is the shared stack's
             deploy_options=apigw.StageOptions(
                 stage_name=settings.stage,
                 throttling_rate_limit=config.throttle_rate,
@@ -189,8 +198,6 @@ class ModelApi(Construct):
             removal_policy=settings.removal_policy,
         )
         self.stage.node.add_dependency(self.execution_logs)
-        if self.api.node.try_find_child("CloudWatchRole") is not None:
-            nag.acknowledge(self.api.node.find_child("CloudWatchRole"), nag.APIGW_LOGGING_ROLE)
         if config.auth != "cognito":
             nag.acknowledge(self.api, nag.NOT_COGNITO)
         if config.auth == "api_key":
@@ -237,7 +244,10 @@ class ModelApi(Construct):
         self._gateway_responses()
         self.models = self.api.root.add_resource(routes.PREFIX)
         self.model_resources: dict[str, apigw.Resource] = {}
-        self.web_acl = self._web_acl(config) if config.waf else None
+        if web_acl_arn is not None:
+            wafv2.CfnWebACLAssociation(
+                self, "WebAclAssociation", resource_arn=self.stage.stage_arn, web_acl_arn=web_acl_arn
+            )
         CfnOutput(self, "ApiUrl", value=self.api.url, description="the API's base URL (the stage included)")
 
     def _gateway_responses(self) -> None:
@@ -455,63 +465,6 @@ class ModelApi(Construct):
         )
         return resource
 
-    def _web_acl(self, config: ApiSettings) -> wafv2.CfnWebACL:
-        def managed(name: str, priority: int, counted: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:
-            return wafv2.CfnWebACL.RuleProperty(
-                name=name,
-                priority=priority,
-                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS",
-                        name=name,
-                        rule_action_overrides=[
-                            wafv2.CfnWebACL.RuleActionOverrideProperty(
-                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
-                            )
-                            for rule in counted
-                        ]
-                        or None,
-                    )
-                ),
-                visibility_config=_visibility(name),
-            )
-
-        rate_limit = wafv2.CfnWebACL.RuleProperty(
-            name="RateLimitPerIp",
-            priority=0,
-            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-            statement=wafv2.CfnWebACL.StatementProperty(
-                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                    limit=config.waf_rate_limit, aggregate_key_type="IP"
-                )
-            ),
-            visibility_config=_visibility("RateLimitPerIp"),
-        )
-        acl = wafv2.CfnWebACL(
-            self,
-            "WebAcl",
-            scope="REGIONAL",
-            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            visibility_config=_visibility("ModelApi"),
-            custom_response_bodies={
-                PAYLOAD_TOO_LARGE: wafv2.CfnWebACL.CustomResponseBodyProperty(
-                    content_type="APPLICATION_JSON", content=PAYLOAD_TOO_LARGE_BODY
-                )
-            },
-            rules=[
-                rate_limit,
-                _lambda_payload_limit(self.binary_media_types),
-                managed("AWSManagedRulesAmazonIpReputationList", 2),
-                managed("AWSManagedRulesCommonRuleSet", 3, COMMON_RULES_COUNTED),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 4),
-            ],
-        )
-        wafv2.CfnWebACLAssociation(
-            self, "WebAclAssociation", resource_arn=self.stage.stage_arn, web_acl_arn=acl.attr_arn
-        )
-        return acl
-
 
 # A body over what fits Lambda's 6,291,456-byte synchronous event: API Gateway cannot measure the event
 # before invoking, and a request Lambda refuses is API Gateway's 500 ("Handling Lambda errors with an API
@@ -590,4 +543,61 @@ def _lambda_payload_limit(binary_types: Sequence[str] = (NPY,)) -> wafv2.CfnWebA
 def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     return wafv2.CfnWebACL.VisibilityConfigProperty(
         cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+    )
+
+
+def web_acl(parent: Construct, config: ApiSettings, binary_types: Sequence[str]) -> wafv2.CfnWebACL:
+    """The deployment's web ACL (``api.waf``), shared by every model's API stage; ``binary_types``: every
+    model's binary media types (their bodies reach a function base64-encoded)."""
+
+    def managed(name: str, priority: int, counted: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:
+        return wafv2.CfnWebACL.RuleProperty(
+            name=name,
+            priority=priority,
+            override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                    vendor_name="AWS",
+                    name=name,
+                    rule_action_overrides=[
+                        wafv2.CfnWebACL.RuleActionOverrideProperty(
+                            name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                        )
+                        for rule in counted
+                    ]
+                    or None,
+                )
+            ),
+            visibility_config=_visibility(name),
+        )
+
+    rate_limit = wafv2.CfnWebACL.RuleProperty(
+        name="RateLimitPerIp",
+        priority=0,
+        action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+        statement=wafv2.CfnWebACL.StatementProperty(
+            rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                limit=config.waf_rate_limit, aggregate_key_type="IP"
+            )
+        ),
+        visibility_config=_visibility("RateLimitPerIp"),
+    )
+    return wafv2.CfnWebACL(
+        parent,
+        "WebAcl",
+        scope="REGIONAL",
+        default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+        visibility_config=_visibility("ModelApi"),
+        custom_response_bodies={
+            PAYLOAD_TOO_LARGE: wafv2.CfnWebACL.CustomResponseBodyProperty(
+                content_type="APPLICATION_JSON", content=PAYLOAD_TOO_LARGE_BODY
+            )
+        },
+        rules=[
+            rate_limit,
+            _lambda_payload_limit(binary_types),
+            managed("AWSManagedRulesAmazonIpReputationList", 2),
+            managed("AWSManagedRulesCommonRuleSet", 3, COMMON_RULES_COUNTED),
+            managed("AWSManagedRulesKnownBadInputsRuleSet", 4),
+        ],
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Aws, Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -53,8 +53,8 @@ class ServingImages(Construct):
 class SageMakerModel(Construct):
     """One ``sagemaker`` model: models and an endpoint config per deploy (generated names), one endpoint.
 
-    The endpoint keeps one name for its life (``<stack>-<model>``): the API integration and the rollback
-    alarms refer to it, and updates swap endpoint configs under it (blue/green, with guardrails).
+    The endpoint keeps one name for its life (``<project>-<stage>-<model>``): the API integration and the
+    rollback alarms refer to it, and updates swap endpoint configs under it (blue/green, with guardrails).
     Exposes ``endpoint``, ``endpoint_name``, ``role``, ``rollback_alarms``, ``variant_names``.
     """
 
@@ -77,11 +77,11 @@ class SageMakerModel(Construct):
         sm = model.sagemaker
         self.spec = model_spec(model)
         stack = Stack.of(self)
-        self.endpoint_name = f"{Aws.STACK_NAME}-{model.name}"
-        longest = len(settings.stack_name("serving")) + 1 + len(model.name)
+        self.endpoint_name = f"{settings.prefix}-{model.name}"
+        longest = len(self.endpoint_name)
         if longest > ENDPOINT_NAME_MAX:
             raise ValueError(
-                f"models[{model.name}]: the endpoint name '{settings.stack_name('serving')}-{model.name}' is "
+                f"models[{model.name}]: the endpoint name '{self.endpoint_name}' is "
                 f"{longest} characters; SageMaker allows {ENDPOINT_NAME_MAX}: "
                 "shorten the project, stage or model name"
             )
@@ -379,7 +379,7 @@ class SageMakerModel(Construct):
             self.role,
             group=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
             streams="*",
-            group_in_nag=f"/aws/sagemaker/Endpoints/<AWS::StackName>-{self.model.name}",
+            group_in_nag=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
             reason=nag.SAGEMAKER_LOG_STREAMS_REASON,
         )
 

@@ -41,6 +41,20 @@ class DeploySettings:
         return f"{self.project}-{self.stage}-{component}"
 
     @property
+    def shared_stack(self) -> str:
+        """``<project>-<stage>-shared``: what every model's stack uses (stacks/shared.py)."""
+        return self.stack_name("shared")
+
+    def model_stack(self, model: str) -> str:
+        """``<project>-<stage>-model-<model>``: one model's stack (stacks/model_stack.py)."""
+        return self.stack_name(f"model-{model}")
+
+    @property
+    def access_stack(self) -> str:
+        """``<project>-<stage>-access``: API keys and usage plans per consumer (``api_key`` auth)."""
+        return self.stack_name("access")
+
+    @property
     def prefix(self) -> str:
         return f"{self.project}-{self.stage}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import textwrap
@@ -36,13 +37,38 @@ class Synth:
     json: dict[str, dict[str, Any]]
     outdir: Path
 
-    @property
-    def serving(self) -> Template:
-        return next(t for name, t in self.templates.items() if name.endswith("-serving"))
+    @functools.cached_property
+    def merged_json(self) -> dict[str, Any]:
+        """Every stack's resources, outputs and parameters in one template (logical ids are unique
+        across the app's stacks: the constructs are named by model), for assertions that do not care
+        which stack holds a resource. Cross-stack references appear as Fn::ImportValue."""
+        merged: dict[str, Any] = {"Resources": {}, "Outputs": {}, "Parameters": {}}
+        for template in self.json.values():
+            for section, into in merged.items():
+                for key, value in template.get(section, {}).items():
+                    if section == "Resources" and key in into:
+                        raise AssertionError(f"logical id {key} is in two stacks")
+                    into[key] = value
+        return merged
+
+    @functools.cached_property
+    def merged(self) -> Template:
+        return Template.from_json(self.merged_json)
 
     @property
-    def serving_json(self) -> dict[str, Any]:
-        return next(t for name, t in self.json.items() if name.endswith("-serving"))
+    def shared(self) -> Template:
+        return next(t for name, t in self.templates.items() if name.endswith("-shared"))
+
+    @property
+    def shared_json(self) -> dict[str, Any]:
+        return next(t for name, t in self.json.items() if name.endswith("-shared"))
+
+    def model(self, name: str) -> Template:
+        """The template of model ``name``'s stack."""
+        return next(t for stack, t in self.templates.items() if stack.endswith(f"-model-{name}"))
+
+    def model_json(self, name: str) -> dict[str, Any]:
+        return next(t for stack, t in self.json.items() if stack.endswith(f"-model-{name}"))
 
 
 def synth_config(

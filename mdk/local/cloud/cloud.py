@@ -242,8 +242,7 @@ class LocalCloud:
         with self._deploy_lock:
             started = time.perf_counter()
             stacks = self.deployer.deploy()
-            api_id, stage = self._api()
-            self.gateway.load(api_id, stage)
+            self.gateway.load_all(self._apis())
             models = self._point_registry_here()
             bucket = next((m.batch_bucket for m in models.values() if m.batch_bucket), None)
             self.ready = Ready(self.gateway.url, self.aws_endpoint, bucket, models, stacks)
@@ -252,16 +251,22 @@ class LocalCloud:
             )
             return self.ready
 
-    def _api(self) -> tuple[str, str]:
+    def _apis(self) -> list[tuple[str, str]]:
+        """Every REST API the deployed stacks hold (one per model stack), with its stage."""
         apigw = self.session.client("apigateway")
         cfn = self.session.client("cloudformation")
+        found = []
         for stack in self.deployer.stack_names:
-            for resource in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]:
-                if resource["ResourceType"] == "AWS::ApiGateway::RestApi":
-                    api_id = resource["PhysicalResourceId"]
-                    stages = apigw.get_stages(restApiId=api_id).get("item", [])
-                    return api_id, stages[0]["stageName"] if stages else self.stage
-        raise RuntimeError("the deployed stacks have no REST API")
+            pages = cfn.get_paginator("list_stack_resources").paginate(StackName=stack)
+            for page in pages:
+                for resource in page["StackResourceSummaries"]:
+                    if resource["ResourceType"] == "AWS::ApiGateway::RestApi":
+                        api_id = resource["PhysicalResourceId"]
+                        stages = apigw.get_stages(restApiId=api_id).get("item", [])
+                        found.append((api_id, stages[0]["stageName"] if stages else self.stage))
+        if not found:
+            raise RuntimeError("the deployed stacks have no REST API")
+        return found
 
     def _point_registry_here(self) -> dict[str, Deployed]:
         """The registry's api_url is the deployed API's AWS URL; locally the API is the gateway's."""

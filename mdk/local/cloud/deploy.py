@@ -18,6 +18,7 @@ This module is the orchestrator only; what each type needs is in its service's m
 
 from __future__ import annotations
 
+import graphlib
 import json
 import logging
 import os
@@ -113,9 +114,7 @@ class Deployer:
         assembly = self.synth()
         manifest = json.loads((assembly / "manifest.json").read_text())
         results = []
-        for name, artifact in manifest["artifacts"].items():
-            if artifact.get("type") != "aws:cloudformation:stack":
-                continue
+        for name, artifact in _stacks_in_order(manifest):
             template = json.loads((assembly / artifact["properties"]["templateFile"]).read_text())
             self.last_templates[name] = template
             assets = self._publish(assembly, name)
@@ -266,6 +265,15 @@ class Deployer:
                 amender(ctx, logical, props)
             except ClientError as exc:
                 raise DeployError(f"{stack}: {kind} {logical}: {exc}") from exc
+
+
+def _stacks_in_order(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The assembly's stacks, each after the stacks it depends on (the shared stack before the models'),
+    as ``cdk deploy --all`` deploys them."""
+    artifacts = manifest["artifacts"]
+    stacks = {n: a for n, a in artifacts.items() if a.get("type") == "aws:cloudformation:stack"}
+    graph = {n: {d for d in a.get("dependencies", []) if d in stacks} for n, a in stacks.items()}
+    return [(n, stacks[n]) for n in graphlib.TopologicalSorter(graph).static_order()]
 
 
 def prepared_type(template: dict[str, Any], logical: str) -> str | None:

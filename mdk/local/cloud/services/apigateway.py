@@ -144,7 +144,8 @@ class Gateway:
         self.endpoints = endpoints
         self.region = region
         self.credentials = credentials
-        self.api: Api | None = None
+        #: every deployed REST API (one per model), in the order loaded; their resource paths are disjoint
+        self.apis: list[Api] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
@@ -152,12 +153,32 @@ class Gateway:
         self.requests = 0
 
     @property
+    def api(self) -> Api | None:
+        """The first API (a deployment of one model has one)."""
+        return self.apis[0] if self.apis else None
+
+    def api_of(self, model: str) -> Api | None:
+        """The API whose routes are ``/models/<model>/...``."""
+        prefix = f"/models/{model}/"
+        return next(
+            (a for a in self.apis if any(m.resource_path.startswith(prefix) for m in a.methods)), None
+        )
+
+    @property
     def url(self) -> str:
-        stage = self.api.stage if self.api else "dev"
+        stage = self.apis[0].stage if self.apis else "dev"
         return f"http://127.0.0.1:{self.port}/{stage}/"
 
+    def load_all(self, apis: list[tuple[str, str]]) -> None:
+        """Read every deployed API (``(api id, stage)``, one per model stack); one port serves them all,
+        as their paths (``/models/<name>/...``) never overlap. On AWS each has its own host."""
+        self.apis = [self._read(api_id, stage) for api_id, stage in apis]
+
     def load(self, api_id: str, stage: str) -> None:
-        """Read the API's routes, auth and integrations from the local AWS (after each deploy)."""
+        """Read one API's routes, auth and integrations from the local AWS (after each deploy)."""
+        self.apis = [self._read(api_id, stage)]
+
+    def _read(self, api_id: str, stage: str) -> Api:
         described = self.apigateway.get_rest_api(restApiId=api_id)
         api = Api(api_id, stage, tuple(described.get("binaryMediaTypes", [])))
         authorizers = {a["id"]: a for a in self.apigateway.get_authorizers(restApiId=api_id).get("items", [])}
@@ -203,7 +224,7 @@ class Gateway:
             api.throttle = TokenBucket(
                 float(throttling["throttlingRateLimit"]), int(throttling.get("throttlingBurstLimit", 0))
             )
-        self.api = api
+        return api
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="mdk-gateway")
@@ -220,16 +241,14 @@ class Gateway:
     ) -> tuple[int, dict[str, str], bytes]:
         request_id = str(uuid.uuid4())
         self.requests += 1
+        api: Api | None = None  # the API the request reached: its gateway responses answer refusals
         try:
-            if self.api is None:
+            if not self.apis:
                 raise GatewayError(503, "DEFAULT_5XX", "the API is not deployed yet")
-            api = self.api
             parts = urlsplit(target)
             stage, _, rest = parts.path.lstrip("/").partition("/")
-            if stage != api.stage:
-                raise GatewayError(403, "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
             path = "/" + rest
-            method, params = self._match(api, verb, path)
+            api, method, params = self._route(stage, verb, path)
             if api.throttle is not None and not api.throttle.take():
                 raise GatewayError(429, "THROTTLED", "Too Many Requests")
             if len(body) > MAX_BODY:
@@ -258,7 +277,18 @@ class Gateway:
                 500, "DEFAULT_5XX", f"integration {integration.get('type')} {uri} is not served locally"
             )
         except GatewayError as exc:
-            return self._gateway_response(exc, request_id)
+            return self._gateway_response(exc, request_id, api)
+
+    def _route(self, stage: str, verb: str, path: str) -> tuple[Api, Method, dict[str, str]]:
+        """The API (of those deployed at ``stage``) with a method for the path, and that method."""
+        for api in self.apis:
+            if api.stage != stage:
+                continue
+            try:
+                return (api, *self._match(api, verb, path))
+            except GatewayError:
+                continue
+        raise GatewayError(403, "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
 
     def _match(self, api: Api, verb: str, path: str) -> tuple[Method, dict[str, str]]:
         """The method API Gateway picks: of the resources matching the path, the most literal one (a
@@ -499,8 +529,10 @@ class Gateway:
         }
         return status, keep, answer
 
-    def _gateway_response(self, exc: GatewayError, request_id: str) -> tuple[int, dict[str, str], bytes]:
-        api = self.api
+    def _gateway_response(
+        self, exc: GatewayError, request_id: str, api: Api | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        api = api or self.api  # a path no API has: every model API answers in the same shape
         default = "DEFAULT_4XX" if exc.status < 500 else "DEFAULT_5XX"
         response = (api.responses.get(exc.kind) or api.responses.get(default)) if api else None
         template = ((response or {}).get("responseTemplates") or {}).get("application/json")
