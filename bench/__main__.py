@@ -12,7 +12,9 @@ Everything is measured in one run, against baselines from the same run:
 4. a 100 MB+ model's cold start (session creation + warm-up) and memory against a tiny model's, fresh
    processes each (bench/large_model.py);
 5. what a model's processing costs per request against its inference, for the real image and handler
-   examples (bench/processing.py).
+   examples (bench/processing.py);
+6. synth time and CloudFormation resources per model at 10, 50 and 100 models, and the local cloud's
+   start time and memory with 20 models listed as models are called (bench/scale.py).
 
 Targets are checked in the report, not asserted: a figure that misses says by how much.
 """
@@ -39,6 +41,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 from bench import footprint, inprocess, large_model
 from bench import models as bench_models
 from bench import processing as processing_bench
+from bench import scale as scale_bench
 from bench.stats import summarize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -357,6 +360,8 @@ def report_md(results: dict[str, Any]) -> str:
         lines += ["", *large_model.report_lines(results["large_model"])]
     if "processing" in results:
         lines += ["", *processing_bench.report_lines(results["processing"])]
+    if "scale" in results:
+        lines += ["", *scale_bench.report_lines(results["scale"])]
     lines += ["", "## Targets", ""]
     for name, text in results["targets"].items():
         lines.append(f"- {name}: {text}")
@@ -442,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("processing (real models) ...", file=sys.stderr)
     results["processing"] = processing_bench.compare(n=50 if args.quick else 200)
+
+    print("scale (synth with 10, 50, 100 models; the local cloud with 20) ...", file=sys.stderr)
+    results["scale"] = scale_bench.measure(quick=args.quick)
 
     print("footprint ...", file=sys.stderr)
     results["footprint"] = [footprint.install_size(arch) for arch in ("x86_64", "arm64")]
