@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -257,8 +258,69 @@ class RolloutSettings(_Frozen):
     )
 
 
+class Throttle(_Frozen):
+    """A token bucket: the steady rate and the burst above it (API Gateway's throttling, "Throttle
+    requests to your REST APIs for better throughput in API Gateway",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html). The
+    bounds are the account's default quota per Region (10,000 requests per second, a 5,000 burst)."""
+
+    rate: int = Field(ge=1, le=10_000, description="steady requests per second")
+    burst: int = Field(ge=1, le=5_000, description="requests at once above the rate")
+
+
+# AWS quotas the access settings are checked against (each message names its page).
+USAGE_PLANS_PER_REGION = 300  # "Amazon API Gateway quotas": usage plans per account per Region
+API_GATEWAY_QUOTAS = "https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html"
+SCOPES_PER_RESOURCE_SERVER = 100  # CreateResourceServer: Scopes, at most 100 items
+COGNITO_API = "https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference"
+RESOURCE_SERVER_API = f"{COGNITO_API}/API_CreateResourceServer.html"
+SCOPES_PER_APP_CLIENT = 50  # CreateUserPoolClient: AllowedOAuthScopes, at most 50 items
+APP_CLIENT_API = f"{COGNITO_API}/API_CreateUserPoolClient.html"
+DEFAULT_CONSUMER = "default"
+
+
+class ConsumerSettings(_Frozen):
+    """One caller of the API and the models it may call: with ``auth: api_key`` an API key and a usage
+    plan of its own, with ``auth: cognito`` an app client (client credentials) with its models' scopes."""
+
+    name: DnsName
+    models: list[str] = Field(min_length=1, description="the models it may call, by name")
+    rate: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="api_key: requests per second to each model (default api.throttle_rate)",
+    )
+    burst: int | None = Field(None, ge=1, le=5_000, description="api_key: default api.throttle_burst")
+    quota_per_day: int | None = Field(
+        None, ge=1, description="api_key: requests per day, all its models (default api.quota_per_day)"
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for j, name in enumerate(value):
+            if name in seen:
+                raise ValueError(f"[{j}]: {name!r} is listed twice")
+            seen.add(name)
+        return value
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A consumer as the stacks build it: ``api.consumers`` with the API's defaults filled in, or, with
+    ``auth: api_key`` and no consumers, the one default consumer that reaches every model."""
+
+    name: str
+    models: tuple[str, ...]
+    rate: int
+    burst: int
+    quota_per_day: int | None
+
+
 class ApiSettings(_Frozen):
-    """The one REST API in front of every model."""
+    """Every model's REST API: how callers authenticate, the throttle, the consumers."""
 
     auth: Literal["iam", "api_key", "cognito"] = Field(
         "iam", description="iam: SigV4-signed requests; api_key: x-api-key with a usage plan; cognito: JWTs"
@@ -266,11 +328,17 @@ class ApiSettings(_Frozen):
     cognito_user_pool_arn: str | None = Field(
         None, pattern=r"^arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:\d{12}:userpool/[\w-]+$"
     )
-    throttle_rate: int = Field(100, ge=1, le=10_000, description="steady requests per second, all clients")
+    throttle_rate: int = Field(
+        100, ge=1, le=10_000, description="steady requests per second, all clients (per model: its throttle)"
+    )
     throttle_burst: int = Field(200, ge=1, le=5_000)
     quota_per_day: int | None = Field(None, ge=1, description="api_key: requests per key per day")
     waf: bool = Field(False, description="a WAF web ACL (managed rules sized for ML payloads, rate limit)")
     waf_rate_limit: int = Field(2000, ge=100, le=2_000_000_000, description="requests per 5 min per IP")
+    consumers: list[ConsumerSettings] = Field(
+        default_factory=list,
+        description="api_key: a key and usage plan each; cognito: an app client each (not with iam)",
+    )
 
     @model_validator(mode="after")
     def _cognito(self) -> ApiSettings:
@@ -278,6 +346,42 @@ class ApiSettings(_Frozen):
             raise ValueError("auth is 'cognito': cognito_user_pool_arn is required")
         if self.auth != "cognito" and self.cognito_user_pool_arn is not None:
             raise ValueError(f"cognito_user_pool_arn given, but auth is {self.auth!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _consumers(self) -> ApiSettings:
+        if not self.consumers:
+            return self
+        if self.auth == "iam":
+            raise ValueError(
+                "consumers: not with auth 'iam': IAM authorizes the caller's own identity, so attach the "
+                "per-model managed policies the stacks emit (<project>-<stage>-invoke-<model>) to your "
+                "roles and users instead"
+            )
+        problems = []
+        if self.auth == "api_key" and len(self.consumers) > USAGE_PLANS_PER_REGION:
+            problems.append(
+                f"consumers: at most {USAGE_PLANS_PER_REGION} with auth 'api_key' (each is a usage plan, and "
+                f"API Gateway allows {USAGE_PLANS_PER_REGION} usage plans per account per Region, "
+                f'"Amazon API Gateway quotas", {API_GATEWAY_QUOTAS}), got {len(self.consumers)}'
+            )
+        if self.auth == "cognito":
+            for i, consumer in enumerate(self.consumers):
+                if len(consumer.models) > SCOPES_PER_APP_CLIENT:
+                    problems.append(
+                        f"consumers[{i}].models: at most {SCOPES_PER_APP_CLIENT} with auth 'cognito' (one "
+                        f"scope per model, and an app client allows {SCOPES_PER_APP_CLIENT} "
+                        f'AllowedOAuthScopes, "CreateUserPoolClient", {APP_CLIENT_API}), '
+                        f"got {len(consumer.models)}"
+                    )
+                unused = [f for f in ("rate", "burst", "quota_per_day") if getattr(consumer, f) is not None]
+                if unused:
+                    problems.append(
+                        f"consumers[{i}].{unused[0]}: applies with auth 'api_key' only (a usage plan's "
+                        "throttle and quota); with auth 'cognito' each model's throttle applies"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -578,6 +682,9 @@ class ModelConfig(_Frozen):
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     processing: ProcessingSettings | None = None
+    throttle: Throttle | None = Field(
+        None, description="the model's stage throttle, all callers (default api.throttle_rate/burst)"
+    )
 
     @field_validator("artifact", mode="after")
     @classmethod
@@ -651,6 +758,54 @@ class KitConfig(_Frozen):
                 f"default_model: no model named {self.default_model!r} (models: {', '.join(names)})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _access(self) -> KitConfig:
+        names = [m.name for m in self.models]
+        problems = _duplicate_names([c.name for c in self.api.consumers], "api.consumers", "consumer")
+        for i, consumer in enumerate(self.api.consumers):
+            for j, model in enumerate(consumer.models):
+                if model not in names:
+                    problems.append(
+                        f"api.consumers[{i}].models[{j}]: no model named {model!r} "
+                        f"(models: {', '.join(names)})"
+                    )
+        if self.api.auth == "cognito" and len(names) > SCOPES_PER_RESOURCE_SERVER:
+            problems.append(
+                f"models: at most {SCOPES_PER_RESOURCE_SERVER} with api.auth 'cognito' (one OAuth scope per "
+                f"model in one resource server, which allows {SCOPES_PER_RESOURCE_SERVER} custom scopes, "
+                f'"CreateResourceServer", {RESOURCE_SERVER_API}), got {len(names)}'
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def throttle(self, model: ModelConfig) -> Throttle:
+        """``model``'s stage throttle: its own, or the API's."""
+        if model.throttle is not None:
+            return model.throttle
+        return Throttle(rate=self.api.throttle_rate, burst=self.api.throttle_burst)
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        """The consumers the stacks build, defaults filled: ``api.consumers``, or with ``auth: api_key``
+        and none listed the one default consumer (one key, one plan) that reaches every model."""
+        api = self.api
+        if api.auth == "iam":
+            return []
+        listed = api.consumers
+        if not listed and api.auth == "api_key":
+            listed = [ConsumerSettings(name=DEFAULT_CONSUMER, models=[m.name for m in self.models])]
+        return [
+            Consumer(
+                name=c.name,
+                models=tuple(c.models),
+                rate=c.rate if c.rate is not None else api.throttle_rate,
+                burst=c.burst if c.burst is not None else api.throttle_burst,
+                quota_per_day=c.quota_per_day if c.quota_per_day is not None else api.quota_per_day,
+            )
+            for c in listed
+        ]
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:
@@ -736,7 +891,7 @@ def _message(error: Mapping[str, Any]) -> tuple[str, str]:
     message = str(error["msg"])
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     # "models[0].name: duplicate ..." raised by a model validator carries its own path.
-    if re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ", message) and kind == "value_error":
+    if re.match(r"^[a-z_]+(\[\d+\])*(\.[a-z_]+(\[\d+\])*)*: ", message) and kind == "value_error":
         own, _, rest = message.partition(": ")
         return _path((*loc, *_split(own))), rest
     if message.startswith("["):  # a shape element: "[2]: expected ..."
@@ -774,8 +929,11 @@ def _split(path: str) -> tuple[Any, ...]:
 def format_errors(exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False):
-        where, message = _message(error)
-        problems.append(f"{where}: {message}" if where else message)
+        # A validator that finds several problems raises them one per line: each is its own problem.
+        lines = str(error["msg"]).split("\n") if error["type"] == "value_error" else [error["msg"]]
+        for line in lines:
+            where, message = _message({**error, "msg": line})
+            problems.append(f"{where}: {message}" if where else message)
     return problems
 
 
@@ -840,6 +998,20 @@ def _duplicates(names: list[Any]) -> list[str]:
             continue
         if name in first:
             problems.append(f"models[{i}].name: duplicate model name {name!r} (also models[{first[name]}])")
+        else:
+            first[name] = i
+    return problems
+
+
+def _duplicate_names(names: list[str], field: str, kind: str) -> list[str]:
+    """One problem per repeated name in the list ``field`` (relative to the model that holds it)."""
+    first: dict[str, int] = {}
+    problems = []
+    for i, name in enumerate(names):
+        if name in first:
+            problems.append(
+                f"{field}[{i}].name: duplicate {kind} name {name!r} (also {field}[{first[name]}])"
+            )
         else:
             first[name] = i
     return problems

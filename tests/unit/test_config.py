@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 
 import pydantic
 import pytest
 
 from mdk.bundle import model_spec, write_bundle
-from mdk.config import ConfigError, KitConfig, load_config
+from mdk.config import ConfigError, Consumer, KitConfig, Throttle, load_config, parse_config
 from mdk_runtime.spec import SPEC_FILE, read_spec
 from tests import onnx_models
 
@@ -258,3 +259,157 @@ def test_rollout_thresholds(workdir: Path) -> None:
     assert (rollout.strategy, rollout.percent, rollout.interval_minutes) == ("linear", 20, 2)
     assert (rollout.max_errors, rollout.p99_latency_ms) == (5, 300)
     assert config.api.auth == "iam"
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-model access: consumers and throttles (api.consumers, models[].throttle)
+# ------------------------------------------------------------------------------------------------
+
+POOL = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_x"
+
+
+def access_problems(api: Mapping[str, object], *, models: int = 2, throttle: object = None) -> list[str]:
+    """Problems of a config of ``models`` copies of iris (artifacts are not loaded: access only)."""
+    entries: list[dict[str, object]] = [
+        {"name": f"m{i}", "artifact": "models/iris/v1/model.onnx", "runtime": "lambda"} for i in range(models)
+    ]
+    if throttle is not None:
+        entries[0]["throttle"] = throttle
+    with pytest.raises(ConfigError) as info:
+        parse_config({"api": api, "models": entries}, base_dir=REPO, check_models=False)
+    return info.value.problems
+
+
+def access_config(api: Mapping[str, object], *, models: int = 2) -> KitConfig:
+    entries = [
+        {"name": f"m{i}", "artifact": "models/iris/v1/model.onnx", "runtime": "lambda"} for i in range(models)
+    ]
+    return parse_config({"api": api, "models": entries}, base_dir=REPO, check_models=False)
+
+
+def test_a_consumer_names_models_that_exist() -> None:
+    found = access_problems(
+        {
+            "auth": "api_key",
+            "consumers": [{"name": "a", "models": ["m0"]}, {"name": "b", "models": ["m1", "m9"]}],
+        }
+    )
+    assert found == ["api.consumers[1].models[1]: no model named 'm9' (models: m0, m1)"]
+
+
+def test_consumer_names_and_their_models_are_unique() -> None:
+    found = access_problems(
+        {"auth": "api_key", "consumers": [{"name": "a", "models": ["m0"]}, {"name": "a", "models": ["m1"]}]}
+    )
+    assert found == ["api.consumers[1].name: duplicate consumer name 'a' (also api.consumers[0])"]
+    found = access_problems({"auth": "api_key", "consumers": [{"name": "a", "models": ["m0", "m1", "m0"]}]})
+    assert found == ["api.consumers[0].models[2]: 'm0' is listed twice"]
+
+
+def test_iam_refuses_consumers_and_points_at_the_policies() -> None:
+    [found] = access_problems({"auth": "iam", "consumers": [{"name": "a", "models": ["m0"]}]})
+    assert found.startswith("api.consumers: not with auth 'iam'")
+    assert "per-model managed policies" in found
+
+
+def test_api_key_consumers_are_usage_plans_300_per_region() -> None:
+    consumers = [{"name": f"c{i}", "models": ["m0"]} for i in range(301)]
+    [found] = access_problems({"auth": "api_key", "consumers": consumers})
+    assert found.startswith("api.consumers: at most 300 with auth 'api_key'")
+    assert "usage plans per account per Region" in found
+    assert "https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html" in found
+    assert found.endswith("got 301")
+    assert len(access_config({"auth": "api_key", "consumers": consumers[:300]}).consumers) == 300
+
+
+def test_cognito_has_one_scope_per_model_100_per_resource_server() -> None:
+    api = {"auth": "cognito", "cognito_user_pool_arn": POOL}
+    [found] = access_problems(api, models=101)
+    assert found.startswith("models: at most 100 with api.auth 'cognito'")
+    assert "API_CreateResourceServer.html" in found
+    assert found.endswith("got 101")
+    assert len(access_config(api, models=100).models) == 100
+
+
+def test_a_cognito_consumer_reaches_at_most_50_models() -> None:
+    models = [f"m{i}" for i in range(51)]
+    api = {"auth": "cognito", "cognito_user_pool_arn": POOL, "consumers": [{"name": "a", "models": models}]}
+    [found] = access_problems(api, models=51)
+    assert found.startswith("api.consumers[0].models: at most 50 with auth 'cognito'")
+    assert "API_CreateUserPoolClient.html" in found
+
+
+def test_cognito_consumers_have_no_usage_plan_settings() -> None:
+    api = {
+        "auth": "cognito",
+        "cognito_user_pool_arn": POOL,
+        "consumers": [{"name": "a", "models": ["m0"], "burst": 5}],
+    }
+    assert access_problems(api) == [
+        "api.consumers[0].burst: applies with auth 'api_key' only (a usage plan's throttle and quota); "
+        "with auth 'cognito' each model's throttle applies"
+    ]
+
+
+def test_consumer_settings_are_checked_field_by_field() -> None:
+    found = access_problems(
+        {"auth": "api_key", "consumers": [{"name": "A", "models": [], "rate": 0, "keys": 1}]}
+    )
+    assert found[0].startswith("api.consumers[0].name: expected a DNS-safe name")
+    assert found[1:] == [
+        "api.consumers[0].models: expected at least 1 item(s)",
+        "api.consumers[0].rate: expected a value >= 1, got 0",
+        "api.consumers[0].keys: unknown field; expected one of: name, models, rate, burst, quota_per_day",
+    ]
+
+
+def test_a_model_throttle_is_checked() -> None:
+    assert access_problems({}, throttle={"rate": 0, "burst": 6000}) == [
+        "models[0].throttle.rate: expected a value >= 1, got 0",
+        "models[0].throttle.burst: expected a value <= 5000, got 6000",
+    ]
+
+
+def test_without_consumers_api_keys_keep_one_default_consumer_of_every_model() -> None:
+    config = access_config(
+        {"auth": "api_key", "throttle_rate": 20, "throttle_burst": 40, "quota_per_day": 500}
+    )
+    assert config.consumers == [
+        Consumer(name="default", models=("m0", "m1"), rate=20, burst=40, quota_per_day=500)
+    ]
+    assert access_config({}).consumers == []  # iam: identities, not consumers
+    assert access_config({"auth": "cognito", "cognito_user_pool_arn": POOL}).consumers == []
+
+
+def test_consumers_and_throttles_take_the_api_defaults() -> None:
+    config = access_config(
+        {
+            "auth": "api_key",
+            "throttle_rate": 20,
+            "throttle_burst": 40,
+            "consumers": [
+                {"name": "a", "models": ["m1"], "rate": 5, "quota_per_day": 9},
+                {"name": "b", "models": ["m0"]},
+            ],
+        }
+    )
+    assert config.consumers == [
+        Consumer(name="a", models=("m1",), rate=5, burst=40, quota_per_day=9),
+        Consumer(name="b", models=("m0",), rate=20, burst=40, quota_per_day=None),
+    ]
+    assert config.throttle(config.models[0]) == Throttle(rate=20, burst=40)
+    throttled = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "artifact": "models/iris/v1/model.onnx",
+                    "runtime": "lambda",
+                    "throttle": {"rate": 3, "burst": 4},
+                }
+            ]
+        },
+        base_dir=REPO,
+        check_models=False,
+    )
+    assert throttled.throttle(throttled.models[0]) == Throttle(rate=3, burst=4)
