@@ -21,7 +21,7 @@ from stacks.monitoring import EndpointMonitoring, ModelMonitoring
 from stacks.registry import Registry
 from stacks.sagemaker_model import SageMakerModel, ServingImages
 from stacks.settings import DeploySettings
-from stacks.shared import SharedStack
+from stacks.shared import Imported, SharedStack
 
 
 class ModelStack(cdk.Stack):
@@ -45,10 +45,11 @@ class ModelStack(cdk.Stack):
             description=f"mdk {settings.prefix}: model {model.name} on {model.runtime}, its API and alarms",
             **kwargs,
         )
-        self.add_stack_dependency(shared)
+        self.add_stack_dependency(shared)  # its exports must exist first (imports carry no dependency)
         self.model = model
-        topic = shared.alarms.topic
-        acl = shared.web_acl.attr_arn if shared.web_acl is not None else None
+        imported = Imported.into(self, shared.refs)
+        topic = imported.alarm_topic
+        acl = imported.web_acl_arn
         self.api = ModelApi(
             self,
             f"ModelApi-{model.name}",
@@ -60,10 +61,9 @@ class ModelStack(cdk.Stack):
         self.served: LambdaModel | None = None
         self.endpoint: SageMakerModel | None = None
         self.registry = Registry(self, "Registry", settings=settings, api_auth=config.api.auth)
-        batch = shared.batch
-        batch_bucket = batch.bucket.bucket_name if batch is not None and model.batch.enabled else None
+        batch_bucket = imported.batch_bucket_name if model.batch.enabled else None
         if model.runtime == "sagemaker":
-            assert shared.capture is not None
+            assert imported.capture_bucket is not None and imported.capture_bucket_export is not None
             endpoint = SageMakerModel(
                 self,
                 f"Endpoint-{model.name}",
@@ -71,8 +71,10 @@ class ModelStack(cdk.Stack):
                 settings=settings,
                 images=ServingImages(self, "ServingImages", settings=settings),
                 alarm_topic=topic,
-                capture_bucket=shared.capture,
-                data_key=shared.storage.key,
+                capture_bucket=imported.capture_bucket,
+                # cdk-nag writes an imported value by its export's name
+                capture_bucket_in_nag=f"arn:<AWS::Partition>:s3:::{imported.capture_bucket_export}",
+                data_key=imported.data_key,
             )
             EndpointMonitoring(
                 self,
@@ -100,5 +102,5 @@ class ModelStack(cdk.Stack):
                 served, api_url=self.api.api.url, shadow=shadow, batch_bucket=batch_bucket
             )
             self.served = served
-        if batch is not None and batch.predictions is not None and model.batch.store is not None:
-            self.api.add_predictions(model.name, batch.predictions)
+        if imported.predictions is not None and model.batch.store is not None:
+            self.api.add_predictions(model.name, imported.predictions)

@@ -69,6 +69,7 @@ class SageMakerModel(Construct):
         alarm_topic: sns.ITopic,
         capture_bucket: s3.IBucket,
         data_key: kms.IKey,
+        capture_bucket_in_nag: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.model = model
@@ -135,11 +136,16 @@ class SageMakerModel(Construct):
                     actions=["kms:Encrypt", "kms:GenerateDataKey"], resources=[data_key.key_arn]
                 )
             )
-            stack_prefix = Stack.of(self).get_logical_id(capture_bucket.node.default_child)  # type: ignore[arg-type]
+            # cdk-nag writes the bucket's ARN as <LogicalId.Arn> in its own stack, else by the export's name
+            bucket_arn = (
+                f"<{Stack.of(self).get_logical_id(capture_bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+                if capture_bucket_in_nag is None
+                else capture_bucket_in_nag
+            )
             nag.acknowledge(
                 self.role,
                 nag.Acknowledged(
-                    f"AwsSolutions::AwsSolutions-IAM5[Resource::<{stack_prefix}.Arn>/{prefix}/*]",
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}/*]",
                     nag.CAPTURE_PREFIX_REASON,
                 ),
             )

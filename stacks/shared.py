@@ -2,20 +2,25 @@
 
 The alarm topic, the data key and its buckets (access logs, data capture), the batch pipeline (inbox,
 trigger, status, idempotency, the prediction store and its function), the WAF web ACL, and the account's
-API Gateway logging role. Model stacks refer to a small fixed set of these (CloudFormation exports CDK
-creates for the references: the topic, the data key, the capture and batch buckets, the predictions
-function, the web ACL); none of them depends on which models exist, so adding, removing or rolling out a
-model never changes what another model's stack imports.
+API Gateway logging role. Model stacks refer to a small fixed set of these through CloudFormation
+exports with names the kit chooses (:class:`SharedRefs`: ``<project>-<stage>-<what>``), never through
+exports CDK generates from construct paths: the names and values stay the same whatever the models are,
+so adding, removing or rolling out a model never changes what another model's stack imports, and
+CloudFormation refuses to delete the shared stack while a model stack still imports from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
@@ -29,9 +34,58 @@ from stacks.settings import DeploySettings
 from stacks.storage import Storage
 
 
+@dataclass(frozen=True)
+class SharedRefs:
+    """The shared stack's exports, by name (``None``: the config needs no such thing)."""
+
+    alarm_topic_arn: str
+    data_key_arn: str
+    capture_bucket: str | None = None  # name; the ARN is derived
+    batch_bucket: str | None = None
+    predictions_function_arn: str | None = None
+    web_acl_arn: str | None = None
+
+
+@dataclass
+class Imported:
+    """The shared stack's resources as one model stack sees them (through :class:`SharedRefs`)."""
+
+    alarm_topic: sns.ITopic
+    data_key: kms.IKey
+    capture_bucket: s3.IBucket | None
+    capture_bucket_export: str | None  # how cdk-nag writes the bucket's ARN in a rule (the export name)
+    batch_bucket_name: str | None
+    predictions: lambda_.IFunction | None
+    web_acl_arn: str | None
+
+    @classmethod
+    def into(cls, scope: Construct, refs: SharedRefs) -> Imported:
+        imp = cdk.Fn.import_value
+        capture = None
+        if refs.capture_bucket is not None:
+            capture = s3.Bucket.from_bucket_name(scope, "SharedCaptureBucket", imp(refs.capture_bucket))
+        predictions = None
+        if refs.predictions_function_arn is not None:
+            predictions = lambda_.Function.from_function_attributes(
+                scope,
+                "SharedPredictions",
+                function_arn=imp(refs.predictions_function_arn),
+                same_environment=True,  # the API may be granted to invoke it
+            )
+        return cls(
+            alarm_topic=sns.Topic.from_topic_arn(scope, "SharedAlarmTopic", imp(refs.alarm_topic_arn)),
+            data_key=kms.Key.from_key_arn(scope, "SharedDataKey", imp(refs.data_key_arn)),
+            capture_bucket=capture,
+            capture_bucket_export=refs.capture_bucket,
+            batch_bucket_name=imp(refs.batch_bucket) if refs.batch_bucket is not None else None,
+            predictions=predictions,
+            web_acl_arn=imp(refs.web_acl_arn) if refs.web_acl_arn is not None else None,
+        )
+
+
 class SharedStack(cdk.Stack):
-    """Exposes ``alarms``, ``storage``, ``images``, ``capture`` (or None), ``batch`` (or None) and
-    ``web_acl`` (or None)."""
+    """Exposes ``alarms``, ``storage``, ``images``, ``capture`` (or None), ``batch`` (or None),
+    ``web_acl`` (or None) and ``refs`` (what model stacks import, by export name)."""
 
     def __init__(
         self,
@@ -48,6 +102,7 @@ class SharedStack(cdk.Stack):
             description=f"mdk {settings.prefix}: what the model stacks share (alarms, storage, batch, WAF)",
             **kwargs,
         )
+        self.settings = settings
         self.alarms = AlarmTopic(self, "Alarms", settings=settings, email=config.alarms.email)
         self.storage = Storage(self, "Storage", settings=settings)
         self.images = ServingImages(self, "ServingImages", settings=settings)
@@ -70,6 +125,27 @@ class SharedStack(cdk.Stack):
             self.web_acl = web_acl(self, config.api, binary_media_types(config.models))
         self._logging_role(settings)
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)
+        export = self._export
+        predictions = self.batch.predictions if self.batch is not None else None
+        self.refs = SharedRefs(
+            alarm_topic_arn=export("alarm-topic-arn", self.alarms.topic.topic_arn),
+            data_key_arn=export("data-key-arn", self.storage.key.key_arn),
+            capture_bucket=export("capture-bucket", self.capture.bucket_name) if self.capture else None,
+            batch_bucket=export("batch-bucket", self.batch.bucket.bucket_name) if self.batch else None,
+            predictions_function_arn=export("predictions-function-arn", predictions.function_arn)
+            if predictions is not None
+            else None,
+            web_acl_arn=export("web-acl-arn", self.web_acl.attr_arn) if self.web_acl is not None else None,
+        )
+
+    def _export(self, what: str, value: str) -> str:
+        """Export ``value`` as ``<project>-<stage>-<what>``; returns the export's name."""
+        name = f"{self.settings.prefix}-{what}"
+        logical = "Export" + "".join(part.title() for part in what.split("-"))
+        cdk.CfnOutput(
+            self, logical, value=value, export_name=name, description=f"for the model stacks: {what}"
+        )
+        return name
 
     def _logging_role(self, settings: DeploySettings) -> None:
         """API Gateway writes every API's execution logs with one role per account and region
