@@ -159,3 +159,10 @@ def enable(app: cdk.App) -> None:
 
 def acknowledge(scope: IConstruct, *rules: Acknowledged) -> None:
     cdk.Validations.of(scope).acknowledge(*(cdk.Acknowledgment(id=r.rule, reason=r.reason) for r in rules))
+
+
+MODEL_INVOKE_ROUTES_REASON = (
+    "a model's invoke policy (api.auth: iam) grants execute-api:Invoke, nothing else, on that model's "
+    "routes of its own API stage (<api>/<stage>/*/models/<model>/*): any method of any route below the "
+    "model's prefix, no other model and no other API"
+)

@@ -1,0 +1,241 @@
+"""The per-model access constructs (stacks/access.py) on a small app: a dummy REST API per model in one
+stack, the policies, plans, scopes and clients in another, as the model and access stacks will hold them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_apigateway as apigw
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+
+from mdk.config import Consumer
+from mdk_runtime import routes
+from stacks.access import (
+    ConsumerClients,
+    ConsumerPlans,
+    ModelInvokePolicy,
+    ModelScopes,
+    ModelStage,
+    invoke_policy_name,
+    model_scope,
+)
+from tests.infra.conftest import resources
+
+PREFIX = "acme-dev"
+POOL = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Abc"
+MODELS = {"iris": "lambda", "digits": "sagemaker", "text": "lambda"}
+CONSUMERS = [
+    Consumer(name="fraud-team", models=("iris", "digits"), rate=5, burst=10, quota_per_day=1000),
+    Consumer(name="web", models=("text",), rate=50, burst=100, quota_per_day=None),
+]
+
+
+# What cdk-nag says of the bare dummy APIs, which stand in for the model stacks' own (checked there).
+DUMMY_API_FINDINGS = [
+    "AwsSolutions::AwsSolutions-APIG1",
+    "AwsSolutions::AwsSolutions-APIG2",
+    "AwsSolutions::AwsSolutions-APIG3",
+    "AwsSolutions::AwsSolutions-APIG4",
+    "AwsSolutions::AwsSolutions-APIG6",
+    "AwsSolutions::AwsSolutions-COG4",
+    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AmazonAPIGatewayPushToCloudWatchLogs]",
+    "Serverless::Serverless-APIGWAccessLogging",
+    "Serverless::Serverless-APIGWDefaultThrottling",
+    "Serverless::Serverless-APIGWXrayEnabled",
+]
+
+
+def api_export(model: str) -> str:
+    return f"{PREFIX}-model-{model}-api-id"
+
+
+def _dummy_api(stack: cdk.Stack, model: str, runtime: str) -> str:
+    """A REST API with ``model``'s routes; its id exported by name, as a model stack exports it."""
+    api = apigw.RestApi(stack, f"Api-{model}", deploy_options=apigw.StageOptions(stage_name="dev"))
+    below = api.root.add_resource(routes.PREFIX).add_resource(model)
+    for route in routes.served(runtime):
+        below.add_resource(route.action).add_method(route.method)
+    cdk.CfnOutput(stack, f"ApiId-{model}", value=api.rest_api_id, export_name=api_export(model))
+    return cdk.Fn.import_value(api_export(model))
+
+
+@pytest.fixture(scope="module")
+def access(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Templates by stack name: ``apis`` (dummy APIs), ``iam``, ``plans`` and ``cognito``."""
+    outdir = tmp_path_factory.mktemp("access")
+    app = cdk.App(outdir=str(outdir))
+    apis_stack = cdk.Stack(app, "apis")
+    apis = {m: _dummy_api(apis_stack, m, runtime) for m, runtime in MODELS.items()}
+    iam_stack = cdk.Stack(app, "iam")
+    for model, api in apis.items():
+        ModelInvokePolicy(
+            iam_stack, f"Invoke-{model}", rest_api_id=api, stage="dev", model=model, prefix=PREFIX
+        )
+    plans_stack = cdk.Stack(app, "plans")
+    stages = {
+        m: ModelStage(
+            rest_api_id=api,
+            stage_name="dev",
+            routes=tuple(sorted(routes.api_routes(m, MODELS[m], store=m == "iris"))),
+        )
+        for m, api in apis.items()
+    }
+    ConsumerPlans(plans_stack, "Plans", consumers=CONSUMERS, stages=stages, prefix=PREFIX)
+    cognito_stack = cdk.Stack(app, "cognito")
+    scopes = ModelScopes(cognito_stack, "Scopes", user_pool_arn=POOL, prefix=PREFIX, models=list(MODELS))
+    ConsumerClients(cognito_stack, "Clients", scopes=scopes, consumers=CONSUMERS)
+    cdk.Validations.of(apis_stack).acknowledge(
+        *(cdk.Acknowledgment(id=rule, reason="a bare dummy API") for rule in DUMMY_API_FINDINGS)
+    )
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
+    assembly = app.synth()  # raises on any finding not acknowledged
+    report = json.loads((Path(outdir) / "validation-report.json").read_text())
+    assert all(not plugin["violations"] for plugin in report["pluginReports"])
+    return {s.stack_name: s.template for s in assembly.stacks}
+
+
+def _model_of(api_id: Any) -> str:
+    """The model whose API an ``Fn::ImportValue`` of a model stack's export names."""
+    name: str = api_id["Fn::ImportValue"]
+    return name.removeprefix(f"{PREFIX}-model-").removesuffix("-api-id")
+
+
+def test_each_invoke_policy_names_only_its_models_routes(access: dict[str, dict[str, Any]]) -> None:
+    template = access["iam"]
+    policies = resources(template, "AWS::IAM::ManagedPolicy")
+    assert len(policies) == len(MODELS)
+    by_name = {p["Properties"]["ManagedPolicyName"]: p["Properties"] for p in policies.values()}
+    assert set(by_name) == {f"{PREFIX}-invoke-{m}" for m in MODELS}
+    for model in MODELS:
+        [statement] = by_name[f"{PREFIX}-invoke-{model}"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Allow"
+        assert statement["Action"] == "execute-api:Invoke"
+        parts = statement["Resource"]["Fn::Join"][1]
+        assert parts[:7] == [
+            "arn:",
+            {"Ref": "AWS::Partition"},
+            ":execute-api:",
+            {"Ref": "AWS::Region"},
+            ":",
+            {"Ref": "AWS::AccountId"},
+            ":",
+        ]
+        assert _model_of(parts[7]) == model  # this model's API ...
+        assert parts[8:] == [f"/dev/*/models/{model}/*"]  # ... its stage, any method, its routes only
+    outputs = template["Outputs"]
+    arns = [o for o in outputs.values() if "attach to the roles and users" in o["Description"]]
+    assert len(arns) == len(MODELS)
+    assert all(set(o["Value"]) == {"Ref"} for o in arns)
+
+
+def test_invoke_policy_names_stay_within_iam_s_128_characters() -> None:
+    assert invoke_policy_name("p-dev", "iris") == "p-dev-invoke-iris"
+    long = invoke_policy_name("a" * 100, "m" * 32)
+    assert len(long) == 128
+    assert long != invoke_policy_name("a" * 100, "m" * 31 + "n")  # a hash of the whole name keeps them apart
+
+
+def test_each_plan_lists_only_its_consumers_models(access: dict[str, dict[str, Any]]) -> None:
+    template = access["plans"]
+    plans = {
+        p["Properties"]["UsagePlanName"]: p["Properties"]
+        for p in resources(template, "AWS::ApiGateway::UsagePlan").values()
+    }
+    assert set(plans) == {f"{PREFIX}-fraud-team", f"{PREFIX}-web"}
+    fraud = plans[f"{PREFIX}-fraud-team"]
+    assert [(_model_of(st["ApiId"]), st["Stage"]) for st in fraud["ApiStages"]] == [
+        ("iris", "dev"),
+        ("digits", "dev"),
+    ]
+    iris, digits = fraud["ApiStages"]
+    # The consumer's own throttle on each route of each of its models; no plan-wide bucket.
+    limit = {"RateLimit": 5, "BurstLimit": 10}
+    assert iris["Throttle"] == {
+        "/models/iris/predict/POST": limit,
+        "/models/iris/metadata/GET": limit,
+        "/models/iris/health/GET": limit,
+        "/models/iris/predictions/{id}/GET": limit,
+    }
+    assert digits["Throttle"] == {"/models/digits/predict/POST": limit}
+    assert "Throttle" not in fraud
+    assert fraud["Quota"] == {"Limit": 1000, "Period": "DAY"}
+    web = plans[f"{PREFIX}-web"]
+    [text] = web["ApiStages"]
+    assert _model_of(text["ApiId"]) == "text"
+    assert text["Throttle"] == {
+        f"/models/text/{route.action}/{route.method}": {"RateLimit": 50, "BurstLimit": 100}
+        for route in routes.served("lambda")
+    }
+    assert "Quota" not in web
+
+
+def test_each_consumer_has_its_own_enabled_key_in_its_own_plan(access: dict[str, dict[str, Any]]) -> None:
+    template = access["plans"]
+    keys = resources(template, "AWS::ApiGateway::ApiKey")
+    assert {k["Properties"]["Name"] for k in keys.values()} == {f"{PREFIX}-fraud-team", f"{PREFIX}-web"}
+    assert all(k["Properties"]["Enabled"] is True and "Value" not in k["Properties"] for k in keys.values())
+    plans = resources(template, "AWS::ApiGateway::UsagePlan")
+    memberships = [m["Properties"] for m in resources(template, "AWS::ApiGateway::UsagePlanKey").values()]
+    assert len(memberships) == 2
+    pairs = {
+        (
+            keys[m["KeyId"]["Ref"]]["Properties"]["Name"],
+            plans[m["UsagePlanId"]["Ref"]]["Properties"]["UsagePlanName"],
+        )
+        for m in memberships
+    }
+    assert pairs == {(f"{PREFIX}-fraud-team",) * 2, (f"{PREFIX}-web",) * 2}
+    assert all(m["KeyType"] == "API_KEY" for m in memberships)
+    outputs = [o for o in template["Outputs"].values() if "get-api-key" in o["Description"]]
+    assert sorted(o["Value"]["Ref"] for o in outputs) == sorted(keys)
+
+
+def test_one_scope_per_model_in_a_resource_server_of_the_users_pool(
+    access: dict[str, dict[str, Any]],
+) -> None:
+    template = access["cognito"]
+    [server] = resources(template, "AWS::Cognito::UserPoolResourceServer").values()
+    props = server["Properties"]
+    assert props["Identifier"] == PREFIX
+    assert props["UserPoolId"] == "eu-west-1_Abc"
+    assert [s["ScopeName"] for s in props["Scopes"]] == list(MODELS)
+    assert model_scope(PREFIX, "iris") == f"{PREFIX}/iris"
+
+
+def test_each_consumer_client_gets_client_credentials_and_its_models_scopes(
+    access: dict[str, dict[str, Any]],
+) -> None:
+    template = access["cognito"]
+    [server_id] = resources(template, "AWS::Cognito::UserPoolResourceServer")
+    clients = {
+        c["Properties"]["ClientName"]: c for c in resources(template, "AWS::Cognito::UserPoolClient").values()
+    }
+    assert set(clients) == {f"{PREFIX}-fraud-team", f"{PREFIX}-web"}
+    expected = {"fraud-team": [f"{PREFIX}/iris", f"{PREFIX}/digits"], "web": [f"{PREFIX}/text"]}
+    for name, scopes in expected.items():
+        client = clients[f"{PREFIX}-{name}"]
+        props = client["Properties"]
+        assert props["AllowedOAuthScopes"] == scopes
+        assert props["AllowedOAuthFlows"] == ["client_credentials"]
+        assert props["AllowedOAuthFlowsUserPoolClient"] is True
+        assert props["GenerateSecret"] is True
+        assert props["UserPoolId"] == "eu-west-1_Abc"
+        assert client["DependsOn"] == [server_id]  # the scopes exist before a client is allowed them
+    outputs = [o for o in template["Outputs"].values() if "app client id" in o["Description"]]
+    assert len(outputs) == 2
+
+
+def test_a_consumer_of_a_model_without_a_stage_or_scope_is_refused() -> None:
+    app = cdk.App()
+    stack = cdk.Stack(app, "s")
+    lost = [Consumer(name="x", models=("gone",), rate=1, burst=1, quota_per_day=None)]
+    with pytest.raises(ValueError, match="consumer 'x': no API stage for model 'gone'"):
+        ConsumerPlans(stack, "Plans", consumers=lost, stages={}, prefix=PREFIX)
+    scopes = ModelScopes(stack, "Scopes", user_pool_arn=POOL, prefix=PREFIX, models=["iris"])
+    with pytest.raises(ValueError, match="consumer 'x': no scope for model 'gone'"):
+        ConsumerClients(stack, "Clients", scopes=scopes, consumers=lost)
