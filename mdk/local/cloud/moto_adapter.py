@@ -14,7 +14,9 @@ each by wrapping one moto function:
   which ends it with :func:`finish_transform_job` (moto marks every job Completed at once).
 
 It also resolves CloudFormation intrinsics against a deployed stack with moto's own resolver
-(:func:`resolve`), which the deployer needs for the resources moto's CloudFormation skips.
+(:func:`resolve`), which the deployer needs for the resources moto's CloudFormation skips, and reads
+what the local API Gateway authorizes with: the owner of an access key and its policies (moto's IAM and
+STS, :func:`access_key_owner`) and the key moto's Cognito signs tokens with (:func:`cognito_signing_key`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import moto
+from joserfc.jwk import RSAKey
 from moto.apigateway.models import apigateway_backends
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend, LambdaVersion, LayerVersion
@@ -50,12 +53,17 @@ from moto.codedeploy.responses import CodeDeployResponse
 from moto.core.common_models import BaseModel
 from moto.core.responses import ActionResult
 from moto.events.models import Rule
+from moto.iam.access_control import AssumedRoleAccessKey, IAMPolicy, IAMUserAccessKey
+from moto.iam.models import iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3.models import FakeBucket
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
+from moto.sts.models import sts_backends
+from moto.utilities.utils import load_resource
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from mdk.local.cloud.services.gateway_access import Identity
 from mdk.local.cloud.services.lambda_quotas import InvokeRefused, check_request
 
 log = logging.getLogger("mdk.local")
@@ -624,3 +632,57 @@ def set_method_request(
     method.request_validator_id = validator_id
     method.request_models = models
     method.request_parameters = parameters
+
+
+def access_key_owner(access_key_id: str) -> Identity | None:
+    """The IAM user or assumed-role session an access key belongs to, with the identity policies its
+    requests are evaluated against, found and collected by moto's own access control (the user's inline
+    and attached policies and its groups', or the role's); None for a key moto never issued."""
+    iam = iam_backends[ACCOUNT]["aws"]
+    for user in iam.list_users("/", None, None):
+        for key in user.access_keys:
+            if key.access_key_id == access_key_id:
+                found = IAMUserAccessKey(ACCOUNT, "aws", access_key_id, {})
+                return Identity(
+                    kind="user",
+                    arn=user.arn,
+                    account=ACCOUNT,
+                    access_key=access_key_id,
+                    secret_key=key.secret_access_key,
+                    user_id=user.id,
+                    policies=tuple(_policy_json(p) for p in found.collect_policies()),
+                    active=key.status == "Active",
+                    principal_arn=user.arn,
+                    username=user.name,
+                )
+    for role in sts_backends[ACCOUNT]["aws"].assumed_roles:
+        if role.access_key_id == access_key_id:
+            session = AssumedRoleAccessKey(
+                ACCOUNT, "aws", access_key_id, {"X-Amz-Security-Token": role.session_token}
+            )
+            expires = role.expiration if role.expiration.tzinfo else role.expiration.replace(tzinfo=UTC)
+            return Identity(
+                kind="assumed-role",
+                arn=role.arn,
+                account=ACCOUNT,
+                access_key=access_key_id,
+                secret_key=role.secret_access_key,
+                user_id=role.user_id,
+                session_token=role.session_token,
+                policies=tuple(_policy_json(p) for p in session.collect_policies()),
+                session_policy=json.loads(role.policy) if role.policy else None,
+                expires_at=expires,
+                principal_arn=role.role_arn,
+            )
+    return None
+
+
+def _policy_json(policy: Any) -> dict[str, Any]:
+    document: dict[str, Any] = IAMPolicy(policy)._policy_json
+    return document
+
+
+def cognito_signing_key() -> RSAKey:
+    """The private key moto's Cognito signs every user pool's tokens with (its JWKS serves the public
+    half, ``kid`` "dummy"), so tokens the local token endpoint issues verify as moto's own do."""
+    return RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json"))
