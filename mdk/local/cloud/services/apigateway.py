@@ -11,10 +11,19 @@ so what is served is what was deployed:
   Content-Type (JSON Schema draft 4, ``application/json`` without a Content-Type) with the API's
   ``BAD_REQUEST_BODY`` gateway response before any integration runs
   (:mod:`mdk.local.cloud.request_validation`);
-* auth per method: ``AWS_IAM`` checks the SigV4 signature against the local credentials (scope
-  ``execute-api``, the stack's region); ``apiKeyRequired`` checks ``x-api-key`` against the API's enabled
-  keys; ``COGNITO_USER_POOLS`` needs a bearer JWT whose issuer is the configured pool (its signature is
-  not checked locally: the local cloud has no pool keys);
+* access per method, as API Gateway decides it (:mod:`mdk.local.cloud.services.gateway_access`), each
+  refusal in the API's gateway response of its type: ``AWS_IAM`` checks the SigV4 signature with the
+  secret of the key that signed (the local credentials are the account's root user; an IAM user's or an
+  assumed role's key is found in the local IAM and STS) and evaluates the caller's identity policies for
+  ``execute-api:Invoke`` on the method ARN (403 ACCESS_DENIED); ``apiKeyRequired`` takes an enabled key in
+  a usage plan listing the API stage (403 INVALID_API_KEY) and enforces the plan's throttles and quota
+  per key (429 THROTTLED, QUOTA_EXCEEDED); ``COGNITO_USER_POOLS`` verifies the JWT against its pool's
+  keys, issuer and expiry, and takes an access token with one of the method's scopes where it has any,
+  an ID token where it has none (401 UNAUTHORIZED);
+* each method has its own token bucket from the stage's method settings (``<path>/<METHOD>``, ``*/*``):
+  one model's burst never throttles another's (429 THROTTLED);
+* ``POST /oauth2/token`` is the Cognito token endpoint for the client credentials grant (an app client of
+  the local Cognito, its secret in HTTP Basic), issuing access tokens with the scopes granted;
 * ``AWS_PROXY`` (Lambda) integrations get API Gateway's REST proxy event (binary media types base64) and
   invoke the integration's function through its alias, so the alias's weights apply per request; a
   function error is a 502, a timeout a 504, both in the stack's gateway response shape;
@@ -32,7 +41,6 @@ import base64
 import contextlib
 import datetime as dt
 import fnmatch
-import hashlib
 import json
 import logging
 import re
@@ -45,15 +53,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+import boto3
 from botocore.exceptions import ClientError
 
 from mdk.local.cloud import moto_adapter
 from mdk.local.cloud.registry import Completion, amends, completes
 from mdk.local.cloud.request_validation import body_problems, match_path, model_for
-from mdk.local.cloud.services import lambda_quotas
+from mdk.local.cloud.services import gateway_access, lambda_quotas
+from mdk.local.cloud.services.gateway_access import (
+    AccessRefused,
+    CognitoTokens,
+    Identity,
+    MethodThrottles,
+    UsagePlanLimits,
+)
 from mdk.local.cloud.services.lambda_ import FunctionRunner, split_function
 from mdk.local.cloud.services.sagemaker import Endpoints
 
@@ -61,11 +74,6 @@ log = logging.getLogger("mdk.local")
 #: The runner's refusal of an invocation Lambda would refuse (over 6 MB); the gateway measures the event
 #: itself while the runner does not have it.
 _INVOKE_REFUSED: type[Exception] | None = getattr(lambda_quotas, "InvokeRefused", None)
-_SIGV4 = re.compile(
-    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
-    r"/aws4_request,"
-    r"\s*SignedHeaders=(?P<headers>[^,]+),\s*Signature=(?P<signature>[0-9a-f]{64})"
-)
 _LAMBDA_URI = re.compile(r":lambda:path/2015-03-31/functions/(?P<function>.+)/invocations$")
 _SAGEMAKER_URI = re.compile(r":runtime\.sagemaker:path/endpoints/(?P<endpoint>[^/]+)/invocations$")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway REST payload limit
@@ -88,6 +96,8 @@ class Method:
     api_key_required: bool
     integration: dict[str, Any]
     authorizer_issuers: tuple[str, ...] = ()
+    #: the OAuth scopes a COGNITO_USER_POOLS method requires (one of them), empty: it takes ID tokens
+    authorization_scopes: tuple[str, ...] = ()
     #: The models a body is validated against, by content type (empty: the method validates no body).
     body_models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -99,27 +109,8 @@ class Api:
     binary_types: tuple[str, ...]
     methods: list[Method] = field(default_factory=list)
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)  # gateway responses by type
-    throttle: TokenBucket | None = None  # the stage's default method throttling (``*/*``)
-
-
-class TokenBucket:
-    """API Gateway's throttling: ``burst`` requests at once, refilled at ``rate`` per second."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._tokens = float(burst)
-        self._at = time.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
-            self._at = now
-            if self._tokens < 1:
-                return False
-            self._tokens -= 1
-            return True
+    #: the stage's method throttling: a token bucket per method (its setting, or the stage's ``*/*``)
+    throttles: MethodThrottles = field(default_factory=lambda: MethodThrottles({}))
 
 
 class GatewayError(Exception):
@@ -151,6 +142,17 @@ class Gateway:
         self.port = int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
         self.requests = 0
+        #: usage plans' throttles and quotas per API key, kept across requests and deploys
+        self.usage = UsagePlanLimits()
+        endpoint = str(apigateway.meta.endpoint_url)
+        self.tokens = CognitoTokens(gateway_access.http_jwks(endpoint))
+        self._cognito = boto3.client(
+            "cognito-idp",
+            endpoint_url=endpoint,
+            region_name=region,
+            aws_access_key_id=credentials[0],
+            aws_secret_access_key=credentials[1],
+        )
 
     @property
     def api(self) -> Api | None:
@@ -202,8 +204,7 @@ class Gateway:
                 authorizer = authorizers.get(method.get("authorizerId", ""))
                 if authorizer:
                     issuers = tuple(
-                        "https://cognito-idp.{}.amazonaws.com/{}".format(*_pool(arn))
-                        for arn in authorizer.get("providerARNs", [])
+                        gateway_access.issuer(*_pool(arn)) for arn in authorizer.get("providerARNs", [])
                     )
                 api.methods.append(
                     Method(
@@ -213,17 +214,14 @@ class Gateway:
                         api_key_required=bool(method.get("apiKeyRequired")),
                         integration=method.get("methodIntegration", {}),
                         authorizer_issuers=issuers,
+                        authorization_scopes=tuple(method.get("authorizationScopes") or ()),
                         body_models=_body_models(method, validators, schemas),
                     )
                 )
         for response in self.apigateway.get_gateway_responses(restApiId=api_id).get("items", []):
             api.responses[response["responseType"]] = response
         settings = self.apigateway.get_stage(restApiId=api_id, stageName=stage).get("methodSettings", {})
-        throttling = settings.get("*/*", {})
-        if "throttlingRateLimit" in throttling:
-            api.throttle = TokenBucket(
-                float(throttling["throttlingRateLimit"]), int(throttling.get("throttlingBurstLimit", 0))
-            )
+        api.throttles = MethodThrottles(settings)
         return api
 
     def start(self) -> None:
@@ -246,14 +244,20 @@ class Gateway:
             if not self.apis:
                 raise GatewayError(503, "DEFAULT_5XX", "the API is not deployed yet")
             parts = urlsplit(target)
+            if parts.path == "/oauth2/token" and verb == "POST":
+                return self._token(headers, body)
             stage, _, rest = parts.path.lstrip("/").partition("/")
             path = "/" + rest
             api, method, params = self._route(stage, verb, path)
-            if api.throttle is not None and not api.throttle.take():
-                raise GatewayError(429, "THROTTLED", "Too Many Requests")
-            if len(body) > MAX_BODY:
-                raise GatewayError(413, "REQUEST_TOO_LARGE", "Request Too Long")
-            identity = self._authorize(api, method, verb=verb, target=target, headers=headers, body=body)
+            try:
+                api.throttles.admit(method.resource_path, method.http_method)
+                if len(body) > MAX_BODY:
+                    raise GatewayError(413, "REQUEST_TOO_LARGE", "Request Too Long")
+                identity, authorizer = self._authorize(
+                    api, method, verb=verb, target=target, path=path, headers=headers, body=body
+                )
+            except AccessRefused as refused:
+                raise GatewayError(refused.status, refused.kind, refused.message) from None
             self._validate(method, headers, body)
             integration = method.integration
             uri = str(integration.get("uri", ""))
@@ -269,6 +273,7 @@ class Gateway:
                     body=body,
                     request_id=request_id,
                     identity=identity,
+                    authorizer=authorizer,
                 )
                 return self._lambda(match.group("function"), event, integration, api.binary_types)
             if match := _SAGEMAKER_URI.search(uri):
@@ -316,91 +321,85 @@ class Gateway:
             raise GatewayError(400, "BAD_REQUEST_BODY", "Invalid request body")
 
     def _authorize(
-        self, api: Api, method: Method, *, verb: str, target: str, headers: dict[str, str], body: bytes
-    ) -> dict[str, Any]:
+        self,
+        api: Api,
+        method: Method,
+        *,
+        verb: str,
+        target: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The request's ``requestContext.identity`` and ``authorizer`` once the method's auth admits it;
+        a refusal raises :class:`~mdk.local.cloud.services.gateway_access.AccessRefused`."""
         identity: dict[str, Any] = {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent")}
-        if method.api_key_required:
-            key = headers.get("x-api-key")
-            values = {
-                k["value"]
-                for k in self.apigateway.get_api_keys(includeValues=True).get("items", [])
-                if k.get("enabled")
-            }
-            if not key or key not in values:
-                raise GatewayError(403, "INVALID_API_KEY", "Forbidden")
-            identity["apiKey"] = key
+        authorizer: dict[str, Any] | None = None
         if method.authorization == "AWS_IAM":
-            identity.update(self._verify_sigv4(verb, target, headers, body))
+            caller = gateway_access.verify_sigv4(
+                verb=verb,
+                target=target,
+                headers=headers,
+                body=body,
+                region=self.region,
+                identities=self._identity,
+            )
+            resource = gateway_access.method_arn(
+                region=self.region,
+                account=moto_adapter.ACCOUNT,
+                api_id=api.id,
+                stage=api.stage,
+                verb=verb,
+                path=path,
+            )
+            context = gateway_access.condition_context(
+                caller,
+                region=self.region,
+                source_ip=identity["sourceIp"],
+                user_agent=headers.get("user-agent"),
+                now=dt.datetime.now(dt.UTC),
+            )
+            gateway_access.authorize_invoke(caller, resource, context)
+            identity.update(caller.request_context())
         elif method.authorization == "COGNITO_USER_POOLS":
-            token = headers.get("authorization", "").removeprefix("Bearer ").strip()
-            claims = _jwt_claims(token)
-            if claims is None:
-                raise GatewayError(401, "UNAUTHORIZED", "Unauthorized")
-            if method.authorizer_issuers and claims.get("iss") not in method.authorizer_issuers:
-                raise GatewayError(401, "UNAUTHORIZED", "Unauthorized")
-            if float(claims.get("exp", 0)) < time.time():
-                raise GatewayError(401, "UNAUTHORIZED", "The incoming token has expired")
-            identity["cognitoAuthenticationProvider"] = claims.get("iss")
-        return identity
+            claims = self.tokens.verify(
+                headers.get("authorization"),
+                issuers=method.authorizer_issuers,
+                scopes=method.authorization_scopes,
+            )
+            # API Gateway hands a Lambda proxy the token's claims as strings
+            authorizer = {
+                "claims": {k: v if isinstance(v, str) else json.dumps(v) for k, v in claims.items()}
+            }
+        if method.api_key_required:
+            grant = gateway_access.find_grant(
+                self.apigateway, headers.get("x-api-key"), api_id=api.id, stage=api.stage
+            )
+            self.usage.admit(grant, method.resource_path, method.http_method)
+            identity["apiKey"], identity["apiKeyId"] = grant.key_value, grant.key_id
+        return identity, authorizer
 
-    def _verify_sigv4(self, verb: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-        header = headers.get("authorization", "")
-        match = _SIGV4.match(header)
-        if match is None:
-            raise GatewayError(403, "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
-        access_key, secret = self.credentials
-        if match.group("key") != access_key:
-            raise GatewayError(
-                403, "INVALID_SIGNATURE", "The security token included in the request is invalid."
-            )
-        if match.group("service") != "execute-api" or match.group("region") != self.region:
-            raise GatewayError(
-                403,
-                "INVALID_SIGNATURE",
-                f"Credential should be scoped to a valid region and service: {self.region}/execute-api",
-            )
-        amz_date = headers.get("x-amz-date", "")
-        try:
-            signed_at = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-        except ValueError:
-            raise GatewayError(403, "INVALID_SIGNATURE", "X-Amz-Date is missing or malformed") from None
-        if abs((dt.datetime.now(dt.UTC) - signed_at).total_seconds()) > 300:
-            raise GatewayError(
-                403, "INVALID_SIGNATURE", "Signature expired: the request is more than 5 minutes old"
-            )
-        signed = match.group("headers").split(";")
-        if "host" not in signed:
-            # SigV4 requires host among the signed headers ("Create a canonical request for Signature
-            # Version 4", https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html: "The
-            # host header must be included as a signed header"); AWS refuses a signature without it.
-            raise GatewayError(
-                403,
-                "INVALID_SIGNATURE",
-                "'Host' must be a signed header: SignedHeaders must include host",
-            )
-        # The payload hash is computed from the body received, never read from the client's
-        # X-Amz-Content-Sha256 (a signed header can carry the hash of another body): a body changed after
-        # signing gives another canonical request, so the signature does not match.
-        payload_hash = hashlib.sha256(body).hexdigest()
-        claimed = headers.get("x-amz-content-sha256")
-        if claimed is not None and claimed != payload_hash:
-            raise GatewayError(
-                403,
-                "INVALID_SIGNATURE",
-                "The request signature we calculated does not match the signature you provided.",
-            )
-        url = f"http://{headers.get('host', '')}{target}"
-        request = AWSRequest(method=verb, url=url, data=body, headers={h: headers.get(h, "") for h in signed})
-        expected = _Verifier(
-            Credentials(access_key, secret), "execute-api", self.region, amz_date, signed
-        ).signature_of(request)
-        if expected != match.group("signature"):
-            raise GatewayError(
-                403,
-                "INVALID_SIGNATURE",
-                "The request signature we calculated does not match the signature you provided.",
-            )
-        return {"accessKey": access_key, "caller": access_key, "user": access_key}
+    def _identity(self, access_key: str) -> Identity | None:
+        """Who signed with ``access_key``: the local credentials are the account's root user; any other key
+        is an IAM user's or an assumed role's in the local AWS."""
+        key, secret = self.credentials
+        if access_key == key:
+            return Identity.root(moto_adapter.ACCOUNT, key, secret)
+        return moto_adapter.access_key_owner(access_key)
+
+    def _token(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Cognito's token endpoint (client credentials grant), served on the gateway's port."""
+        form = {
+            k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
+        }
+        answer = gateway_access.client_credentials(
+            cognito=self._cognito,
+            form=form,
+            authorization=headers.get("authorization"),
+            region=self.region,
+            signing_key=moto_adapter.cognito_signing_key(),
+        )
+        return answer.encoded()
 
     def _event(
         self,
@@ -415,6 +414,7 @@ class Gateway:
         body: bytes,
         request_id: str,
         identity: dict[str, Any],
+        authorizer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         content_type = headers.get("content-type", "").split(";")[0].strip()
         binary = _binary(content_type, api.binary_types) if body else False
@@ -444,6 +444,7 @@ class Gateway:
                 "requestTimeEpoch": int(now * 1000),
                 "requestId": request_id,
                 "identity": identity,
+                **({"authorizer": authorizer} if authorizer else {}),
                 "domainName": f"{api.id}.execute-api.{self.region}.amazonaws.com",
                 "apiId": api.id,
             },
@@ -556,34 +557,6 @@ class Gateway:
         )
 
 
-class _Verifier(SigV4Auth):  # type: ignore[misc]
-    """SigV4 of a received request, over exactly the headers the client signed, at the client's time."""
-
-    def __init__(
-        self, credentials: Credentials, service: str, region: str, amz_date: str, signed: list[str]
-    ) -> None:
-        super().__init__(credentials, service, region)
-        self._amz_date = amz_date
-        self._signed = signed
-
-    def headers_to_sign(self, request: AWSRequest) -> Any:
-        headers = super().headers_to_sign(request)
-        for name in list(headers.keys()):
-            if name.lower() not in self._signed:
-                del headers[name]
-        return headers
-
-    def payload(self, request: AWSRequest) -> str:
-        return hashlib.sha256(request.body or b"").hexdigest()
-
-    def signature_of(self, request: AWSRequest) -> str:
-        request.context["timestamp"] = self._amz_date
-        if "X-Amz-Content-SHA256" in request.headers:  # signed: its value is checked against the body
-            request.headers.replace_header("X-Amz-Content-SHA256", self.payload(request))
-        canonical = self.canonical_request(request)
-        return str(self.signature(self.string_to_sign(request, canonical), request))
-
-
 def _binary(media_type: str, binary_types: tuple[str, ...]) -> bool:
     """Whether ``media_type`` is one of the API's binary media types (``*/*`` style wildcards allowed)."""
     media_type = media_type.lower()
@@ -609,16 +582,8 @@ def _pool(arn: str) -> tuple[str, str]:
     return parts[3], arn.rsplit("/", 1)[-1]
 
 
-def _jwt_claims(token: str) -> dict[str, Any] | None:
-    pieces = token.split(".")
-    if len(pieces) != 3:
-        return None
-    try:
-        padded = pieces[1] + "=" * (-len(pieces[1]) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(padded))
-    except ValueError:
-        return None
-    return claims if isinstance(claims, dict) else None
+#: a JWT's payload, unverified (kept for importers; the gateway verifies tokens with CognitoTokens)
+_jwt_claims = gateway_access.unverified_claims
 
 
 class _BadRequest(Exception):
