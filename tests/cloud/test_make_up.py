@@ -116,7 +116,7 @@ def test_stopped_by_a_supervisor_it_leaves_no_process_of_the_kit(
     killed outright, `mdk local up` leaves no emulator, runtime or serving container running."""
     work = tmp_path / "local"
     command = [sys.executable, "-m", "mdk", "local", "up", "--api-port", "0", "--aws-port", "0", "--no-watch"]
-    command += ["--work", str(work)]
+    command += ["--work", str(work), "--warm", "all"]  # models start on first use: start them all now
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_PROFILE")}
     with (tmp_path / "up.out").open("w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -187,7 +187,19 @@ def examples(cloud: Any, kit: KitConfig) -> list[str]:
     return lines
 
 
-def _print_ready(cloud: Any, kit: KitConfig, config: Path, took: float, *, watch: bool) -> None:
+def start_note(kit: KitConfig, warmed: list[str]) -> str:
+    """Which models started at deploy and which start on first use (their first request pays it)."""
+    lazy = ", ".join(m.name for m in kit.models if m.name not in warmed)
+    if not warmed:
+        return (
+            f"{lazy} start on first use (the first request pays the start; --warm NAME starts one at deploy)"
+        )
+    return f"{', '.join(warmed)} started" + (f"; {lazy} start on first use" if lazy else "")
+
+
+def _print_ready(
+    cloud: Any, kit: KitConfig, config: Path, took: float, *, watch: bool, warmed: list[str]
+) -> None:
     ready = cloud.ready
     stacks = ", ".join(s.stack for s in ready.stacks)
     out.print(f"[bold]mdk local cloud[/bold]: {stacks} deployed in {took:.0f} s")
@@ -196,6 +208,7 @@ def _print_ready(cloud: Any, kit: KitConfig, config: Path, took: float, *, watch
     if ready.bucket:
         out.print(f"  batch:      s3://{ready.bucket}/incoming/<model>/  ->  results/<model>/<run>/")
     out.print(f"  logs:       {cloud.work / 'logs'}/")
+    out.print(f"  models:     {start_note(kit, warmed)}")
     out.print("Try, from another shell in this directory:")
     for line in examples(cloud, kit):
         out.print(f"  {line}")
@@ -210,7 +223,7 @@ def _print_ready(cloud: Any, kit: KitConfig, config: Path, took: float, *, watch
     out.print("ready; Ctrl-C stops every process", style="green")
 
 
-def _serve(cloud: Any, config: Path, stop: threading.Event, *, watch: bool) -> None:
+def _serve(cloud: Any, config: Path, stop: threading.Event, *, watch: bool, warm: list[str] | None) -> None:
     """Until stopped: with ``watch``, redeploy whenever the config or a model file changes."""
     from mdk.local.cloud.deploy import DeployError
 
@@ -222,7 +235,7 @@ def _serve(cloud: Any, config: Path, stop: threading.Event, *, watch: bool) -> N
         err.print("change detected: redeploying ...")
         try:
             cloud.deploy()
-            cloud.warm()
+            cloud.warm(warm if warm is None else [m for m in warm if m in cloud.ready.models])
         except (DeployError, ConfigError, RuntimeError) as exc:
             err.print(f"[red]redeploy failed[/red]: {exc}")
             continue
@@ -247,6 +260,13 @@ def up(
     work: Annotated[Path, typer.Option(help="where the local cloud keeps assets, stages and logs")] = Path(
         "build/local"
     ),
+    warm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--warm",
+            help="a model to start at deploy (repeatable; `all`: every model); the others start on first use",
+        ),
+    ] = None,
 ) -> None:
     """Deploy the stacks onto an embedded local AWS and serve them until Ctrl-C."""
     logging.basicConfig(
@@ -259,6 +279,12 @@ def up(
     except ConfigError as exc:
         err.print(str(exc))
         raise typer.Exit(2) from None
+    unknown = sorted(set(warm or ()) - {m.name for m in kit.models} - {"all"})
+    if unknown:
+        names = ", ".join(m.name for m in kit.models)
+        err.print(f"--warm {unknown[0]}: no such model in {config} (its models: {names})")
+        raise typer.Exit(2)
+    to_warm = None if "all" in (warm or ()) else list(warm or ())
     for name, port in (("--api-port", api_port), ("--aws-port", aws_port)):
         if not _port_free(port):
             err.print(
@@ -285,9 +311,9 @@ def up(
         cloud.start()
         err.print(f"local AWS (moto) at {cloud.aws_endpoint}; deploying {config} (stage {stage}) ...")
         cloud.deploy()
-        cloud.warm()
-        _print_ready(cloud, kit, config, time.perf_counter() - started, watch=watch)
-        _serve(cloud, config, stop, watch=watch)
+        warmed = cloud.warm(to_warm)
+        _print_ready(cloud, kit, config, time.perf_counter() - started, watch=watch, warmed=warmed)
+        _serve(cloud, config, stop, watch=watch, warm=to_warm)
     except KeyboardInterrupt:
         pass
     except DeployError as exc:

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,28 +290,59 @@ class LocalCloud:
 
         return load_config(self.config).project
 
-    def warm(self) -> None:
-        """Start what serves traffic now (alias versions, endpoint variants) and stage the other functions,
-        so the first request does not pay for staging."""
-        lam = self.session.client("lambda")
-        for model in (self.ready.models if self.ready else {}).values():
+    def warm(self, models: Iterable[str] | None = None) -> list[str]:
+        """Start the sandboxes of ``models`` (the versions their alias serves now) and their endpoints'
+        serving containers (every production variant with weight), so their first request does not pay
+        the start; ``None`` warms every deployed model and stages the other functions too.
+
+        Nothing else starts before it is used: a deploy starts no sandbox and no container, and a model's
+        first request (through the gateway, or a direct Invoke / InvokeEndpoint) starts what serves it, so
+        memory grows with the models in use, not the models listed. Returns the models warmed, in the
+        config's order, and logs them with the ones left to start on first use. Unknown names: ValueError."""
+        deployed = dict(self.ready.models) if self.ready else {}
+        listed = self._model_names()
+        order = [m for m in listed if m in deployed] + sorted(set(deployed) - set(listed))
+        wanted = order if models is None else list(dict.fromkeys(models))
+        unknown = [name for name in wanted if name not in deployed]
+        if unknown:
+            raise ValueError(f"no model {unknown[0]!r} is deployed (deployed: {', '.join(order) or 'none'})")
+        warmed = []
+        for name in (m for m in order if m in wanted):
             try:
-                if model.lambda_ is not None:
-                    alias = lam.get_alias(FunctionName=model.lambda_.function_name, Name=model.lambda_.alias)
-                    versions = [
-                        alias["FunctionVersion"],
-                        *alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}),
-                    ]
-                    for version in versions:
-                        self.runner.process(model.lambda_.function_name, str(version))
-                if model.sagemaker is not None:
-                    _variant, sagemaker_model = self.endpoints.pick_variant(model.sagemaker.endpoint_name)
-                    self.containers.url(sagemaker_model)
+                self._start_model(deployed[name])
             except Exception as exc:  # noqa: BLE001 - warming is best effort; the first request reports
-                log.warning("could not warm %s: %s", model.model, exc)
-        for (_function, version), code in list(self.runner.code.items()):
-            if version == "$LATEST" and code.kind == "zip":
-                self.runner.stage(code)
+                log.warning("could not warm %s: %s", name, exc)
+            else:
+                warmed.append(name)
+        if models is None:
+            for (_function, version), code in list(self.runner.code.items()):
+                if version == "$LATEST" and code.kind == "zip":
+                    self.runner.stage(code)
+        lazy = ", ".join(name for name in order if name not in warmed)
+        started = f"started {', '.join(warmed)}" if warmed else ""
+        log.info("; ".join(part for part in (started, f"{lazy} start on first use" if lazy else "") if part))
+        return warmed
+
+    def _start_model(self, model: Deployed) -> None:
+        """What serves ``model`` now: its alias's versions, or its endpoint's weighted variants."""
+        if model.lambda_ is not None:
+            lam = self.session.client("lambda")
+            alias = lam.get_alias(FunctionName=model.lambda_.function_name, Name=model.lambda_.alias)
+            weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+            versions = [alias["FunctionVersion"], *weights]
+            for version in versions:
+                self.runner.process(model.lambda_.function_name, str(version))
+        if model.sagemaker is not None:
+            weights, variants = self.endpoints.variants(model.sagemaker.endpoint_name)
+            for variant, weight in weights:
+                if weight > 0:
+                    self.containers.url(variants[variant])
+
+    def _model_names(self) -> list[str]:
+        """The config's models, in its order."""
+        from mdk.config import load_config
+
+        return [model.name for model in load_config(self.config).models]
 
     def rollouts_running(self) -> bool:
         return any(not rollout.done.is_set() for rollout in self.rollouts)

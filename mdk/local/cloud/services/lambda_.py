@@ -1,5 +1,6 @@
-"""The local Lambda: functions run for real (one Runtime Interface Emulator process per version), and the
-CloudFormation types of Lambda that moto's CloudFormation skips (aliases, permissions, event invoke configs).
+"""The local Lambda: functions run for real (one Runtime Interface Emulator process per version, started
+on the version's first invocation), and the CloudFormation types of Lambda that moto's CloudFormation
+skips (aliases, permissions, event invoke configs).
 
 Image functions are staged from the recipe their Dockerfile renders (:mod:`mdk.images`); zip functions
 from the zip-function recipe (layers, then the code, on the Lambda base image). Both get the boto3 that
@@ -143,6 +144,7 @@ class FunctionRunner:
         self._running: dict[tuple[str, str], _Running] = {}
         self._lock = threading.Lock()
         self._stage_locks: dict[str, threading.Lock] = {}
+        self._start_locks: dict[tuple[str, str], threading.Lock] = {}  # one start at a time per version
         self.observers: list[Callable[[Invocation, str | None], None]] = []
         self._stopped = False
 
@@ -300,6 +302,11 @@ class FunctionRunner:
     # ------------------------------------------------------------------------------- processes
 
     def process(self, function: str, version: str) -> _Running:
+        """The version's running sandbox, started now when this is its first use (staging included).
+
+        Sandboxes start on first use, as Lambda's execution environments do: a deploy starts none, and
+        ``LocalCloud.warm`` starts only what it is asked to. Each version starts under a lock of its own,
+        so invocations of versions that already run go on while another one starts."""
         key = (function, version)
         with self._lock:
             running = self._running.get(key)
@@ -310,7 +317,17 @@ class FunctionRunner:
             code = self.code.get(key)
             if code is None:
                 raise LookupError(f"no code recorded for {function} version {version}")
-            config = self.lambda_client.get_function_configuration(FunctionName=function, Qualifier=version)
+            start_lock = self._start_locks.setdefault(key, threading.Lock())
+        with start_lock:
+            with self._lock:
+                running = self._running.get(key)
+                if running is not None:  # started while this call waited for the lock
+                    return running
+            return self._start(function, version, code)
+
+    def _start(self, function: str, version: str, code: FunctionCode) -> _Running:
+        started = time.perf_counter()
+        config = self.lambda_client.get_function_configuration(FunctionName=function, Qualifier=version)
         image = self.stage(code)
         env = dict(config.get("Environment", {}).get("Variables", {}))
         env.update(
@@ -335,22 +352,38 @@ class FunctionRunner:
             version=version,
             ephemeral_storage_mb=int(config.get("EphemeralStorage", {}).get("Size", 512)),
         )
-        with self._lock:
-            existing = self._running.get(key)
-            if existing is not None:
-                return existing
-            process.start()
+        process.start()
+        try:
             process.wait_ready(30)
-            running = _Running(process)
-            running.tail = threading.Thread(
-                target=self._tail, args=(running,), daemon=True, name=f"mdk-tail-{function}"
-            )
-            running.tail.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                process.stop()
+            raise
+        running = _Running(process)
+        if not self._keep((function, version), running):  # stop() ran meanwhile: it must not outlive it
+            with contextlib.suppress(Exception):
+                process.stop()
+            raise LookupError("the local cloud is stopping")
+        running.tail = threading.Thread(
+            target=self._tail, args=(running,), daemon=True, name=f"mdk-tail-{function}"
+        )
+        running.tail.start()
+        log.info(
+            "started %s version %s in %.1f s (pid %d, log %s)",
+            function,
+            version,
+            time.perf_counter() - started,
+            process.pid,
+            process.log_path,
+        )
+        return running
+
+    def _keep(self, key: tuple[str, str], running: _Running) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
             self._running[key] = running
-            log.info(
-                "started %s version %s (pid %d, log %s)", function, version, process.pid, process.log_path
-            )
-            return running
+            return True
 
     def _tail(self, running: _Running) -> None:
         """Send the function's EMF lines to CloudWatch as they are written."""

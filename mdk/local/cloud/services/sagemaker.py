@@ -55,9 +55,16 @@ class _Container:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    model: str  # the SageMaker model it serves
 
 
 class Containers:
+    """The serving containers, one per (image, model data, environment), each started on first use: the
+    first InvokeEndpoint that picks a variant of its model, a transform job, or ``LocalCloud.warm``.
+    (SageMaker runs an endpoint's instances from CreateEndpoint on; here a deployed endpoint costs no
+    memory until it is called, so the local cloud grows with the models in use, not the models listed.)
+    Each starts under a lock of its own, so requests to containers that already run go on meanwhile."""
+
     def __init__(self, *, work: Path, s3: Any, sagemaker: Any, images: dict[str, Path]) -> None:
         self.work = work
         self.s3 = s3
@@ -66,6 +73,8 @@ class Containers:
         self._running: dict[str, _Container] = {}
         self._models: dict[str, dict[str, Any]] = {}  # SageMaker models are immutable: described once
         self._lock = threading.Lock()
+        self._start_locks: dict[str, threading.Lock] = {}
+        self._stopped = False
 
     def url(self, model_name: str, extra_env: dict[str, str] | None = None) -> str:
         model = self._models.get(model_name)
@@ -78,9 +87,26 @@ class Containers:
             running = self._running.get(key)
             if running is not None and running.process.poll() is None:
                 return running.url
+            if self._stopped:
+                raise RuntimeError("the local cloud is stopping")
+            start_lock = self._start_locks.setdefault(key, threading.Lock())
+        with start_lock:
+            with self._lock:
+                running = self._running.get(key)
+                if running is not None and running.process.poll() is None:
+                    return running.url  # started while this call waited for the lock
             running = self._start(model_name, container, env)
-            self._running[key] = running
+            if not self._keep(key, running):  # stop() ran while it started: it must not outlive the cloud
+                _stop(running.process)
+                raise RuntimeError("the local cloud is stopping")
             return running.url
+
+    def _keep(self, key: str, running: _Container) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
+            self._running[key] = running
+            return True
 
     def _start(self, model_name: str, container: dict[str, Any], env: dict[str, str]) -> _Container:
         match = _TAG.search(container["Image"])
@@ -122,7 +148,7 @@ class Containers:
             _stop(process)
             raise RuntimeError(f"{exc}; log: {log_path}") from exc
         log.info("serving container for %s at %s (pid %d, log %s)", model_name, url, process.pid, log_path)
-        return _Container(url, process, log_path)
+        return _Container(url, process, log_path, model_name)
 
     def _model_dir(self, url: str | None) -> Path:
         if not url:
@@ -148,6 +174,7 @@ class Containers:
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped = True
             running = list(self._running.values())
             self._running.clear()
         for item in running:
