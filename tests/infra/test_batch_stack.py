@@ -33,7 +33,7 @@ def actions(statement: dict[str, Any]) -> list[str]:
 
 
 def test_batch_bucket_is_encrypted_tls_only_logged_and_sends_events(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     bucket = by_prefix(template, "AWS::S3::Bucket", "StorageBatch")["Properties"]
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
@@ -52,7 +52,7 @@ def test_batch_bucket_is_encrypted_tls_only_logged_and_sends_events(synth_repo_c
 
 
 def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     rules = {k: v["Properties"] for k, v in resources(template, "AWS::Events::Rule").items()}
     uploads = next(v for k, v in rules.items() if k.startswith("BatchUploads"))
     pattern = uploads["EventPattern"]
@@ -94,7 +94,7 @@ def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: 
 def test_functions_are_zip_packaged_with_the_layer_and_a_failure_destination(
     synth_repo_config: Synth,
 ) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     layer = one(template, "AWS::Lambda::LayerVersion")[0]
     for name, handler in (("BatchTrigger", "batch_trigger"), ("BatchStatus", "batch_status")):
         function = by_prefix(template, "AWS::Lambda::Function", name)["Properties"]
@@ -125,7 +125,7 @@ def test_functions_are_zip_packaged_with_the_layer_and_a_failure_destination(
 
 
 def test_idempotency_table_expires_records_and_is_recoverable(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     [table] = resources(template, "AWS::DynamoDB::Table").values()  # no store in this config
     props = table["Properties"]
     assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
@@ -135,7 +135,7 @@ def test_idempotency_table_expires_records_and_is_recoverable(synth_repo_config:
 
 
 def test_transform_models_use_the_serving_container_by_device(synth_sagemaker: Synth) -> None:
-    template = synth_sagemaker.serving_json
+    template = synth_sagemaker.merged_json
     transform = {
         k: v["Properties"]
         for k, v in resources(template, "AWS::SageMaker::Model").items()
@@ -153,7 +153,7 @@ def test_transform_models_use_the_serving_container_by_device(synth_sagemaker: S
 
 
 def test_roles_are_least_privilege(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     text = dumps(resources(template, "AWS::IAM::Policy"))
     assert "s3:DeleteObject" not in text
     assert '"s3:*"' not in text
@@ -181,7 +181,7 @@ def test_roles_are_least_privilege(synth_repo_config: Synth) -> None:
 
 
 def test_dead_letters_and_function_errors_alarm(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     alarms = [v["Properties"] for v in resources(template, "AWS::CloudWatch::Alarm").values()]
     dlq = [a for a in alarms if "ApproximateNumberOfMessagesVisible" in dumps(a.get("Metrics"))]
     assert len(dlq) == 1
@@ -199,7 +199,7 @@ def test_dead_letters_and_function_errors_alarm(synth_repo_config: Synth) -> Non
 
 
 def test_prediction_store_and_its_route(synth_variant: Synth) -> None:
-    template = synth_variant.serving_json
+    template = synth_variant.merged_json
     tables = resources(template, "AWS::DynamoDB::Table")
     store = next(v["Properties"] for k, v in tables.items() if k.startswith("BatchPredictionStore"))
     assert store["KeySchema"] == [
@@ -285,7 +285,7 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     directory = tmp_path_factory.mktemp("stages")
     path = write_config(directory, LONG_PROJECT)
     return {
-        stage: synth_config(path, directory / stage, context={"stage": stage}).serving_json
+        stage: synth_config(path, directory / stage, context={"stage": stage}).merged_json
         for stage in ("dev", "prod")
     }
 

@@ -39,7 +39,7 @@ def test_every_predict_route_lets_a_bare_list_of_instances_through(
     which: str, request: pytest.FixtureRequest
 ) -> None:
     synth: Synth = request.getfixturevalue(which)
-    template = synth.serving_json
+    template = synth.merged_json
     predict = [r for r in routes(template) if r.path.endswith("/predict") and r.verb == "POST"]
     assert len(predict) == len(synth.config.models)
     for route in predict:

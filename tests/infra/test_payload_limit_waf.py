@@ -19,7 +19,7 @@ def test_the_content_length_patterns_are_thresholds(length: int) -> None:
 
 
 def test_the_web_acl_answers_an_oversized_body_with_a_413_first(synth_variant: Synth) -> None:
-    [acl] = resources(synth_variant.serving_json, "AWS::WAFv2::WebACL").values()
+    [acl] = resources(synth_variant.merged_json, "AWS::WAFv2::WebACL").values()
     props = acl["Properties"]
     rules = sorted(props["Rules"], key=lambda r: r["Priority"])
     limit = rules[1]

@@ -79,7 +79,7 @@ def predict_path(name: str) -> str:
 
 
 def test_the_binary_media_types_are_npy_and_what_the_models_take(synth_processed: Synth) -> None:
-    assert binary_media_types(synth_processed.serving_json) == [
+    assert binary_media_types(synth_processed.merged_json) == [
         "application/x-npy",
         "image/jpeg",
         "image/png",
@@ -92,7 +92,7 @@ def test_the_binary_media_types_are_npy_and_what_the_models_take(synth_processed
 
 
 def test_without_processing_only_npy_is_binary(synth_variant: Synth) -> None:
-    assert binary_media_types(synth_variant.serving_json) == ["application/x-npy"]
+    assert binary_media_types(synth_variant.merged_json) == ["application/x-npy"]
 
 
 def test_a_type_covering_json_is_refused_naming_the_model(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_a_type_covering_json_is_refused_naming_the_model(tmp_path: Path) -> Non
 
 
 def test_a_raw_image_reaches_the_function_base64_encoded(synth_processed: Synth) -> None:
-    template = synth_processed.serving_json
+    template = synth_processed.merged_json
     event = rest_event(template, "POST", predict_path("images"), PNG, {"Content-Type": "image/png"})
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == PNG
@@ -136,7 +136,7 @@ IMAGE_REFUSED: tuple[Any, ...] = (
 
 @pytest.mark.parametrize("name", ["images", "texts"])
 def test_a_processed_models_json_takes_strings_and_b64_objects(synth_processed: Synth, name: str) -> None:
-    template = synth_processed.serving_json
+    template = synth_processed.merged_json
     for body in (*IMAGE_PASSES, {"instances": ["a text", "another"]}):
         check_body(template, "POST", predict_path(name), json.dumps(body).encode(), "application/json")
     for body in IMAGE_REFUSED:
@@ -146,7 +146,7 @@ def test_a_processed_models_json_takes_strings_and_b64_objects(synth_processed: 
 
 def test_a_handler_models_instances_may_be_any_json(synth_processed: Synth) -> None:
     """The handler model is on SageMaker: its route is an AWS integration with the same validator."""
-    template = synth_processed.serving_json
+    template = synth_processed.merged_json
     for body in (
         {"instances": [{"audio": B64, "rate": 16000}, [1, 2], 3, None, "x"]},
         [{"anything": True}],
@@ -162,7 +162,7 @@ def test_a_handler_models_instances_may_be_any_json(synth_processed: Synth) -> N
 
 def test_raw_bodies_are_not_validated(synth_processed: Synth) -> None:
     """API Gateway validates a body against the model for its content type only: raw ones pass."""
-    template = synth_processed.serving_json
+    template = synth_processed.merged_json
     for name, content_type, body in (
         ("images", "image/png", PNG),
         ("images", "image/jpeg", b"\xff\xd8\xff not json"),
@@ -174,7 +174,7 @@ def test_raw_bodies_are_not_validated(synth_processed: Synth) -> None:
 
 
 def test_a_tensor_model_keeps_its_request_model(synth_processed: Synth) -> None:
-    template = synth_processed.serving_json
+    template = synth_processed.merged_json
     check_body(template, "POST", predict_path("tensors"), b'{"inputs": {"features": [[1, 2, 3, 4]]}}', "")
     with pytest.raises(GatewayRefusal):
         check_body(template, "POST", predict_path("tensors"), b'{"rows": []}', "application/json")
@@ -183,7 +183,7 @@ def test_a_tensor_model_keeps_its_request_model(synth_processed: Synth) -> None:
 
 
 def test_the_refusal_message_names_the_processed_interface(synth_processed: Synth) -> None:
-    template = synth_processed.serving_json
+    template = synth_processed.merged_json
     [response] = [
         r["Properties"]
         for r in template["Resources"].values()
@@ -208,7 +208,7 @@ def _byte_matches(statement: dict[str, Any]) -> list[str]:
 def test_the_waf_counts_every_binary_types_base64_growth(synth_processed: Synth) -> None:
     [acl] = [
         r["Properties"]
-        for r in synth_processed.serving_json["Resources"].values()
+        for r in synth_processed.merged_json["Resources"].values()
         if r["Type"] == "AWS::WAFv2::WebACL"
     ]
     [rule] = [r for r in acl["Rules"] if r["Name"] == "LambdaPayloadLimit"]

@@ -13,7 +13,7 @@ def parameters(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_model_is_registered_with_what_mdk_needs(synth_repo_config: Synth) -> None:
-    found = parameters(synth_repo_config.serving_json)
+    found = parameters(synth_repo_config.merged_json)
     assert set(found) == {
         "/mdk/mdk/dev/models/iris",
         "/mdk/mdk/dev/models/digits",
@@ -39,7 +39,7 @@ def test_every_model_is_registered_with_what_mdk_needs(synth_repo_config: Synth)
 
 
 def test_the_function_reads_its_shadow_setting(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     [function] = [
         v["Properties"]
         for k, v in resources(template, "AWS::Lambda::Function").items()

@@ -71,7 +71,7 @@ def rollback_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("synth_name", ["synth_repo_config", "synth_sagemaker", "synth_variant"])
 def test_rollback_alarms_count_server_faults_only(synth_name: str, request: pytest.FixtureRequest) -> None:
     synth: Synth = request.getfixturevalue(synth_name)
-    alarms = rollback_alarms(synth.serving_json)
+    alarms = rollback_alarms(synth.merged_json)
     assert alarms
     for alarm_id, alarm in alarms.items():
         metrics = alarm_metrics(alarm)
@@ -82,8 +82,8 @@ def test_rollback_alarms_count_server_faults_only(synth_name: str, request: pyte
 
 def test_each_rollback_alarm_and_its_metric(synth_repo_config: Synth) -> None:
     """The repository's config: a Lambda model (CodeDeploy) and a SageMaker model (guardrails)."""
-    template = synth_repo_config.serving
-    alarms = rollback_alarms(synth_repo_config.serving_json)
+    template = synth_repo_config.merged
+    alarms = rollback_alarms(synth_repo_config.merged_json)
     seen = sorted(
         (p["Namespace"], p["MetricName"], p.get("Statistic") or p.get("ExtendedStatistic"))
         for p in alarms.values()

@@ -27,7 +27,7 @@ def _integrated(route_integration: dict[str, Any]) -> str:
 
 
 def test_every_model_route_is_one_the_inference_handler_serves(synth_variant: Synth) -> None:
-    template = synth_variant.serving_json
+    template = synth_variant.merged_json
     served = 0
     for route in routes(template):
         parts = [p for p in route.path.split("/") if p]
@@ -52,7 +52,7 @@ def test_every_model_route_is_one_the_inference_handler_serves(synth_variant: Sy
 def test_the_prediction_store_route_answers_with_the_event_its_stack_sends(
     synth_variant: Synth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    template = synth_variant.serving_json
+    template = synth_variant.merged_json
     [function] = [
         v["Properties"]
         for k, v in resources(template, "AWS::Lambda::Function").items()

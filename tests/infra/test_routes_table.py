@@ -18,7 +18,7 @@ def test_the_apis_methods_are_the_route_tables(synth: str, request: pytest.Fixtu
     expected: set[tuple[str, str]] = set()
     for model in synthesized.config.models:
         expected |= routes.api_routes(model.name, model.runtime, store=model.batch.store is not None)
-    defined = {(r.path, r.verb) for r in template_routes(synthesized.serving_json) if r.verb != "OPTIONS"}
+    defined = {(r.path, r.verb) for r in template_routes(synthesized.merged_json) if r.verb != "OPTIONS"}
     assert defined == expected
 
 

@@ -19,7 +19,7 @@ def owned(template: dict[str, Any], model: str, kind: str) -> dict[str, dict[str
 
 
 def test_model_endpoint_config_and_endpoint(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     ((model_id, model),) = owned(template, "digits", "AWS::SageMaker::Model").items()
     container = model["Properties"]["PrimaryContainer"]
     assert container["Environment"] == {
@@ -53,7 +53,7 @@ def test_model_endpoint_config_and_endpoint(synth_repo_config: Synth) -> None:
 
 
 def test_guardrail_rollout_with_alarm_rollback(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     ((_, endpoint),) = owned(template, "digits", "AWS::SageMaker::Endpoint").items()
     deployment = endpoint["Properties"]["DeploymentConfig"]
     policy = deployment["BlueGreenUpdatePolicy"]
@@ -82,7 +82,7 @@ def test_autoscaling_tracks_invocations_per_instance(
     synth_repo_config: Synth, synth_sagemaker: Synth
 ) -> None:
     ((_, target),) = owned(
-        synth_repo_config.serving_json, "digits", "AWS::ApplicationAutoScaling::ScalableTarget"
+        synth_repo_config.merged_json, "digits", "AWS::ApplicationAutoScaling::ScalableTarget"
     ).items()
     props = target["Properties"]
     assert (props["MinCapacity"], props["MaxCapacity"]) == (1, 4)
@@ -91,19 +91,19 @@ def test_autoscaling_tracks_invocations_per_instance(
         "Fn::Join": ["", ["endpoint/", {"Ref": "AWS::StackName"}, "-digits/variant/primary"]]
     }
     ((_, policy),) = owned(
-        synth_repo_config.serving_json, "digits", "AWS::ApplicationAutoScaling::ScalingPolicy"
+        synth_repo_config.merged_json, "digits", "AWS::ApplicationAutoScaling::ScalingPolicy"
     ).items()
     tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["PredefinedMetricSpecification"] == {
         "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
     }
     assert tracking["TargetValue"] == 200
-    targets = owned(synth_sagemaker.serving_json, "ab", "AWS::ApplicationAutoScaling::ScalableTarget")
+    targets = owned(synth_sagemaker.merged_json, "ab", "AWS::ApplicationAutoScaling::ScalableTarget")
     assert len(targets) == 2  # one per production variant
 
 
 def test_execution_role_is_least_privilege(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     ((role_id, role),) = owned(template, "digits", "AWS::IAM::Role").items()
     assert "ManagedPolicyArns" not in role["Properties"]  # never AmazonSageMakerFullAccess
     policies = [
@@ -136,7 +136,7 @@ def test_execution_role_is_least_privilege(synth_repo_config: Synth) -> None:
 
 
 def test_api_route_is_a_direct_sagemaker_integration(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     method = next(
         m["Properties"]
         for m in resources(template, "AWS::ApiGateway::Method").values()
@@ -180,7 +180,7 @@ def test_api_route_is_a_direct_sagemaker_integration(synth_repo_config: Synth) -
 
 
 def test_cpu_instances_data_capture_isolation_vpc_and_shadow(synth_sagemaker: Synth) -> None:
-    template = synth_sagemaker.serving_json
+    template = synth_sagemaker.merged_json
     ((_, config),) = owned(template, "scorer", "AWS::SageMaker::EndpointConfig").items()
     props = config["Properties"]
     assert "KmsKeyId" in props  # m5 has no local storage: the volume is encrypted with the data key
@@ -230,14 +230,14 @@ def test_cpu_instances_data_capture_isolation_vpc_and_shadow(synth_sagemaker: Sy
 
 
 def test_weighted_production_variants(synth_sagemaker: Synth) -> None:
-    ((_, config),) = owned(synth_sagemaker.serving_json, "ab", "AWS::SageMaker::EndpointConfig").items()
+    ((_, config),) = owned(synth_sagemaker.merged_json, "ab", "AWS::SageMaker::EndpointConfig").items()
     variants = {v["VariantName"]: v for v in config["Properties"]["ProductionVariants"]}
     assert {k: (v["InitialVariantWeight"], v["InstanceType"]) for k, v in variants.items()} == {
         "primary": (3, "ml.g5.xlarge"),
         "challenger": (1, "ml.c5.xlarge"),
     }
     assert "KmsKeyId" not in config["Properties"]  # g5: local storage
-    alarms = owned(synth_sagemaker.serving_json, "ab", "AWS::CloudWatch::Alarm")
+    alarms = owned(synth_sagemaker.merged_json, "ab", "AWS::CloudWatch::Alarm")
     assert len(alarms) == 4  # 5xx and latency, per variant
 
 
@@ -254,7 +254,7 @@ def test_model_tarball_is_the_bundle(synth_repo_config: Synth) -> None:
 
 
 def test_data_capture_bucket_is_encrypted_tls_only_logged_and_expiring(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     buckets = resources(template, "AWS::S3::Bucket")
     capture = next(v["Properties"] for k, v in buckets.items() if k.startswith("StorageDataCapture"))
     logs_id = next(k for k in buckets if k.startswith("StorageAccessLogs"))
@@ -270,7 +270,7 @@ def test_data_capture_bucket_is_encrypted_tls_only_logged_and_expiring(synth_rep
 
 
 def test_endpoint_dashboard_and_alarms(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     dashboard = next(
         v
         for k, v in resources(template, "AWS::CloudWatch::Dashboard").items()

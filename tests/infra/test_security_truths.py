@@ -26,7 +26,7 @@ def test_every_sagemaker_model_runs_network_isolated(
 
 
 def test_the_log_groups_services_write_are_the_stacks_with_retention(synth_sagemaker: Synth) -> None:
-    template = synth_sagemaker.serving_json
+    template = synth_sagemaker.merged_json
     groups = resources(template, "AWS::Logs::LogGroup")
     assert all("RetentionInDays" in g["Properties"] for g in groups.values())
     names = {json.dumps(g["Properties"].get("LogGroupName")): k for k, g in groups.items()}
@@ -52,7 +52,7 @@ def test_the_log_groups_services_write_are_the_stacks_with_retention(synth_sagem
 
 
 def test_codedeploy_may_shift_this_functions_alias_only(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     groups = resources(template, "AWS::CodeDeploy::DeploymentGroup")
     assert groups
     roles = resources(template, "AWS::IAM::Role")
@@ -85,7 +85,7 @@ def test_codedeploy_may_shift_this_functions_alias_only(synth_repo_config: Synth
 
 
 def test_the_status_function_keeps_the_shared_transform_log_group(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     functions = resources(template, "AWS::Lambda::Function")
     [status] = [v["Properties"] for k, v in functions.items() if k.startswith("BatchStatus")]
     assert status["Environment"]["Variables"]["MDK_TRANSFORM_LOG_RETENTION_DAYS"] == "90"

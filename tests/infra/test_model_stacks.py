@@ -19,7 +19,7 @@ CANARY_DEFAULT = "CodeDeployDefault.LambdaCanary10Percent5Minutes"
 
 
 def fn_id(synth: Synth, model: str) -> str:
-    functions = resources(synth.serving_json, "AWS::Lambda::Function")
+    functions = resources(synth.merged_json, "AWS::Lambda::Function")
     return next(k for k, v in functions.items() if k.startswith(f"Model{model.replace('-', '')}Function"))
 
 
@@ -30,7 +30,7 @@ def fn_id(synth: Synth, model: str) -> str:
 
 def test_only_lambda_models_get_a_function(synth_repo_config: Synth) -> None:
     assert [s.stack_name for s in synth_repo_config.stacks] == ["mdk-dev-serving"]
-    functions = resources(synth_repo_config.serving_json, "AWS::Lambda::Function")
+    functions = resources(synth_repo_config.merged_json, "AWS::Lambda::Function")
     # iris (lambda) gets its function and its pre-traffic hook; digits runs on SageMaker; the batch
     # pipeline has its trigger and status functions (no store in this config: no predictions route)
     assert sorted(re.sub(r"[0-9A-F]{8}$", "", k) for k in functions) == [
@@ -42,7 +42,7 @@ def test_only_lambda_models_get_a_function(synth_repo_config: Synth) -> None:
 
 
 def test_image_function_from_the_models_own_build_context(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving
+    template = synth_repo_config.merged
     template.has_resource_properties(
         "AWS::Lambda::Function",
         {
@@ -73,7 +73,7 @@ def test_image_function_from_the_models_own_build_context(synth_repo_config: Syn
 
 
 def test_alias_live_on_the_current_version_with_a_codedeploy_update_policy(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     version_id, version = one(template, "AWS::Lambda::Version")
     assert version["DeletionPolicy"] == "Retain"  # rollback needs the old versions
     _alias_id, alias = one(template, "AWS::Lambda::Alias")
@@ -88,7 +88,7 @@ def test_alias_live_on_the_current_version_with_a_codedeploy_update_policy(synth
 
 
 def test_canary_rollout_with_automatic_rollback_on_failure_and_alarm(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     _, group = one(template, "AWS::CodeDeploy::DeploymentGroup")
     props = group["Properties"]
     assert props["DeploymentConfigName"] == CANARY_DEFAULT
@@ -103,7 +103,7 @@ def test_canary_rollout_with_automatic_rollback_on_failure_and_alarm(synth_repo_
 
 
 def test_rollback_alarms_watch_the_new_version_only(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     version_id, _ = one(template, "AWS::Lambda::Version")
     alarms = {
         k: v["Properties"]
@@ -139,7 +139,7 @@ def test_rollback_alarms_watch_the_new_version_only(synth_repo_config: Synth) ->
 
 
 def test_pre_traffic_hook_invokes_the_new_version_and_reports_to_codedeploy(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     version_id, _ = one(template, "AWS::Lambda::Version")
     _hook_id, hook = next(
         (k, v) for k, v in resources(template, "AWS::Lambda::Function").items() if "PreTrafficHook" in k
@@ -160,7 +160,7 @@ def test_pre_traffic_hook_invokes_the_new_version_and_reports_to_codedeploy(synt
 
 
 def test_function_roles_write_only_their_own_log_group(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     roles = resources(template, "AWS::IAM::Role")
     lambda_roles = {k: v for k, v in roles.items() if "lambda.amazonaws.com" in dumps(v)}
     assert len(lambda_roles) == 4  # iris, its hook, the batch trigger and status functions
@@ -184,7 +184,7 @@ def test_function_roles_write_only_their_own_log_group(synth_repo_config: Synth)
 
 
 def test_custom_linear_rollout_arm64_and_concurrency(synth_variant: Synth) -> None:
-    template = synth_variant.serving_json
+    template = synth_variant.merged_json
     configs = resources(template, "AWS::CodeDeploy::DeploymentConfig")
     assert len(configs) == 1
     routing = next(iter(configs.values()))["Properties"]["TrafficRoutingConfig"]
@@ -218,24 +218,24 @@ def test_custom_linear_rollout_arm64_and_concurrency(synth_variant: Synth) -> No
 
 
 def test_one_regional_rest_api_with_routes_per_model(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving
+    template = synth_repo_config.merged
     template.has_resource_properties(
         "AWS::ApiGateway::RestApi",
         {"EndpointConfiguration": {"Types": ["REGIONAL"]}, "BinaryMediaTypes": ["application/x-npy"]},
     )
     parts = sorted(
         r["Properties"]["PathPart"]
-        for r in resources(synth_repo_config.serving_json, "AWS::ApiGateway::Resource").values()
+        for r in resources(synth_repo_config.merged_json, "AWS::ApiGateway::Resource").values()
     )
     # iris (Lambda): predict, metadata, health; digits (SageMaker): predict
     assert parts == ["digits", "health", "iris", "metadata", "models", "predict", "predict"]
     methods = [
         m["Properties"]
-        for m in resources(synth_repo_config.serving_json, "AWS::ApiGateway::Method").values()
+        for m in resources(synth_repo_config.merged_json, "AWS::ApiGateway::Method").values()
         if m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
     ]
     assert sorted(m["HttpMethod"] for m in methods) == ["GET", "GET", "POST"]
-    alias_id, _ = one(synth_repo_config.serving_json, "AWS::Lambda::Alias")
+    alias_id, _ = one(synth_repo_config.merged_json, "AWS::Lambda::Alias")
     for method in methods:
         assert method["AuthorizationType"] == "AWS_IAM"
         assert method["Integration"]["Type"] == "AWS_PROXY"
@@ -249,7 +249,7 @@ def test_one_regional_rest_api_with_routes_per_model(synth_repo_config: Synth) -
 
 
 def test_stage_throttling_access_logs_tracing_and_no_payload_logging(synth_repo_config: Synth) -> None:
-    synth_repo_config.serving.has_resource_properties(
+    synth_repo_config.merged.has_resource_properties(
         "AWS::ApiGateway::Stage",
         {
             "StageName": "dev",
@@ -276,7 +276,7 @@ def test_stage_throttling_access_logs_tracing_and_no_payload_logging(synth_repo_
 def test_gateway_refusals_use_the_functions_error_shape(synth_repo_config: Synth) -> None:
     responses = [
         r["Properties"]
-        for r in resources(synth_repo_config.serving_json, "AWS::ApiGateway::GatewayResponse").values()
+        for r in resources(synth_repo_config.merged_json, "AWS::ApiGateway::GatewayResponse").values()
     ]
     kinds = sorted(r["ResponseType"] for r in responses)
     assert kinds == [
@@ -298,7 +298,7 @@ def test_gateway_refusals_use_the_functions_error_shape(synth_repo_config: Synth
 
 
 def test_api_keys_usage_plan_and_waf_sized_for_ml_payloads(synth_variant: Synth) -> None:
-    template = synth_variant.serving_json
+    template = synth_variant.merged_json
     methods = [m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()]
     assert len(methods) == 7  # two models, three routes each, and the stored predictions of iris-fast
     assert all(m["ApiKeyRequired"] is True and m["AuthorizationType"] == "NONE" for m in methods)
@@ -334,15 +334,15 @@ def test_cognito_authorizer(tmp_path: Path) -> None:
           - {{name: iris, artifact: MODELS/iris/v1/model.onnx, runtime: lambda}}
     """)  # fmt: skip
     synth = synth_config(path, tmp_path / "out")
-    _, authorizer = one(synth.serving_json, "AWS::ApiGateway::Authorizer")
+    _, authorizer = one(synth.merged_json, "AWS::ApiGateway::Authorizer")
     assert authorizer["Properties"]["Type"] == "COGNITO_USER_POOLS"
     assert authorizer["Properties"]["ProviderARNs"] == [arn]
-    methods = [m["Properties"] for m in resources(synth.serving_json, "AWS::ApiGateway::Method").values()]
+    methods = [m["Properties"] for m in resources(synth.merged_json, "AWS::ApiGateway::Method").values()]
     assert all(m["AuthorizationType"] == "COGNITO_USER_POOLS" for m in methods)
 
 
 def test_outputs_name_the_api_and_each_route(synth_repo_config: Synth) -> None:
-    outputs = synth_repo_config.serving_json["Outputs"]
+    outputs = synth_repo_config.merged_json["Outputs"]
     assert any(k.startswith("ModelApiApiUrl") for k in outputs)
     route = next(v for k, v in outputs.items() if k.startswith("ModelApiRouteIris"))
     assert "/models/iris/predict" in dumps(route["Value"])
@@ -355,7 +355,7 @@ def test_outputs_name_the_api_and_each_route(synth_repo_config: Synth) -> None:
 
 
 def test_alarm_topic_is_encrypted_and_tls_only(synth_repo_config: Synth, synth_variant: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     _, topic = one(template, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]
     _, policy = one(template, "AWS::SNS::TopicPolicy")
@@ -364,13 +364,13 @@ def test_alarm_topic_is_encrypted_and_tls_only(synth_repo_config: Synth, synth_v
     key = next(k for name, k in resources(template, "AWS::KMS::Key").items() if name.startswith("AlarmsKey"))
     assert key["Properties"]["EnableKeyRotation"] is True
     assert "cloudwatch.amazonaws.com" in dumps(key["Properties"]["KeyPolicy"])
-    _, subscription = one(synth_variant.serving_json, "AWS::SNS::Subscription")
+    _, subscription = one(synth_variant.merged_json, "AWS::SNS::Subscription")
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["Endpoint"] == "ml-oncall@example.com"
 
 
 def test_dashboard_per_model_with_the_traffic_split(synth_repo_config: Synth, synth_variant: Synth) -> None:
-    dashboards = resources(synth_repo_config.serving_json, "AWS::CloudWatch::Dashboard")
+    dashboards = resources(synth_repo_config.merged_json, "AWS::CloudWatch::Dashboard")
     dashboard = next(d for name, d in dashboards.items() if name.startswith("Monitoringiris"))
     body = dumps(dashboard["Properties"]["DashboardBody"])
     assert "{AWS/Lambda,FunctionName,Resource,ExecutedVersion}" in body  # invocations by version
@@ -387,11 +387,11 @@ def test_dashboard_per_model_with_the_traffic_split(synth_repo_config: Synth, sy
         assert metric in body, metric
     assert dashboard["Properties"]["DashboardName"] == "mdk-dev-iris"
     # two models, and the batch pipeline's
-    assert len(resources(synth_variant.serving_json, "AWS::CloudWatch::Dashboard")) == 3
+    assert len(resources(synth_variant.merged_json, "AWS::CloudWatch::Dashboard")) == 3
 
 
 def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.serving_json
+    template = synth_repo_config.merged_json
     topic_id, _ = one(template, "AWS::SNS::Topic")
     facade = {
         k: v["Properties"]
@@ -424,17 +424,17 @@ def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:
 def test_stack_names_stage_tags_and_retention(synth_repo_config: Synth, synth_variant: Synth) -> None:
     assert [s.stack_name for s in synth_variant.stacks] == ["acme-prod-serving"]
     for synth, policy in ((synth_repo_config, "Retain"), (synth_variant, "Delete")):
-        log_groups = resources(synth.serving_json, "AWS::Logs::LogGroup")
+        log_groups = resources(synth.merged_json, "AWS::Logs::LogGroup")
         assert log_groups
         assert {g["DeletionPolicy"] for g in log_groups.values()} == {policy}
-    function = synth_variant.serving_json["Resources"][fn_id(synth_variant, "iris-fast")]
+    function = synth_variant.merged_json["Resources"][fn_id(synth_variant, "iris-fast")]
     assert {"Key": "mdk:stage", "Value": "prod"} in function["Properties"]["Tags"]
     assert {"Key": "mdk:project", "Value": "acme"} in function["Properties"]["Tags"]
 
 
 def test_templates_are_environment_agnostic(synth_repo_config: Synth, synth_variant: Synth) -> None:
     for synth in (synth_repo_config, synth_variant):
-        text = dumps(synth.serving_json["Resources"])
+        text = dumps(synth.merged_json["Resources"])
         assert not re.search(r"\b\d{12}\b", text), "a hard-coded account id"
         assert not re.search(
             r"\b(us|eu|ap|sa|ca|me|af)-(east|west|north|south|central|northeast|southeast)-\d\b", text
@@ -445,7 +445,7 @@ def test_templates_are_environment_agnostic(synth_repo_config: Synth, synth_vari
             "AWS::ApiGateway::RestApi",
             "AWS::IAM::Role",
         ):
-            for resource in resources(synth.serving_json, kind).values():
+            for resource in resources(synth.merged_json, kind).values():
                 props = resource["Properties"]
                 assert "FunctionName" not in props
                 assert "TopicName" not in props
@@ -491,7 +491,7 @@ def _synth_iris(tmp_path: Path, name: str, version: str) -> Synth:
 def test_unchanged_config_synthesizes_identically(tmp_path: Path) -> None:
     first = _synth_iris(tmp_path, "a", "v1")
     second = _synth_iris(tmp_path, "b", "v1")
-    assert first.serving_json == second.serving_json
+    assert first.merged_json == second.merged_json
     assert _image_assets(first) == _image_assets(second)
 
 
@@ -500,16 +500,16 @@ def test_changed_artifact_changes_the_image_and_publishes_a_new_version(tmp_path
     after = _synth_iris(tmp_path, "b", "v2")
     # iris's image changes; the SageMaker serving image (no model inside) does not
     assert len(_image_assets(before) - _image_assets(after)) == 1
-    version_before, _ = one(before.serving_json, "AWS::Lambda::Version")
-    version_after, _ = one(after.serving_json, "AWS::Lambda::Version")
+    version_before, _ = one(before.merged_json, "AWS::Lambda::Version")
+    version_after, _ = one(after.merged_json, "AWS::Lambda::Version")
     assert version_before != version_after  # a new AWS::Lambda::Version: the alias update starts a rollout
-    image_before = before.serving_json["Resources"][fn_id(before, "iris")]["Properties"]["Code"]
-    image_after = after.serving_json["Resources"][fn_id(after, "iris")]["Properties"]["Code"]
+    image_before = before.merged_json["Resources"][fn_id(before, "iris")]["Properties"]["Code"]
+    image_after = after.merged_json["Resources"][fn_id(after, "iris")]["Properties"]["Code"]
     assert image_before != image_after
 
 
 def _owned_by(synth: Synth, prefixes: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in synth.serving_json["Resources"].items() if k.startswith(prefixes)}
+    return {k: v for k, v in synth.merged_json["Resources"].items() if k.startswith(prefixes)}
 
 
 def test_a_change_to_another_model_leaves_this_one_alone(tmp_path: Path) -> None:
