@@ -291,6 +291,44 @@ def batch_run(
 
 
 @app.command()
+def stacks(
+    model: Annotated[str | None, typer.Argument(help="one model: its stack only")] = None,
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+    stage: Annotated[
+        str, typer.Option("--stage", envvar="MDK_STAGE", help="the stage (cdk -c stage=...)")
+    ] = "dev",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Name the deployment's stacks: the shared one, one per model (``cdk deploy -e <stack>`` rolls out
+    one model alone), and the consumers' access stack."""
+    from mdk import layout
+
+    try:
+        kit = load_config(config, check_models=False)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    names = {m.name: layout.model_stack(kit.project, stage, m.name) for m in kit.models}
+    if model is not None:
+        _pick(kit, model)
+        if as_json:
+            _print_json({"model": model, "stack": names[model]})
+        else:
+            out.print(names[model], highlight=False, soft_wrap=True)
+        return
+    shared = layout.shared_stack(kit.project, stage)
+    if as_json:
+        _print_json({"shared": shared, "models": names})
+        return
+    table = Table(title=f"{config}: stacks of stage {stage!r}")
+    for column in ("stack", "holds", "deploy alone"):
+        table.add_column(column)
+    table.add_row(shared, "alarms, storage, batch, WAF", f"npx cdk deploy -e -c stage={stage} {shared}")
+    for name, stack in names.items():
+        table.add_row(stack, f"model {name}", f"npx cdk deploy -e -c stage={stage} {stack}")
+    out.print(table)
+
+
+@app.command()
 def examples(
     force: Annotated[bool, typer.Option("--force", help="rebuild models that already exist")] = False,
 ) -> None:

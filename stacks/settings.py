@@ -13,6 +13,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
+from mdk import layout
 from mdk.sources import BUILD_ROOT
 
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -43,16 +44,16 @@ class DeploySettings:
     @property
     def shared_stack(self) -> str:
         """``<project>-<stage>-shared``: what every model's stack uses (stacks/shared.py)."""
-        return self.stack_name("shared")
+        return layout.shared_stack(self.project, self.stage)
 
     def model_stack(self, model: str) -> str:
         """``<project>-<stage>-model-<model>``: one model's stack (stacks/model_stack.py)."""
-        return self.stack_name(f"model-{model}")
+        return layout.model_stack(self.project, self.stage, model)
 
     @property
     def access_stack(self) -> str:
         """``<project>-<stage>-access``: API keys and usage plans per consumer (``api_key`` auth)."""
-        return self.stack_name("access")
+        return layout.access_stack(self.project, self.stage)
 
     @property
     def prefix(self) -> str:

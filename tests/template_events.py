@@ -1,7 +1,8 @@
 """API Gateway proxy events built from a synthesized template: what the deployed REST API would send.
 
 A test that hands a handler an event must use one the stack can produce. This module reads the
-``AWS::ApiGateway::RestApi``, its ``Resource`` tree, ``Method`` and ``Stage`` resources of a template and,
+``AWS::ApiGateway::RestApi`` resources (one per model stack: a template of several stacks merged holds
+several, and each route belongs to the API its resource tree hangs from), their ``Resource`` trees, ``Method`` and ``Stage`` resources of a template and,
 for a method and a concrete path, matches the route as API Gateway does (a literal path part before a
 ``{param}``, ``{param+}`` greedy) and builds the REST proxy event (format 1.0) of that route: ``resource``
 (the route's template path), ``pathParameters`` (exactly the route's parameters, or ``None``),
@@ -32,6 +33,7 @@ class Route:
     verb: str
     method_id: str
     integration: dict[str, Any]
+    api_id: str = ""  # the logical id of the RestApi the route belongs to
 
 
 class NoRoute(LookupError):
@@ -56,6 +58,13 @@ def _is_root(ref: Any) -> bool:
     return isinstance(ref, dict) and "Fn::GetAtt" in ref and ref["Fn::GetAtt"][1] == "RootResourceId"
 
 
+def _api_of(template: dict[str, Any], resource_ref: Any) -> str:
+    """The logical id of the RestApi a resource (a Ref, or the root's GetAtt) hangs from."""
+    while not _is_root(resource_ref):
+        resource_ref = template["Resources"][resource_ref["Ref"]]["Properties"]["ParentId"]
+    return str(resource_ref["Fn::GetAtt"][0])
+
+
 def routes(template: dict[str, Any]) -> list[Route]:
     """Every method of the template's REST API with its full path, resolved from the Resource tree."""
     tree = _resources(template, "AWS::ApiGateway::Resource")
@@ -74,7 +83,8 @@ def routes(template: dict[str, Any]) -> list[Route]:
         props = method["Properties"]
         target = props["ResourceId"]
         path = "/" if _is_root(target) else path_of(target["Ref"])
-        found.append(Route(path, props["HttpMethod"], logical, props.get("Integration", {})))
+        api = _api_of(template, target)
+        found.append(Route(path, props["HttpMethod"], logical, props.get("Integration", {}), api))
     return found
 
 
@@ -99,10 +109,14 @@ def route_for(template: dict[str, Any], verb: str, path: str) -> tuple[Route, di
     return route, params
 
 
-def binary_media_types(template: dict[str, Any]) -> list[str]:
-    """The REST API's ``BinaryMediaTypes``: request bodies of these types reach a proxy function base64."""
-    [api] = _resources(template, "AWS::ApiGateway::RestApi").values()
-    types: list[str] = api["Properties"].get("BinaryMediaTypes", [])
+def binary_media_types(template: dict[str, Any], api_id: str | None = None) -> list[str]:
+    """A REST API's ``BinaryMediaTypes`` (request bodies of these types reach a proxy function base64):
+    of ``api_id``, or of the template's every API in order, each type once."""
+    apis = _resources(template, "AWS::ApiGateway::RestApi")
+    chosen = [apis[api_id]] if api_id is not None else list(apis.values())
+    types: list[str] = []
+    for api in chosen:
+        types += [t for t in api["Properties"].get("BinaryMediaTypes", []) if t not in types]
     return types
 
 
@@ -206,8 +220,12 @@ def rest_event(
             template, verb, path, body.encode() if isinstance(body, str) else body, _media_type(headers)
         )
         raise NotLambdaProxy(f"{verb} {path}: {route.path} is a {route.integration.get('Type')} integration")
-    binary = binary_media_types(template)
-    stages = _resources(template, "AWS::ApiGateway::Stage").values()
+    binary = binary_media_types(template, route.api_id)
+    stages = [
+        s
+        for s in _resources(template, "AWS::ApiGateway::Stage").values()
+        if s["Properties"].get("RestApiId") == {"Ref": route.api_id}
+    ]
     stage = next((s["Properties"]["StageName"] for s in stages), "prod")
     event = copy.deepcopy(_recorded("v1"))
     recorded = {k: v for k, v in event["headers"].items() if k.lower() not in ("accept", "content-type")}

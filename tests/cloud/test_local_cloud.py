@@ -18,7 +18,7 @@ from tests.cloud.conftest import REPO, Config, call, signed
 from tests.mdk_cli import runner
 from tests.onnx_models import poisoned
 
-FUNCTION = "mdk-dev-serving-ModelirisFunction426CCFF9"
+FUNCTION = "mdk-dev-model-iris-ModelirisFunction426CCFF9"
 V1 = "a6abf65a2a22"  # iris v1's model version (sha256 prefix)
 V2 = "73dd39291678"
 IRIS = {"instances": [[6.3, 3.4, 5.6, 2.4], [5.8, 2.7, 5.1, 1.9]]}
@@ -61,9 +61,9 @@ def test_the_deployed_topology_reads_back_as_aws_would_hold_it(cloud: LocalCloud
     functions = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
     assert functions == {
         FUNCTION,
-        "mdk-dev-serving-ModelirisPreTrafficHookB60C84BA",
-        "mdk-dev-serving-BatchTrigger8D9E9196",
-        "mdk-dev-serving-BatchStatus50E69892",
+        "mdk-dev-model-iris-ModelirisPreTrafficHookB60C84BA",
+        "mdk-dev-shared-BatchTrigger8D9E9196",
+        "mdk-dev-shared-BatchStatus50E69892",
     }
     assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=FUNCTION)["Versions"]] == [
         "$LATEST",
@@ -74,7 +74,8 @@ def test_the_deployed_topology_reads_back_as_aws_would_hold_it(cloud: LocalCloud
     alarms = session.client("cloudwatch").describe_alarms()["MetricAlarms"]
     expected_alarms = [
         r
-        for r in cloud.deployer.last_templates["mdk-dev-serving"]["Resources"].values()
+        for template in cloud.deployer.last_templates.values()
+        for r in template["Resources"].values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
     ]
     assert len(alarms) == len(expected_alarms) > 0
@@ -92,16 +93,20 @@ def test_the_deployed_topology_reads_back_as_aws_would_hold_it(cloud: LocalCloud
     ]
     assert info["deploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
     assert len(info["alarmConfiguration"]["alarms"]) == 3
-    api_id = cloud.gateway.api.id if cloud.gateway.api else ""
-    stages = session.client("apigateway").get_stages(restApiId=api_id)["item"]
-    assert [s["stageName"] for s in stages] == ["dev"]
-    routes = {(m.resource_path, m.http_method, m.authorization) for m in cloud.gateway.api.methods}  # type: ignore[union-attr]
-    assert {
+    # one REST API per model, each with its stage and only its own model's routes
+    apigw = session.client("apigateway")
+    assert len(apigw.get_rest_apis()["items"]) == len(cloud.gateway.apis) == 2
+    for api in cloud.gateway.apis:
+        assert [s["stageName"] for s in apigw.get_stages(restApiId=api.id)["item"]] == ["dev"]
+    iris, digits = cloud.gateway.api_of("iris"), cloud.gateway.api_of("digits")
+    assert iris is not None and digits is not None and iris is not digits
+    assert {(m.resource_path, m.http_method, m.authorization) for m in iris.methods} >= {
         ("/models/iris/predict", "POST", "AWS_IAM"),
         ("/models/iris/metadata", "GET", "AWS_IAM"),
         ("/models/iris/health", "GET", "AWS_IAM"),
-        ("/models/digits/predict", "POST", "AWS_IAM"),
-    } <= routes
+    }
+    assert all(m.resource_path.startswith("/models/iris/") for m in iris.methods)
+    assert {(m.resource_path, m.http_method) for m in digits.methods} == {("/models/digits/predict", "POST")}
     rules = session.client("events").list_rules()["Rules"]
     assert len(rules) == 3
     buckets = {b["Name"] for b in session.client("s3").list_buckets()["Buckets"]}
@@ -111,7 +116,7 @@ def test_the_deployed_topology_reads_back_as_aws_would_hold_it(cloud: LocalCloud
     assert session.client("s3").get_bucket_versioning(Bucket=batch_bucket)["Status"] == "Enabled"
     # (moto does not echo EventBridgeConfiguration back; the batch test below shows S3 events arrive)
     assert len(session.client("dynamodb").list_tables()["TableNames"]) == 1
-    endpoint = session.client("sagemaker").describe_endpoint(EndpointName="mdk-dev-serving-digits")
+    endpoint = session.client("sagemaker").describe_endpoint(EndpointName="mdk-dev-digits")
     assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == ["primary"]
 
 
@@ -310,6 +315,6 @@ def test_an_alarm_on_the_new_version_mid_canary_rolls_the_alias_back(
     assert "NewVersionFunctionErrors" in rollout.message
     assert alias(cloud) == before
     (state,) = cloudwatch.describe_alarms(
-        AlarmNamePrefix="mdk-dev-serving-ModelirisNewVersionFunctionErrors"
+        AlarmNamePrefix="mdk-dev-model-iris-ModelirisNewVersionFunctionErrors"
     )["MetricAlarms"]
     assert state["StateValue"] == "ALARM"

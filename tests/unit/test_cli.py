@@ -84,3 +84,23 @@ def test_batch_run_refuses_bad_files_with_the_reason(tmp_path: Path) -> None:
     missing = mdk("batch", "run", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2
     assert "FILE: not found" in missing.stderr
+
+
+def test_stacks_names_each_models_stack_as_the_cdk_app_names_it() -> None:
+    import json
+
+    from mdk.config import load_config
+    from stacks.settings import DeploySettings
+
+    result = mdk("stacks", "--json", "--stage", "prod")
+    assert result.returncode == 0, result.stderr
+    named = json.loads(result.stdout)
+    settings = DeploySettings(project=load_config(REPO / "models.yaml").project, stage="prod")
+    assert named == {
+        "shared": settings.shared_stack,
+        "models": {"iris": settings.model_stack("iris"), "digits": settings.model_stack("digits")},
+    }
+    one = mdk("stacks", "iris")
+    assert one.returncode == 0 and one.stdout.strip() == "mdk-dev-model-iris"
+    unknown = mdk("stacks", "nope")
+    assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr
