@@ -104,7 +104,7 @@ def test_a_file_with_bad_lines_completes_with_every_line_accounted_for(
 def api_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The serving stack of the batch config, synthesized: the API's routes the events come from."""
     synth = synth_config(batch_config(), tmp_path_factory.mktemp("batch-synth"), with_nag=False)
-    return synth.serving_json
+    return synth.merged_json
 
 
 def test_stored_predictions_are_served_by_id(

@@ -138,7 +138,7 @@ def health_event() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ AWS throttling and outages
 
-TRIGGER = "mdk-dev-serving-BatchTrigger8D9E9196"
+TRIGGER = "mdk-dev-shared-BatchTrigger8D9E9196"
 CREATE_JOB = "SageMaker.CreateTransformJob"
 
 

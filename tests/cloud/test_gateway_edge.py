@@ -25,7 +25,7 @@ from mdk.local.cloud.services.apigateway import Gateway
 from mdk.local.cloud.services.lambda_ import Invocation
 from tests.cloud.conftest import signed
 
-FUNCTION = "mdk-dev-serving-ModelirisFunction426CCFF9"
+FUNCTION = "mdk-dev-model-iris-ModelirisFunction426CCFF9"
 ROWS = [[6.3, 3.4, 5.6, 2.4], [5.8, 2.7, 5.1, 1.9]]
 
 

@@ -78,7 +78,7 @@ def test_every_model_is_deployed_warm_on_its_example(cloud: LocalCloud) -> None:
         status, _, raw = signed(f"{cloud.gateway.url}models/{model}/health")
         assert status == 200, raw
         assert json.loads(raw)["warmup"] == "example", model  # the example went through its processing
-    endpoint = cloud.session.client("sagemaker").describe_endpoint(EndpointName="mdk-dev-serving-ocr-line")
+    endpoint = cloud.session.client("sagemaker").describe_endpoint(EndpointName="mdk-dev-ocr-line")
     assert endpoint["EndpointStatus"] == "InService"
 
 

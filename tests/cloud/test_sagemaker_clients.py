@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from mdk.local.cloud.cloud import ACCESS_KEY, SECRET_KEY, LocalCloud
 from tests.cloud.conftest import REPO
 
-ENDPOINT = "mdk-dev-serving-digits"
+ENDPOINT = "mdk-dev-digits"
 EXAMPLE = json.loads((REPO / "models/digits/v1/example.json").read_text())["instances"]
 SDK_PYTHON = REPO / ".cache" / "sdk-venv" / "bin" / "python"
 

@@ -89,7 +89,7 @@ def b64(data: bytes) -> str:
 def template(config: KitConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The serving stack `cdk synth` builds for models/pretrained.yaml: its REST API makes the events."""
     out = tmp_path_factory.mktemp("synth-pretrained")
-    return synth_config(config, out / "out", with_nag=False).serving_json
+    return synth_config(config, out / "out", with_nag=False).merged_json
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ _CONFIG = "project: handlers\nmodels:\n" + "".join(
 def api_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The serving stack of a config with the handler tests' models, synthesized (its REST API)."""
     directory = tmp_path_factory.mktemp("handlers-synth")
-    return synth_config(write_config(directory, _CONFIG), directory / "out", with_nag=False).serving_json
+    return synth_config(write_config(directory, _CONFIG), directory / "out", with_nag=False).merged_json
 
 
 GatewayEvent = Callable[..., dict[str, Any]]

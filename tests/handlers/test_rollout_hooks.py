@@ -24,7 +24,7 @@ from tests.conftest import BundleFactory
 from tests.events import FakeLambdaContext
 from tests.template_events import rest_event
 
-VERSION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:mdk-dev-serving-ModelirisFunction:7"
+VERSION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:mdk-dev-model-iris-ModelirisFunction:7"
 ENV = {"MDK_TARGET_VERSION_ARN": VERSION_ARN, "MDK_MODEL_NAME": "iris"}
 HOOK_EVENT = {"DeploymentId": "d-ABCDEF123", "LifecycleEventHookExecutionId": "hook-execution-1"}
 

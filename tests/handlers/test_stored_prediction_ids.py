@@ -32,7 +32,7 @@ IDS = ["a b:c", "caf\u00e9 #1?", "x+y", "100%"]
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     directory = tmp_path_factory.mktemp("store-synth")
-    return synth_config(write_config(directory, CONFIG), directory / "out", with_nag=False).serving_json
+    return synth_config(write_config(directory, CONFIG), directory / "out", with_nag=False).merged_json
 
 
 @pytest.fixture
