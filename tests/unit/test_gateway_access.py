@@ -794,3 +794,220 @@ def test_forged_foreign_and_expired_tokens_are_unauthorized(
     with pytest.raises(AccessRefused) as expired:
         later.verify(token, issuers=[iss], scopes=["mdk/iris"])
     assert expired.value.message == "The incoming token has expired"
+
+
+# ------------------------------------------------------------- through the gateway, per auth mode
+#
+# The local API Gateway (Gateway.handle, no port) over two REST APIs in the local AWS, one model each, as
+# the model stacks deploy them; the function is a fake that records the event it gets.
+
+
+class Recorder:
+    """A function runner that keeps each event and answers 200."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def invoke(self, name: str, qualifier: str | None, payload: bytes, *, timeout: float) -> Any:
+        from mdk.local.cloud.services.lambda_ import Invocation
+
+        self.events.append(json.loads(payload))
+        answer = {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": '{"ok": 1}'}
+        return Invocation(name, qualifier or "live", json.dumps(answer).encode(), False, 1.0)
+
+
+CLIENT_ERROR = '{"error": {"code": "client_error", "message": $context.error.messageString}}'
+
+
+def model_api(
+    aws: moto_adapter.LocalAws, model: str, *, authorization: str, key: bool = False, **method: Any
+) -> str:
+    """A REST API with POST /models/<model>/predict (a Lambda proxy), deployed at stage dev, with the
+    kit's DEFAULT_4XX gateway response and a method throttle of 2 at once for predict."""
+    apigw = client(aws, "apigateway")
+    api_id: str = apigw.create_rest_api(name=f"{model}-{authorization}-{key}")["id"]
+    parent = apigw.get_resources(restApiId=api_id)["items"][0]["id"]
+    for part in ("models", model, "predict"):
+        parent = apigw.create_resource(restApiId=api_id, parentId=parent, pathPart=part)["id"]
+    if "authorizerId" in method:
+        method["authorizerId"] = apigw.create_authorizer(
+            restApiId=api_id,
+            name=f"{model}-pool",
+            type="COGNITO_USER_POOLS",
+            providerARNs=[method["authorizerId"]],
+            identitySource="method.request.header.Authorization",
+        )["id"]
+    apigw.put_method(
+        restApiId=api_id,
+        resourceId=parent,
+        httpMethod="POST",
+        authorizationType=authorization,
+        apiKeyRequired=key,
+        **method,
+    )
+    apigw.put_integration(
+        restApiId=api_id,
+        resourceId=parent,
+        httpMethod="POST",
+        type="AWS_PROXY",
+        integrationHttpMethod="POST",
+        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/"
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{model}-fn:live/invocations",
+    )
+    apigw.create_deployment(restApiId=api_id, stageName="dev")
+    apigw.update_stage(
+        restApiId=api_id,
+        stageName="dev",
+        patchOperations=[
+            {"op": "replace", "path": f"/~1models~1{model}~1predict/POST/throttling/{name}", "value": value}
+            for name, value in (("rateLimit", "1"), ("burstLimit", "2"))
+        ],
+    )
+    apigw.put_gateway_response(
+        restApiId=api_id, responseType="DEFAULT_4XX", responseTemplates={"application/json": CLIENT_ERROR}
+    )
+    return api_id
+
+
+@pytest.fixture
+def gateway(aws: moto_adapter.LocalAws) -> Iterator[tuple[Any, Recorder]]:
+    from mdk.local.cloud.services.apigateway import Gateway
+
+    runner = Recorder()
+    served = Gateway(
+        apigateway=client(aws, "apigateway"),
+        runner=runner,  # type: ignore[arg-type]
+        endpoints=None,  # type: ignore[arg-type]
+        region=REGION,
+        credentials=("test", "test"),
+        port=0,
+    )
+    try:
+        yield served, runner
+    finally:
+        served._server.server_close()  # never started
+
+
+def post(gateway: Any, model: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    status, out, body = gateway.handle("POST", f"/dev/models/{model}/predict", headers or {}, b"{}")
+    return status, out, json.loads(body)
+
+
+def test_iam_a_user_allowed_on_one_model_is_refused_on_the_other(
+    aws: moto_adapter.LocalAws, gateway: tuple[Any, Recorder]
+) -> None:
+    served, runner = gateway
+    apis = {m: model_api(aws, m, authorization="AWS_IAM") for m in ("iris", "digits")}
+    served.load_all([(apis["iris"], "dev"), (apis["digits"], "dev")])
+    iam = client(aws, "iam")
+    iam.create_user(UserName="iris-caller")
+    resource = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{apis['iris']}/dev/*/models/iris/*"
+    iam.put_user_policy(
+        UserName="iris-caller", PolicyName="iris", PolicyDocument=json.dumps(policy(allow(resource)))
+    )
+    key = iam.create_access_key(UserName="iris-caller")["AccessKey"]
+    credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def signed_post(model: str) -> tuple[int, dict[str, str], Any]:
+        return post(served, model, signed(credentials, path=f"/dev/models/{model}/predict"))
+
+    status, _, body = signed_post("iris")
+    assert (status, body) == (200, {"ok": 1})
+    assert runner.events[-1]["requestContext"]["identity"]["userArn"] == (
+        "arn:aws:iam::123456789012:user/iris-caller"
+    )
+    status, headers, body = signed_post("digits")
+    assert (status, headers["x-amzn-errortype"]) == (403, "ACCESS_DENIED")
+    assert body == {
+        "error": {
+            "code": "client_error",
+            "message": "User: arn:aws:iam::123456789012:user/iris-caller is not authorized to perform: "
+            f"execute-api:Invoke on resource: arn:aws:execute-api:{REGION}:{ACCOUNT}:{apis['digits']}"
+            "/dev/POST/models/digits/predict",
+        }
+    }
+    assert len(runner.events) == 1  # the refused request never reached the function
+    # the local credentials are the account's root user: both models
+    root = Credentials("test", "test")
+    assert [post(served, m, signed(root, path=f"/dev/models/{m}/predict"))[0] for m in apis] == [200, 200]
+
+
+def test_api_keys_a_consumers_key_reaches_its_models_within_its_plan(
+    aws: moto_adapter.LocalAws, gateway: tuple[Any, Recorder]
+) -> None:
+    served, runner = gateway
+    apis = {m: model_api(aws, m, authorization="NONE", key=True) for m in ("iris", "digits")}
+    served.load_all([(apis["iris"], "dev"), (apis["digits"], "dev")])
+    apigw = client(aws, "apigateway")
+    team = apigw.create_api_key(name="team", enabled=True, value="team-key-value-for-iris-0123")
+    throttle = {"/models/iris/predict/POST": {"rateLimit": 1.0, "burstLimit": 1}}
+    plan(apigw, "team", [{"apiId": apis["iris"], "stage": "dev", "throttle": throttle}], [team])
+    status, _, _ = post(served, "iris", {"x-api-key": team["value"]})
+    assert status == 200
+    assert runner.events[-1]["requestContext"]["identity"]["apiKeyId"] == team["id"]
+    status, headers, body = post(served, "iris", {"x-api-key": team["value"]})  # the plan's method bucket
+    assert (status, headers["x-amzn-errortype"], body["error"]["message"]) == (
+        429,
+        "THROTTLED",
+        "Too Many Requests",
+    )
+    status, headers, body = post(served, "digits", {"x-api-key": team["value"]})  # not in its plan
+    assert (status, headers["x-amzn-errortype"], body["error"]["message"]) == (
+        403,
+        "INVALID_API_KEY",
+        "Forbidden",
+    )
+    assert post(served, "digits")[0] == 403  # no key
+
+
+def test_stage_method_throttling_is_per_method(
+    aws: moto_adapter.LocalAws, gateway: tuple[Any, Recorder]
+) -> None:
+    served, _ = gateway
+    apis = {m: model_api(aws, m, authorization="NONE") for m in ("iris", "digits")}
+    served.load_all([(apis["iris"], "dev"), (apis["digits"], "dev")])
+    assert [post(served, "iris")[0] for _ in range(3)] == [200, 200, 429]  # burst 2 per method
+    assert [post(served, "digits")[0] for _ in range(2)] == [200, 200]  # iris's burst took none of these
+
+
+def test_cognito_a_clients_scopes_reach_their_models_only(
+    aws: moto_adapter.LocalAws, gateway: tuple[Any, Recorder], pool: dict[str, Any]
+) -> None:
+    served, runner = gateway
+    pool_arn = f"arn:aws:cognito-idp:{REGION}:{ACCOUNT}:userpool/{pool['id']}"
+    apis = {
+        m: model_api(
+            aws,
+            m,
+            authorization="COGNITO_USER_POOLS",
+            authorizerId=pool_arn,
+            authorizationScopes=[f"mdk/{m}"],
+        )
+        for m in ("iris", "digits")
+    }
+    served.load_all([(apis["iris"], "dev"), (apis["digits"], "dev")])
+    status, headers, body = served.handle(
+        "POST",
+        "/oauth2/token",
+        {"authorization": basic(pool["iris"]), "content-type": "application/x-www-form-urlencoded"},
+        b"grant_type=client_credentials&scope=mdk%2Firis",
+    )
+    assert status == 200, body
+    token = json.loads(body)["access_token"]
+    status, _, _ = post(served, "iris", {"authorization": f"Bearer {token}"})
+    assert status == 200
+    claims = runner.events[-1]["requestContext"]["authorizer"]["claims"]
+    assert (claims["scope"], claims["client_id"]) == ("mdk/iris", pool["iris"]["ClientId"])
+    status, headers, body = post(served, "digits", {"authorization": f"Bearer {token}"})
+    assert (status, headers["x-amzn-errortype"], body["error"]["message"]) == (
+        401,
+        "UNAUTHORIZED",
+        "Unauthorized",
+    )
+    status, _, refused = served.handle(
+        "POST",
+        "/oauth2/token",
+        {"authorization": basic(pool["iris"], "bad")},
+        b"grant_type=client_credentials",
+    )
+    assert (status, json.loads(refused)) == (400, {"error": "invalid_client"})

@@ -21,6 +21,7 @@ STS, :func:`access_key_owner`) and the key moto's Cognito signs tokens with (:fu
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -41,6 +42,7 @@ from urllib.parse import unquote
 import moto
 from joserfc.jwk import RSAKey
 from moto.apigateway.models import apigateway_backends
+from moto.apigateway.utils import ApigwApiKeyIdentifier, ApigwAuthorizerIdentifier, ApigwUsagePlanIdentifier
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend, LambdaVersion, LayerVersion
 from moto.awslambda.utils import get_backend as lambda_backend
@@ -50,6 +52,7 @@ from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, cloudwatc
 from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.models import codedeploy_backends
 from moto.codedeploy.responses import CodeDeployResponse
+from moto.cognitoidp.models import CognitoResourceServer, cognitoidp_backends
 from moto.core.common_models import BaseModel
 from moto.core.responses import ActionResult
 from moto.events.models import Rule
@@ -60,6 +63,7 @@ from moto.s3.models import FakeBucket
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sts.models import sts_backends
+from moto.utilities.id_generator import moto_id_manager
 from moto.utilities.utils import load_resource
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -625,13 +629,49 @@ def set_method_request(
     validator_id: str | None,
     models: dict[str, str] | None,
     parameters: dict[str, bool] | None,
+    authorizer_id: str | None = None,
+    scopes: list[str] | None = None,
 ) -> None:
-    """A method's request validator, models and parameters, which moto's CloudFormation drops (its
-    ``AWS::ApiGateway::Method`` keeps the auth and the integration only) and moto has no UpdateMethod for."""
+    """A method's request validator, models and parameters, its authorizer and OAuth scopes, which moto's
+    CloudFormation drops (its ``AWS::ApiGateway::Method`` keeps the auth type, the API key flag and the
+    integration only) and moto has no UpdateMethod for."""
     method = apigateway_backends[ACCOUNT][region].get_method(api_id, resource_id, verb)
     method.request_validator_id = validator_id
     method.request_models = models
     method.request_parameters = parameters
+    if authorizer_id is not None:
+        method.authorizer_id = authorizer_id
+    if scopes is not None:
+        method.authorization_scopes = scopes
+
+
+_APIGATEWAY_IDS = {
+    "api_key": ApigwApiKeyIdentifier,
+    "usage_plan": ApigwUsagePlanIdentifier,
+    "authorizer": ApigwAuthorizerIdentifier,
+}
+
+
+@contextlib.contextmanager
+def apigateway_id(resource: str, name: str, region: str, custom_id: str) -> Iterator[None]:
+    """The API Gateway ``resource`` (api_key, usage_plan, authorizer) created meanwhile under ``name`` (an
+    API key's value, a plan's or an authorizer's name) gets ``custom_id``, moto's custom id mechanism: the
+    id a template's Ref of it was given before it existed (:mod:`mdk.local.cloud.template`)."""
+    identifier = _APIGATEWAY_IDS[resource](ACCOUNT, region, name)
+    moto_id_manager.set_custom_id(identifier, custom_id)
+    try:
+        yield
+    finally:
+        moto_id_manager.unset_custom_id(identifier)
+
+
+def set_user_pool_client_id(pool_id: str, client_id: str, new_id: str, region: str) -> None:
+    """Give an app client moto just created the id its template's Ref was given (moto's Cognito draws
+    client ids at random, with no custom id mechanism)."""
+    pool = cognitoidp_backends[ACCOUNT][region].describe_user_pool(pool_id)
+    client = pool.clients.pop(client_id)
+    client.id = new_id
+    pool.clients[new_id] = client
 
 
 def access_key_owner(access_key_id: str) -> Identity | None:
@@ -686,3 +726,24 @@ def cognito_signing_key() -> RSAKey:
     """The private key moto's Cognito signs every user pool's tokens with (its JWKS serves the public
     half, ``kid`` "dummy"), so tokens the local token endpoint issues verify as moto's own do."""
     return RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json"))
+
+
+def ensure_user_pool(pool_id: str, region: str) -> None:
+    """A user pool with id ``pool_id`` in the local Cognito: the stacks import the user's pool by ARN
+    (``api.cognito_user_pool_arn``), which the local AWS stands in for, empty, under the same id."""
+    backend = cognitoidp_backends[ACCOUNT][region]
+    if pool_id in backend.user_pools:
+        return
+    pool = backend.create_user_pool(pool_id, {})
+    del backend.user_pools[pool.id]
+    pool.id = pool_id
+    pool.arn = f"arn:aws:cognito-idp:{region}:{ACCOUNT}:userpool/{pool_id}"
+    backend.user_pools[pool_id] = pool
+
+
+def put_resource_server(
+    pool_id: str, identifier: str, name: str, scopes: list[dict[str, str]], region: str
+) -> None:
+    """Create or replace a resource server (moto's Cognito has no UpdateResourceServer)."""
+    pool = cognitoidp_backends[ACCOUNT][region].describe_user_pool(pool_id)
+    pool.resource_servers[identifier] = CognitoResourceServer(pool_id, identifier, name, scopes)

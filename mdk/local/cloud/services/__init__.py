@@ -5,8 +5,11 @@ completes (:mod:`mdk.local.cloud.registry`):
 
 * ``lambda_``: functions run under the Runtime Interface Emulator; aliases, permissions, event invoke
   configs (``lambda_quotas``: the invocation payload limits, shared with the Invoke API);
-* ``apigateway``: the REST API served on a loopback port; stages, gateway responses, request validators
-  and models, and the method and API settings moto drops;
+* ``apigateway``: the REST APIs served on a loopback port; stages, gateway responses, request validators
+  and models, authorizers, API keys and usage plans, and the method and API settings moto drops
+  (``gateway_access``: who may call which method, decided as API Gateway decides it);
+* ``cognito``: the resource server and app clients of per-model OAuth scopes (imported by
+  ``apigateway``, whose authorizers and token endpoint use them);
 * ``cloudwatch``: metrics from the functions (EMF), the data points' statistics, alarm evaluation;
   alarms;
 * ``codedeploy``: alias traffic shifting with hooks and alarm rollback; applications, deployment groups;

@@ -30,9 +30,11 @@ so what is served is what was deployed:
 * ``AWS`` integrations to ``runtime.sagemaker`` invoke the endpoint locally (variant weights apply) and
   pass the container's status and body through, as the stack's response templates do.
 
-At deploy time: the stage (with its method settings), gateway responses, request validators and models
-are created through the API, and a method's request validator, models and parameters and the API's
-binary media types (which moto's CloudFormation drops) are set on what moto created.
+At deploy time: the stage (with its method settings), gateway responses, request validators and models,
+authorizers, API keys, usage plans and their keys are created through the API (each under the id its
+template's Ref was given), and a method's request validator, models, parameters, authorizer and OAuth
+scopes and the API's binary media types (which moto's CloudFormation drops) are set on what moto
+created. The Cognito types the access stack holds are :mod:`mdk.local.cloud.services.cognito`'s.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import fnmatch
 import json
 import logging
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -59,6 +62,7 @@ from botocore.exceptions import ClientError
 from mdk.local.cloud import moto_adapter
 from mdk.local.cloud.registry import Completion, amends, completes
 from mdk.local.cloud.request_validation import body_problems, match_path, model_for
+from mdk.local.cloud.services import cognito as _cognito_types  # noqa: F401 - registers the Cognito types
 from mdk.local.cloud.services import gateway_access, lambda_quotas
 from mdk.local.cloud.services.gateway_access import (
     AccessRefused,
@@ -782,6 +786,109 @@ def gateway_response(ctx: Completion, logical: str, props: dict[str, Any]) -> No
     ctx.client("apigateway").put_gateway_response(**kwargs)
 
 
+@completes("AWS::ApiGateway::Authorizer")
+def authorizer(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    """A Cognito (or Lambda) authorizer, under the id its methods' AuthorizerId names (a redeploy
+    replaces it)."""
+    apigw = ctx.client("apigateway")
+    api_id, authorizer_id = str(props["RestApiId"]), ctx.prepared.names[logical]
+    name = str(props.get("Name") or logical)
+    with contextlib.suppress(ClientError):
+        apigw.delete_authorizer(restApiId=api_id, authorizerId=authorizer_id)
+    kwargs: dict[str, Any] = {"restApiId": api_id, "name": name, "type": str(props["Type"])}
+    for key, arg in (
+        ("ProviderARNs", "providerARNs"),
+        ("IdentitySource", "identitySource"),
+        ("IdentityValidationExpression", "identityValidationExpression"),
+        ("AuthorizerUri", "authorizerUri"),
+        ("AuthorizerCredentials", "authorizerCredentials"),
+        ("AuthorizerResultTtlInSeconds", "authorizerResultTtlInSeconds"),
+    ):
+        if key in props:
+            kwargs[arg] = props[key]
+    with moto_adapter.apigateway_id("authorizer", name, ctx.region, authorizer_id):
+        apigw.create_authorizer(**kwargs)
+
+
+@completes("AWS::ApiGateway::ApiKey")
+def api_key(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    """An API key under the id its Ref was given; a redeploy updates its name, description and state
+    and keeps its value (API Gateway generates a value once; here the local cloud draws it)."""
+    apigw = ctx.client("apigateway")
+    key_id = ctx.prepared.names[logical]
+    enabled = str(props.get("Enabled", False)).lower() == "true"
+    try:
+        apigw.get_api_key(apiKey=key_id)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NotFoundException":
+            raise
+        value = str(props.get("Value") or secrets.token_urlsafe(30)[:40])
+        with moto_adapter.apigateway_id("api_key", value, ctx.region, key_id):
+            apigw.create_api_key(
+                name=str(props.get("Name") or logical),
+                description=str(props.get("Description", "")),
+                enabled=enabled,
+                value=value,
+            )
+        return
+    operations = [{"op": "replace", "path": "/enabled", "value": str(enabled).lower()}]
+    for key, path in (("Name", "/name"), ("Description", "/description")):
+        if key in props:
+            operations.append({"op": "replace", "path": path, "value": str(props[key])})
+    apigw.update_api_key(apiKey=key_id, patchOperations=operations)
+
+
+def _throttle(settings: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "RateLimit" in settings:
+        out["rateLimit"] = float(settings["RateLimit"])
+    if "BurstLimit" in settings:
+        out["burstLimit"] = int(settings["BurstLimit"])
+    return out
+
+
+@completes("AWS::ApiGateway::UsagePlan")
+def usage_plan(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    """A usage plan (its API stages with their per-method throttles, its throttle and quota) under the id
+    its Ref was given; a redeploy replaces its settings and keeps its keys."""
+    apigw = ctx.client("apigateway")
+    plan_id = ctx.prepared.names[logical]
+    name = str(props.get("UsagePlanName") or logical)
+    payload: dict[str, Any] = {"name": name, "description": str(props.get("Description", ""))}
+    payload["apiStages"] = [
+        {
+            "apiId": str(stage["ApiId"]),
+            "stage": str(stage["Stage"]),
+            **(
+                {"throttle": {str(k): _throttle(v) for k, v in stage["Throttle"].items()}}
+                if stage.get("Throttle")
+                else {}
+            ),
+        }
+        for stage in props.get("ApiStages", [])
+    ]
+    if props.get("Throttle"):
+        payload["throttle"] = _throttle(props["Throttle"])
+    if props.get("Quota"):
+        quota = props["Quota"]
+        payload["quota"] = {
+            "limit": int(quota["Limit"]),
+            "period": str(quota["Period"]),
+            "offset": int(quota.get("Offset", 0)),
+        }
+    with contextlib.suppress(ClientError):  # moto keeps a deleted plan's keys: recreated, it has them
+        apigw.delete_usage_plan(usagePlanId=plan_id)
+    with moto_adapter.apigateway_id("usage_plan", name, ctx.region, plan_id):
+        apigw.create_usage_plan(**payload)
+
+
+@completes("AWS::ApiGateway::UsagePlanKey")
+def usage_plan_key(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
+    ctx.client("apigateway").create_usage_plan_key(
+        usagePlanId=str(props["UsagePlanId"]), keyId=str(props["KeyId"]), keyType=str(props["KeyType"])
+    )
+
+
 @completes("AWS::ApiGateway::RequestValidator")
 def request_validator(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
     apigw = ctx.client("apigateway")
@@ -819,13 +926,16 @@ def model(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
 
 @amends("AWS::ApiGateway::Method")
 def method_request(ctx: Completion, logical: str, props: dict[str, Any]) -> None:
-    """A method's request validator, models and parameters, which moto's CloudFormation drops: without
-    them the local gateway would hand a function a body API Gateway's validator refuses (400
-    BAD_REQUEST_BODY). The template names the validator by its physical name; moto gave it an id."""
+    """A method's request validator, models and parameters, its authorizer and OAuth scopes, which moto's
+    CloudFormation drops: without them the local gateway would hand a function a body API Gateway's
+    validator refuses (400 BAD_REQUEST_BODY), or a caller without the model's scope. The template names
+    the validator by its physical name; moto gave it an id."""
     wanted = props.get("RequestValidatorId")
     models = props.get("RequestModels")
     parameters = props.get("RequestParameters")
-    if not (wanted or models or parameters):
+    authorizer = props.get("AuthorizerId")
+    scopes = props.get("AuthorizationScopes")
+    if not (wanted or models or parameters or authorizer or scopes):
         return
     validator_id = None
     if wanted:
@@ -847,6 +957,8 @@ def method_request(ctx: Completion, logical: str, props: dict[str, Any]) -> None
         validator_id=validator_id,
         models={str(k): str(v) for k, v in models.items()} if models else None,
         parameters={str(k): bool(v) for k, v in parameters.items()} if parameters else None,
+        authorizer_id=str(authorizer) if authorizer else None,
+        scopes=[str(s) for s in scopes] if scopes else None,
     )
 
 
