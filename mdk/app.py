@@ -3,13 +3,16 @@
 A checkout runs it through the repository's ``app.py``; a project that installed the kit points its
 ``cdk.json`` at this module (``"app": "python -m mdk.app"``). Context: ``-c config=models.yaml`` (the
 default), ``-c stage=dev`` (stack names ``<project>-<stage>-…``), ``-c destroy=true`` (dev only: logs and
-other retained data go with the stack). A bad config or setting stops synth with every problem listed;
+other retained data go with the stack), ``-c limits='{"resources_per_api": 600}'`` (a quota AWS raised for
+the account). A bad config or setting stops synth with every problem listed;
 cdk-nag's AwsSolutions and Serverless packs run on every synth and fail it on any finding that is not
-acknowledged with a reason (stacks/nag.py).
+acknowledged with a reason (stacks/nag.py). The assembly is then checked against AWS's documented quotas
+(stacks/limits.py): a template or API over one stops synth with a message naming it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -23,6 +26,7 @@ import aws_cdk as cdk  # noqa: E402 - after the umask: its Node process inherits
 
 from mdk.config import DEFAULT_CONFIG, ConfigError, load_config  # noqa: E402
 from stacks import build, nag  # noqa: E402
+from stacks.limits import Limits, LimitsError, check_assembly  # noqa: E402
 from stacks.settings import DeploySettings, SettingsError  # noqa: E402
 
 
@@ -32,13 +36,31 @@ def main() -> int:
     try:
         config = load_config(path)
         settings = DeploySettings.from_context(app, config.project)
-    except (ConfigError, SettingsError) as exc:
+        limits = _limits(app.node.try_get_context("limits"))
+    except (ConfigError, SettingsError, LimitsError) as exc:
         print(exc, file=sys.stderr)
         return 1
     build(app, config, settings)
     nag.enable(app)
-    app.synth()
-    return 0
+    assembly = app.synth()
+    # AWS's quotas (500 resources per template, 300 per REST API, 600 regional APIs...), before AWS refuses
+    problems = check_assembly(assembly, limits)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _limits(context: object) -> Limits:
+    """The account's quotas where AWS raised one for it: ``-c limits='{"resources_per_api": 600}'`` (or
+    ``"limits": {...}`` in cdk.json's context); AWS's documented defaults otherwise."""
+    if context is None:
+        return Limits()
+    values = json.loads(context) if isinstance(context, str) else context
+    if not isinstance(values, dict) or not all(isinstance(v, int) for v in values.values()):
+        raise SettingsError(
+            f"context 'limits': expected a JSON object of quota names to integers, got {context!r}"
+        )
+    return Limits().override(values)
 
 
 if __name__ == "__main__":
