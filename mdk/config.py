@@ -348,6 +348,12 @@ class ApiSettings(_Frozen):
             raise ValueError(f"cognito_user_pool_arn given, but auth is {self.auth!r}")
         return self
 
+    def stage_throttle(self, model: ModelConfig | None = None) -> Throttle:
+        """The stage throttle of ``model``'s API, all its callers together: the model's own, or the API's."""
+        if model is not None and model.throttle is not None:
+            return model.throttle
+        return Throttle(rate=self.throttle_rate, burst=self.throttle_burst)
+
     @model_validator(mode="after")
     def _consumers(self) -> ApiSettings:
         if not self.consumers:
@@ -782,9 +788,7 @@ class KitConfig(_Frozen):
 
     def throttle(self, model: ModelConfig) -> Throttle:
         """``model``'s stage throttle: its own, or the API's."""
-        if model.throttle is not None:
-            return model.throttle
-        return Throttle(rate=self.api.throttle_rate, burst=self.api.throttle_burst)
+        return self.api.stage_throttle(model)
 
     @property
     def consumers(self) -> list[Consumer]:

@@ -2,7 +2,8 @@
 
 One shared stack (stacks/shared.py) and one stack per model (stacks/model_stack.py): a deployment grows
 by a stack per model, each far inside CloudFormation's 500 resources per template, and one model's change
-or rollout is one stack's update.
+or rollout is one stack's update. With ``api.auth: api_key``, one more: ``<prefix>-access``
+(stacks/access_stack.py), the consumers' keys and usage plans, after every model stack.
 """
 
 from __future__ import annotations
@@ -10,26 +11,32 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from mdk.config import KitConfig
+from stacks.access_stack import AccessStack
 from stacks.model_stack import ModelStack
 from stacks.settings import DeploySettings
 from stacks.shared import SharedStack
 
 
 def build(app: cdk.App, config: KitConfig, settings: DeploySettings) -> list[cdk.Stack]:
-    """Every stack of a config, the shared one first; tags go on the whole app."""
+    """Every stack of a config, the shared one first (the access stack, if any, last); tags go on the
+    whole app."""
     cdk.Tags.of(app).add("mdk:project", settings.project)
     cdk.Tags.of(app).add("mdk:stage", settings.stage)
     shared = SharedStack(app, settings.shared_stack, config=config, settings=settings)
-    stacks: list[cdk.Stack] = [shared]
-    for model in config.models:
+    models = [
+        ModelStack(
+            app,
+            settings.model_stack(model.name),
+            config=config,
+            model=model,
+            shared=shared,
+            settings=settings,
+        )
+        for model in config.models
+    ]
+    stacks: list[cdk.Stack] = [shared, *models]
+    if config.api.auth == "api_key":
         stacks.append(
-            ModelStack(
-                app,
-                settings.model_stack(model.name),
-                config=config,
-                model=model,
-                shared=shared,
-                settings=settings,
-            )
+            AccessStack(app, settings.access_stack, config=config, settings=settings, model_stacks=models)
         )
     return stacks

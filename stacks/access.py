@@ -41,6 +41,11 @@ def model_scope(prefix: str, model: str) -> str:
     return f"{prefix}/{model}"
 
 
+def api_id_export(prefix: str, model: str) -> str:
+    """The export by which a model stack shares its REST API's id: ``<prefix>-model-<model>-api-id``."""
+    return f"{prefix}-model-{model}-api-id"
+
+
 def invoke_policy_name(prefix: str, model: str) -> str:
     """``<prefix>-invoke-<model>``; shortened with a hash of the whole name past IAM's 128 characters
     (a prefix of 45 and a model name of 32 never are, but the name must never fail a deploy)."""

@@ -24,6 +24,7 @@ from mdk.config import ApiSettings, ModelConfig, ProcessingSettings
 from mdk_runtime import routes
 from mdk_runtime.processing import IMAGE_TYPES, MULTIPART, TEXT
 from stacks import nag
+from stacks.access import ModelInvokePolicy, api_id_export, model_scope
 from stacks.settings import DeploySettings
 
 NPY = "application/x-npy"
@@ -134,9 +135,16 @@ COMMON_RULES_COUNTED = ("SizeRestrictions_BODY",)
 class ModelApi(Construct):
     """A regional REST API with one model's routes of the route table (:mod:`mdk_runtime.routes`).
 
-    Exposes ``api``, ``stage``, ``access_logs`` and ``api_key`` (``api_key`` auth). ``web_acl_arn``: the
-    shared web ACL (``api.waf``), associated with this API's stage. The account's API Gateway logging role
-    is the shared stack's (one per account and region: ``AWS::ApiGateway::Account``).
+    Exposes ``api``, ``stage``, ``access_logs`` and ``invoke_policies`` (model name to its
+    :class:`~stacks.access.ModelInvokePolicy`, ``iam`` auth). ``web_acl_arn``: the shared web ACL
+    (``api.waf``), associated with this API's stage. The account's API Gateway logging role is the shared
+    stack's (one per account and region: ``AWS::ApiGateway::Account``).
+
+    Access per model (stacks/access.py): the stage's throttle is the model's own (``models[].throttle``, or
+    the API's), all callers together; with ``iam`` a managed policy per model grants invoking its routes;
+    with ``cognito`` each method requires the model's OAuth scope; with ``api_key`` each method requires a
+    key, and the consumers' keys and usage plans live in the ``<prefix>-access`` stack, which finds this
+    API by the export ``<prefix>-model-<name>-api-id``.
     """
 
     def __init__(
@@ -151,6 +159,8 @@ class ModelApi(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
+        self.prefix = settings.prefix
+        throttle = config.stage_throttle(models[0] if len(models) == 1 else None)
         self.binary_media_types = binary_media_types(models)
         self.processed = any(request_kind(m.processing) != "tensors" for m in models)
         self.access_logs = logs.LogGroup(
@@ -165,8 +175,8 @@ class ModelApi(Construct):
             cloud_watch_role=False,  # the account's logging role is the shared stack's
             deploy_options=apigw.StageOptions(
                 stage_name=settings.stage,
-                throttling_rate_limit=config.throttle_rate,
-                throttling_burst_limit=config.throttle_burst,
+                throttling_rate_limit=throttle.rate,
+                throttling_burst_limit=throttle.burst,
                 tracing_enabled=True,
                 metrics_enabled=True,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
@@ -220,26 +230,25 @@ class ModelApi(Construct):
             assert config.cognito_user_pool_arn is not None
             pool = cognito.UserPool.from_user_pool_arn(self, "UserPool", config.cognito_user_pool_arn)
             self.authorizer = apigw.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[pool])
-        self.api_key: apigw.IApiKey | None = None
-        if config.auth == "api_key":
-            self.api_key = self.api.add_api_key("ApiKey", description=f"{settings.prefix} model API key")
-            plan = self.api.add_usage_plan(
-                "UsagePlan",
-                description=f"{settings.prefix}: throttle and quota per API key",
-                throttle=apigw.ThrottleSettings(
-                    rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
-                ),
-                quota=None
-                if config.quota_per_day is None
-                else apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
-            )
-            plan.add_api_key(self.api_key)
-            plan.add_api_stage(stage=self.stage)
+        self.invoke_policies: dict[str, ModelInvokePolicy] = {}
+        for model in models:
+            if config.auth == "iam":
+                self.invoke_policies[model.name] = ModelInvokePolicy(
+                    self,
+                    f"Invoke{model.name.title().replace('-', '')}",
+                    rest_api_id=self.api.rest_api_id,
+                    stage=settings.stage,
+                    model=model.name,
+                    prefix=settings.prefix,
+                )
+            # Always exported, whatever the auth: the access stack's plans import it with api_key, and an
+            # export that came and went with the auth mode would block the update that removes it.
             CfnOutput(
                 self,
-                "ApiKeyId",
-                value=self.api_key.key_id,
-                description="aws apigateway get-api-key --include-value",
+                f"ApiId{model.name.title().replace('-', '')}",
+                value=self.api.rest_api_id,
+                export_name=api_id_export(settings.prefix, model.name),
+                description=f"the REST API of model {model.name} (the access stack's usage plans name it)",
             )
         self._gateway_responses()
         self.models = self.api.root.add_resource(routes.PREFIX)
@@ -282,12 +291,18 @@ class ModelApi(Construct):
                 templates={"application/json": f'{{"error": {{"code": "{code}", "message": {message}}}}}'},
             )
 
-    def _method_options(self) -> dict[str, object]:
+    def _method_options(self, model: str) -> dict[str, object]:
         auth = self.config.auth
         if auth == "iam":
             return {"authorization_type": apigw.AuthorizationType.IAM}
         if auth == "cognito":
-            return {"authorization_type": apigw.AuthorizationType.COGNITO, "authorizer": self.authorizer}
+            # An access token carrying the model's scope ("Integrate a REST API with an Amazon Cognito
+            # user pool", https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-enable-cognito-user-pool.html)
+            return {
+                "authorization_type": apigw.AuthorizationType.COGNITO,
+                "authorizer": self.authorizer,
+                "authorization_scopes": [model_scope(self.prefix, model)],
+            }
         return {"authorization_type": apigw.AuthorizationType.NONE, "api_key_required": True}
 
     def request_model(self, processing: ProcessingSettings | None) -> apigw.Model:
@@ -306,7 +321,7 @@ class ModelApi(Construct):
         """A Lambda model's routes, integrated with ``target`` (the model's ``live`` alias)."""
         resource = self._model_resource(name)
         integration = apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(29))
-        options = self._method_options()
+        options = self._method_options(name)
         checked = {
             "request_validator": self.validator,
             "request_models": {JSON: self.request_model(processing)},
@@ -429,7 +444,7 @@ class ModelApi(Construct):
                 apigw.MethodResponse(status_code="429"),
                 apigw.MethodResponse(status_code="503"),
             ],
-            **self._method_options(),  # type: ignore[arg-type]
+            **self._method_options(name),  # type: ignore[arg-type]
         )
         CfnOutput(
             self,
@@ -455,7 +470,7 @@ class ModelApi(Construct):
             apigw.LambdaIntegration(target, proxy=True, timeout=Duration.seconds(10)),
             request_validator=self.validator,
             request_parameters={"method.request.path.id": True},
-            **self._method_options(),  # type: ignore[arg-type]
+            **self._method_options(name),  # type: ignore[arg-type]
         )
         CfnOutput(
             self,

@@ -20,10 +20,12 @@ from stacks.access import (
     ModelInvokePolicy,
     ModelScopes,
     ModelStage,
+    api_id_export,
     invoke_policy_name,
     model_scope,
 )
-from tests.infra.conftest import resources
+from tests.infra.conftest import Synth, resources, synth_config, write_config
+from tests.infra.layout import exports
 
 PREFIX = "acme-dev"
 POOL = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_Abc"
@@ -50,18 +52,14 @@ DUMMY_API_FINDINGS = [
 ]
 
 
-def api_export(model: str) -> str:
-    return f"{PREFIX}-model-{model}-api-id"
-
-
 def _dummy_api(stack: cdk.Stack, model: str, runtime: str) -> str:
     """A REST API with ``model``'s routes; its id exported by name, as a model stack exports it."""
     api = apigw.RestApi(stack, f"Api-{model}", deploy_options=apigw.StageOptions(stage_name="dev"))
     below = api.root.add_resource(routes.PREFIX).add_resource(model)
     for route in routes.served(runtime):
         below.add_resource(route.action).add_method(route.method)
-    cdk.CfnOutput(stack, f"ApiId-{model}", value=api.rest_api_id, export_name=api_export(model))
-    return cdk.Fn.import_value(api_export(model))
+    cdk.CfnOutput(stack, f"ApiId-{model}", value=api.rest_api_id, export_name=api_id_export(PREFIX, model))
+    return cdk.Fn.import_value(api_id_export(PREFIX, model))
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +237,144 @@ def test_a_consumer_of_a_model_without_a_stage_or_scope_is_refused() -> None:
     scopes = ModelScopes(stack, "Scopes", user_pool_arn=POOL, prefix=PREFIX, models=["iris"])
     with pytest.raises(ValueError, match="consumer 'x': no scope for model 'gone'"):
         ConsumerClients(stack, "Clients", scopes=scopes, consumers=lost)
+
+
+# ------------------------------------------------------------------------------------------------
+# Wired into the stacks (stacks/__init__.py build): one synth per auth mode
+# ------------------------------------------------------------------------------------------------
+
+CONSUMERS_CONFIG = """
+    project: shop
+    api:
+      auth: api_key
+      throttle_rate: 30
+      throttle_burst: 60
+      quota_per_day: 7000
+      consumers:
+        - {name: fraud, models: [iris], rate: 3, burst: 6, quota_per_day: 100}
+        - {name: bi, models: [iris, digits]}
+    models:
+      - {name: iris, artifact: MODELS/iris/v1/model.onnx, runtime: lambda, throttle: {rate: 11, burst: 22}}
+      - {name: digits, artifact: MODELS/digits/v1/model.onnx, runtime: sagemaker, batch: {enabled: false}}
+"""
+COGNITO_CONFIG = f"""
+    project: shop
+    api:
+      auth: cognito
+      cognito_user_pool_arn: "{POOL}"
+      consumers: [{{name: partner, models: [digits]}}]
+    models:
+      - {{name: iris, artifact: MODELS/iris/v1/model.onnx, runtime: lambda}}
+      - {{name: digits, artifact: MODELS/digits/v1/model.onnx, runtime: sagemaker, batch: {{enabled: false}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def synth_consumers(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    directory = tmp_path_factory.mktemp("synth-consumers")
+    return synth_config(write_config(directory, CONSUMERS_CONFIG), directory / "out")
+
+
+@pytest.fixture(scope="module")
+def synth_cognito(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    directory = tmp_path_factory.mktemp("synth-cognito")
+    return synth_config(write_config(directory, COGNITO_CONFIG), directory / "out")
+
+
+def _stage_throttle(template: dict[str, Any]) -> tuple[int, int]:
+    [stage] = resources(template, "AWS::ApiGateway::Stage").values()
+    [setting] = stage["Properties"]["MethodSettings"]
+    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+    return setting["ThrottlingRateLimit"], setting["ThrottlingBurstLimit"]
+
+
+def test_iam_each_model_stack_has_the_policy_of_its_own_routes(synth_repo_config: Synth) -> None:
+    for model in ("iris", "digits"):
+        template = synth_repo_config.model_json(model)
+        [api] = resources(template, "AWS::ApiGateway::RestApi")
+        [policy] = resources(template, "AWS::IAM::ManagedPolicy").values()
+        props = policy["Properties"]
+        assert props["ManagedPolicyName"] == f"mdk-dev-invoke-{model}"
+        [statement] = props["PolicyDocument"]["Statement"]
+        parts = statement["Resource"]["Fn::Join"][1]
+        assert parts[7:] == [{"Ref": api}, f"/dev/*/models/{model}/*"]
+        methods = resources(template, "AWS::ApiGateway::Method").values()
+        assert {m["Properties"]["AuthorizationType"] for m in methods} == {"AWS_IAM"}
+    assert not resources(synth_repo_config.shared_json, "AWS::IAM::ManagedPolicy")
+    assert "mdk-dev-access" not in synth_repo_config.json  # no consumers with IAM
+
+
+def test_api_key_each_consumer_plan_lists_only_its_models(synth_consumers: Synth) -> None:
+    assert [s.stack_name for s in synth_consumers.stacks][-1] == "shop-dev-access"
+    access = synth_consumers.json["shop-dev-access"]
+    plans = {
+        p["Properties"]["UsagePlanName"]: p["Properties"]
+        for p in resources(access, "AWS::ApiGateway::UsagePlan").values()
+    }
+    assert set(plans) == {"shop-dev-fraud", "shop-dev-bi"}
+    fraud, bi = plans["shop-dev-fraud"], plans["shop-dev-bi"]
+    assert [s["ApiId"] for s in fraud["ApiStages"]] == [{"Fn::ImportValue": "shop-dev-model-iris-api-id"}]
+    assert [s["ApiId"] for s in bi["ApiStages"]] == [
+        {"Fn::ImportValue": "shop-dev-model-iris-api-id"},
+        {"Fn::ImportValue": "shop-dev-model-digits-api-id"},
+    ]
+    # Every route the model's API has, at the consumer's rate (its own, or the API's)
+    iris_routes = {f"{r['path']}/{r['method']}" for r in _methods(synth_consumers.model_json("iris"))}
+    assert set(fraud["ApiStages"][0]["Throttle"]) == iris_routes
+    assert all(t == {"RateLimit": 3, "BurstLimit": 6} for t in fraud["ApiStages"][0]["Throttle"].values())
+    assert all(t == {"RateLimit": 30, "BurstLimit": 60} for t in bi["ApiStages"][0]["Throttle"].values())
+    assert bi["ApiStages"][1]["Throttle"] == {
+        "/models/digits/predict/POST": {"RateLimit": 30, "BurstLimit": 60}
+    }
+    assert (fraud["Quota"], bi["Quota"]) == (
+        {"Limit": 100, "Period": "DAY"},
+        {"Limit": 7000, "Period": "DAY"},
+    )
+    # each model stack exports its API's id by the name the plans import, and holds no key or plan
+    for model in ("iris", "digits"):
+        template = synth_consumers.model_json(model)
+        [api] = resources(template, "AWS::ApiGateway::RestApi")
+        assert exports(template)[f"shop-dev-model-{model}-api-id"] == {"Ref": api}
+        assert not resources(template, "AWS::ApiGateway::UsagePlan")
+        assert not resources(template, "AWS::ApiGateway::ApiKey")
+    deps = {d.stack_name for d in synth_consumers.stacks[-1].dependencies}
+    assert deps == {"shop-dev-model-iris", "shop-dev-model-digits"}
+
+
+def _methods(template: dict[str, Any]) -> list[dict[str, str]]:
+    """Each method of a model stack's API as ``{"path", "method"}`` (its resource path rebuilt)."""
+    parts = {k: v["Properties"] for k, v in resources(template, "AWS::ApiGateway::Resource").items()}
+
+    def path(resource: Any) -> str:
+        if "Fn::GetAtt" in resource:  # the root
+            return ""
+        own = parts[resource["Ref"]]
+        return f"{path(own['ParentId'])}/{own['PathPart']}"
+
+    return [
+        {"path": path(m["Properties"]["ResourceId"]), "method": m["Properties"]["HttpMethod"]}
+        for m in resources(template, "AWS::ApiGateway::Method").values()
+    ]
+
+
+def test_each_model_stage_has_its_own_throttle(synth_consumers: Synth, synth_repo_config: Synth) -> None:
+    assert _stage_throttle(synth_consumers.model_json("iris")) == (11, 22)  # its own
+    assert _stage_throttle(synth_consumers.model_json("digits")) == (30, 60)  # the API's
+    assert _stage_throttle(synth_repo_config.model_json("iris")) == (100, 200)  # the defaults
+
+
+def test_cognito_methods_require_their_models_scope(synth_cognito: Synth) -> None:
+    for model in ("iris", "digits"):
+        methods = resources(synth_cognito.model_json(model), "AWS::ApiGateway::Method").values()
+        assert methods
+        for method in methods:
+            assert method["Properties"]["AuthorizationType"] == "COGNITO_USER_POOLS"
+            assert method["Properties"]["AuthorizationScopes"] == [f"shop-dev/{model}"]
+    shared = synth_cognito.shared_json
+    [server] = resources(shared, "AWS::Cognito::UserPoolResourceServer").values()
+    assert server["Properties"]["Identifier"] == "shop-dev"
+    assert [s["ScopeName"] for s in server["Properties"]["Scopes"]] == ["iris", "digits"]
+    [client] = resources(shared, "AWS::Cognito::UserPoolClient").values()
+    assert client["Properties"]["ClientName"] == "shop-dev-partner"
+    assert client["Properties"]["AllowedOAuthScopes"] == ["shop-dev/digits"]
+    assert "shop-dev-access" not in synth_cognito.json

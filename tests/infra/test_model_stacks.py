@@ -302,11 +302,24 @@ def test_api_keys_usage_plan_and_waf_sized_for_ml_payloads(synth_variant: Synth)
     methods = [m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()]
     assert len(methods) == 7  # two models, three routes each, and the stored predictions of iris-fast
     assert all(m["ApiKeyRequired"] is True and m["AuthorizationType"] == "NONE" for m in methods)
-    _, plan = one(template, "AWS::ApiGateway::UsagePlan")
-    assert plan["Properties"]["Throttle"] == {"RateLimit": 20, "BurstLimit": 40}
+    # No consumers listed: the one default consumer's key and plan, in the access stack, reach every model
+    # (tests/infra/test_access_constructs.py has consumers of their own models).
+    access = synth_variant.json["acme-prod-access"]
+    _, plan = one(access, "AWS::ApiGateway::UsagePlan")
     assert plan["Properties"]["Quota"] == {"Limit": 50000, "Period": "DAY"}
-    one(template, "AWS::ApiGateway::ApiKey")
-    one(template, "AWS::ApiGateway::UsagePlanKey")
+    assert [s["ApiId"] for s in plan["Properties"]["ApiStages"]] == [
+        {"Fn::ImportValue": "acme-prod-model-iris-fast-api-id"},
+        {"Fn::ImportValue": "acme-prod-model-iris-big-bang-api-id"},
+    ]
+    throttles = [t for s in plan["Properties"]["ApiStages"] for t in s["Throttle"].values()]
+    assert len(throttles) == 7
+    assert all(t == {"RateLimit": 20, "BurstLimit": 40} for t in throttles)
+    one(access, "AWS::ApiGateway::ApiKey")
+    one(access, "AWS::ApiGateway::UsagePlanKey")
+    for model in ("iris-fast", "iris-big-bang"):
+        own = synth_variant.model_json(model)
+        assert not resources(own, "AWS::ApiGateway::UsagePlan")
+        assert not resources(own, "AWS::ApiGateway::ApiKey")
     _, acl = one(template, "AWS::WAFv2::WebACL")
     rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
     assert rules["RateLimitPerIp"]["Statement"]["RateBasedStatement"] == {
@@ -317,13 +330,15 @@ def test_api_keys_usage_plan_and_waf_sized_for_ml_payloads(synth_variant: Synth)
     # the 8 KB body limit would block real prediction requests: counted, not blocking
     assert common["RuleActionOverrides"] == [{"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
     assert {"AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAmazonIpReputationList"} <= set(rules)
-    _, association = one(template, "AWS::WAFv2::WebACLAssociation")
-    stage_id, _ = one(template, "AWS::ApiGateway::Stage")
-    assert dumps(association["Properties"]["ResourceArn"]).endswith(
-        f'"/stages/", {{"Ref": "{stage_id}"}}]]}}'
-    )
-    outputs = template["Outputs"]
-    assert any(k.startswith("ModelApiApiKeyId") for k in outputs)
+    for model in ("iris-fast", "iris-big-bang"):  # the shared web ACL on every model's stage
+        own = synth_variant.model_json(model)
+        _, association = one(own, "AWS::WAFv2::WebACLAssociation")
+        stage_id, _ = one(own, "AWS::ApiGateway::Stage")
+        assert dumps(association["Properties"]["ResourceArn"]).endswith(
+            f'"/stages/", {{"Ref": "{stage_id}"}}]]}}'
+        )
+    outputs = access["Outputs"]
+    assert any(k.startswith("ConsumersApiKeyIdDefault") for k in outputs)
 
 
 def test_cognito_authorizer(tmp_path: Path) -> None:

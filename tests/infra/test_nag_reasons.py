@@ -243,7 +243,23 @@ def _iam_or_api_keys(f: Finding) -> None:
 
 def _api_keys(f: Finding) -> None:
     assert f.resource["Properties"]["ApiKeyRequired"] is True
-    assert resources(f.template, "AWS::ApiGateway::UsagePlan")
+    # The consumers' keys and usage plans are the access stack's: it finds this API by its export.
+    api = f.resource["Properties"]["RestApiId"]
+    assert any(
+        o["Value"] == api and o["Export"]["Name"].endswith("-api-id") for o in f.template["Outputs"].values()
+    )
+
+
+def _model_invoke_routes(f: Finding) -> None:
+    props = f.resource["Properties"]
+    [statement] = props["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+    parts = statement["Resource"]["Fn::Join"][1]
+    [api] = _refs(parts) - {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
+    assert f.template["Resources"][api]["Type"] == "AWS::ApiGateway::RestApi"  # this stack's own API
+    model = props["ManagedPolicyName"].rsplit("-invoke-", 1)[1]
+    [stage] = resources(f.template, "AWS::ApiGateway::Stage").values()
+    assert parts[-1] == f"/{stage['Properties']['StageName']}/*/models/{model}/*"
 
 
 def _no_web_acl(f: Finding) -> None:
@@ -407,6 +423,7 @@ CHECKS: dict[str, Callable[[Finding], None]] = {
     ),
     nag.TRANSFORM_PREFIXES_REASON: _transform_prefixes,
     nag.SHADOW_MIRROR_REASON: _shadow_mirror,
+    nag.MODEL_INVOKE_ROUTES_REASON: _model_invoke_routes,
 }
 
 
