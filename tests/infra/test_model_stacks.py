@@ -1,4 +1,5 @@
-"""Template assertions for the serving stack: every feature the deployment promises, resource by resource."""
+"""Template assertions for the stacks of a deployment (the shared stack and one stack per model): every
+feature the deployment promises, resource by resource, and in which stack it lives."""
 
 from __future__ import annotations
 
@@ -14,8 +15,18 @@ from aws_cdk.assertions import Match
 from mdk.bundle import model_spec
 from stacks.settings import DeploySettings, SettingsError
 from tests.infra.conftest import REPO, Synth, dumps, one, resources, synth_config, write_config
+from tests.infra.layout import imported, stack_names
+from tests.template_events import routes
 
 CANARY_DEFAULT = "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+
+
+def _image_assets(synth: Synth, stack: str) -> dict[str, Any]:
+    """The container images a stack's assets file publishes, by asset hash."""
+    images: dict[str, Any] = json.loads((synth.outdir / f"{stack}.assets.json").read_text()).get(
+        "dockerImages", {}
+    )
+    return images
 
 
 def fn_id(synth: Synth, model: str) -> str:
@@ -28,21 +39,33 @@ def fn_id(synth: Synth, model: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
+def test_one_shared_stack_and_one_stack_per_model(synth_repo_config: Synth) -> None:
+    names = ["mdk-dev-shared", "mdk-dev-model-iris", "mdk-dev-model-digits"]
+    assert [s.stack_name for s in synth_repo_config.stacks] == names == stack_names(synth_repo_config)
+    for name in names:  # each its own template and assets file, deployable alone
+        assert (synth_repo_config.outdir / f"{name}.template.json").is_file()
+        assert (synth_repo_config.outdir / f"{name}.assets.json").is_file()
+    assert not (synth_repo_config.outdir / "mdk-dev-serving.template.json").exists()
+    # every model stack is deployed after the shared one, whose exports it imports
+    for stack in synth_repo_config.stacks[1:]:
+        assert [d.stack_name for d in stack.dependencies] == ["mdk-dev-shared"]
+
+
 def test_only_lambda_models_get_a_function(synth_repo_config: Synth) -> None:
-    assert [s.stack_name for s in synth_repo_config.stacks] == ["mdk-dev-serving"]
-    functions = resources(synth_repo_config.merged_json, "AWS::Lambda::Function")
-    # iris (lambda) gets its function and its pre-traffic hook; digits runs on SageMaker; the batch
-    # pipeline has its trigger and status functions (no store in this config: no predictions route)
-    assert sorted(re.sub(r"[0-9A-F]{8}$", "", k) for k in functions) == [
-        "BatchStatus",
-        "BatchTrigger",
-        "ModelirisFunction",
-        "ModelirisPreTrafficHook",
-    ]
+    def functions(template: dict[str, Any]) -> list[str]:
+        found = resources(template, "AWS::Lambda::Function")
+        return sorted(re.sub(r"[0-9A-F]{8}$", "", k) for k in found)
+
+    # the batch pipeline has its trigger and status functions (no store in this config: no
+    # predictions function); iris (lambda) gets its function and its pre-traffic hook in its own
+    # stack; digits runs on SageMaker
+    assert functions(synth_repo_config.shared_json) == ["BatchStatus", "BatchTrigger"]
+    assert functions(synth_repo_config.model_json("iris")) == ["ModelirisFunction", "ModelirisPreTrafficHook"]
+    assert functions(synth_repo_config.model_json("digits")) == []
 
 
 def test_image_function_from_the_models_own_build_context(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged
+    template = synth_repo_config.model("iris")
     template.has_resource_properties(
         "AWS::Lambda::Function",
         {
@@ -67,9 +90,13 @@ def test_image_function_from_the_models_own_build_context(synth_repo_config: Syn
         REPO / "models/iris/v1/model.onnx"
     ).read_bytes()
     assert not (context / "lambda_handlers" / "rollout_hooks.py").exists()  # not part of the image
-    assets = (synth_repo_config.outdir / "mdk-dev-serving.assets.json").read_text()
+    assets = (synth_repo_config.outdir / "mdk-dev-model-iris.assets.json").read_text()
     assert '"MODEL_DIR": "model"' in assets
     assert '"platform": "linux/amd64"' in assets
+    # iris's image is published with its stack alone
+    for stack in ("mdk-dev-shared", "mdk-dev-model-iris", "mdk-dev-model-digits"):
+        images = [i["displayName"] for i in _image_assets(synth_repo_config, stack).values()]
+        assert ("Model-iris/Function/AssetImage" in images) == (stack == "mdk-dev-model-iris"), stack
 
 
 def test_alias_live_on_the_current_version_with_a_codedeploy_update_policy(synth_repo_config: Synth) -> None:
@@ -131,9 +158,11 @@ def test_rollback_alarms_watch_the_new_version_only(synth_repo_config: Synth) ->
         {"Name": "ModelVersion", "Value": version},
         {"Name": "service", "Value": "mdk-inference"},
     ]
-    topic_id, _ = one(template, "AWS::SNS::Topic")
+    topic_id, _ = one(synth_repo_config.shared_json, "AWS::SNS::Topic")
+    topic = imported(synth_repo_config, "alarm-topic-arn", {"Ref": topic_id})
+    assert set(alarms) <= set(synth_repo_config.model_json("iris")["Resources"])
     for alarm in alarms.values():
-        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["AlarmActions"] == [topic]
         assert alarm["TreatMissingData"] == "notBreaching"
         assert alarm["Period"] == 60
 
@@ -208,8 +237,12 @@ def test_custom_linear_rollout_arm64_and_concurrency(synth_variant: Synth) -> No
     alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()]
     assert any(a.get("MetricName") == "Duration" and a["Threshold"] == 250 for a in alarms)
     assert any(a.get("MetricName") == "Errors" and a.get("Threshold") == 3 for a in alarms)
-    assets = (synth_variant.outdir / "acme-prod-serving.assets.json").read_text()
+    assets = (synth_variant.outdir / "acme-prod-model-iris-fast.assets.json").read_text()
     assert '"platform": "linux/arm64"' in assets
+    assert (
+        '"platform": "linux/arm64"'
+        not in (synth_variant.outdir / "acme-prod-model-iris-big-bang.assets.json").read_text()
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -217,25 +250,35 @@ def test_custom_linear_rollout_arm64_and_concurrency(synth_variant: Synth) -> No
 # ------------------------------------------------------------------------------------------------
 
 
-def test_one_regional_rest_api_with_routes_per_model(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged
-    template.has_resource_properties(
-        "AWS::ApiGateway::RestApi",
-        {"EndpointConfiguration": {"Types": ["REGIONAL"]}, "BinaryMediaTypes": ["application/x-npy"]},
-    )
-    parts = sorted(
-        r["Properties"]["PathPart"]
-        for r in resources(synth_repo_config.merged_json, "AWS::ApiGateway::Resource").values()
-    )
-    # iris (Lambda): predict, metadata, health; digits (SageMaker): predict
-    assert parts == ["digits", "health", "iris", "metadata", "models", "predict", "predict"]
+def test_each_model_has_its_own_regional_rest_api_with_only_its_routes(synth_repo_config: Synth) -> None:
+    assert not resources(synth_repo_config.shared_json, "AWS::ApiGateway::RestApi")
+    expected = {
+        "iris": [  # Lambda: predict, metadata, health
+            ("GET", "/models/iris/health"),
+            ("GET", "/models/iris/metadata"),
+            ("POST", "/models/iris/predict"),
+        ],
+        "digits": [("POST", "/models/digits/predict")],  # SageMaker: predict
+    }
+    for name, want in expected.items():
+        template = synth_repo_config.model_json(name)
+        api_id, api = one(template, "AWS::ApiGateway::RestApi")
+        assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+        assert api["Properties"]["BinaryMediaTypes"] == ["application/x-npy"]
+        assert sorted((r.verb, r.path) for r in routes(template)) == want
+        for kind in ("Resource", "Method", "Stage", "Deployment", "RequestValidator", "GatewayResponse"):
+            for resource in resources(template, f"AWS::ApiGateway::{kind}").values():
+                assert resource["Properties"]["RestApiId"] == {"Ref": api_id}, kind
+        _, validator = one(template, "AWS::ApiGateway::RequestValidator")
+        assert validator["Properties"]["ValidateRequestBody"] is True
+    iris = synth_repo_config.model_json("iris")
     methods = [
         m["Properties"]
-        for m in resources(synth_repo_config.merged_json, "AWS::ApiGateway::Method").values()
+        for m in resources(iris, "AWS::ApiGateway::Method").values()
         if m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
     ]
     assert sorted(m["HttpMethod"] for m in methods) == ["GET", "GET", "POST"]
-    alias_id, _ = one(synth_repo_config.merged_json, "AWS::Lambda::Alias")
+    alias_id, _ = one(iris, "AWS::Lambda::Alias")
     for method in methods:
         assert method["AuthorizationType"] == "AWS_IAM"
         assert method["Integration"]["Type"] == "AWS_PROXY"
@@ -245,7 +288,6 @@ def test_one_regional_rest_api_with_routes_per_model(synth_repo_config: Synth) -
     predict = next(m for m in methods if m["HttpMethod"] == "POST")
     assert "RequestValidatorId" in predict
     assert "application/json" in predict["RequestModels"]
-    template.has_resource_properties("AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True})
 
 
 def test_stage_throttling_access_logs_tracing_and_no_payload_logging(synth_repo_config: Synth) -> None:
@@ -273,10 +315,11 @@ def test_stage_throttling_access_logs_tracing_and_no_payload_logging(synth_repo_
     )
 
 
-def test_gateway_refusals_use_the_functions_error_shape(synth_repo_config: Synth) -> None:
-    responses = [
+@pytest.mark.parametrize("model", ["iris", "digits"])
+def test_gateway_refusals_use_the_functions_error_shape(synth_repo_config: Synth, model: str) -> None:
+    responses = [  # each model's API answers its own refusals
         r["Properties"]
-        for r in resources(synth_repo_config.merged_json, "AWS::ApiGateway::GatewayResponse").values()
+        for r in resources(synth_repo_config.model_json(model), "AWS::ApiGateway::GatewayResponse").values()
     ]
     kinds = sorted(r["ResponseType"] for r in responses)
     assert kinds == [
@@ -356,12 +399,17 @@ def test_cognito_authorizer(tmp_path: Path) -> None:
     assert all(m["AuthorizationType"] == "COGNITO_USER_POOLS" for m in methods)
 
 
-def test_outputs_name_the_api_and_each_route(synth_repo_config: Synth) -> None:
-    outputs = synth_repo_config.merged_json["Outputs"]
-    assert any(k.startswith("ModelApiApiUrl") for k in outputs)
-    route = next(v for k, v in outputs.items() if k.startswith("ModelApiRouteIris"))
-    assert "/models/iris/predict" in dumps(route["Value"])
-    assert any(k.startswith("AlarmTopicArn") for k in outputs)
+def test_outputs_name_each_models_api_and_route(synth_repo_config: Synth) -> None:
+    for model in ("iris", "digits"):  # in the model's own stack, naming its own API
+        template = synth_repo_config.model_json(model)
+        api_id, _ = one(template, "AWS::ApiGateway::RestApi")
+        outputs = template["Outputs"]
+        url = next(v for k, v in outputs.items() if k.startswith(f"ModelApi{model}ApiUrl"))
+        assert {"Ref": api_id} in url["Value"]["Fn::Join"][1]
+        route = next(v for k, v in outputs.items() if k.startswith(f"ModelApi{model}Route{model.title()}"))
+        assert {"Ref": api_id} in route["Value"]["Fn::Join"][1]
+        assert route["Value"]["Fn::Join"][1][-1] == f"/models/{model}/predict"
+    assert any(k.startswith("AlarmTopicArn") for k in synth_repo_config.shared_json["Outputs"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -406,8 +454,9 @@ def test_dashboard_per_model_with_the_traffic_split(synth_repo_config: Synth, sy
 
 
 def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged_json
-    topic_id, _ = one(template, "AWS::SNS::Topic")
+    template = synth_repo_config.model_json("iris")
+    topic_id, _ = one(synth_repo_config.shared_json, "AWS::SNS::Topic")
+    topic = imported(synth_repo_config, "alarm-topic-arn", {"Ref": topic_id})
     facade = {
         k: v["Properties"]
         for k, v in resources(template, "AWS::CloudWatch::Alarm").items()
@@ -420,7 +469,7 @@ def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:
         "mdk-dev-iris-Throttled-Count-Warning",
         "mdk-dev-iris-model-timeouts-Critical",
     ]
-    assert all(p["AlarmActions"] == [{"Ref": topic_id}] for p in facade.values())
+    assert all(p["AlarmActions"] == [topic] for p in facade.values())
     # Predictions stopped at their deadline (504) alarm on the first one, for the deployed version.
     timeouts = next(p for p in facade.values() if p["AlarmName"] == "mdk-dev-iris-model-timeouts-Critical")
     assert timeouts["MetricName"] == "ErrorsByCode"
@@ -437,14 +486,25 @@ def test_monitoring_alarms_notify_the_topic(synth_repo_config: Synth) -> None:
 
 
 def test_stack_names_stage_tags_and_retention(synth_repo_config: Synth, synth_variant: Synth) -> None:
-    assert [s.stack_name for s in synth_variant.stacks] == ["acme-prod-serving"]
+    assert [s.stack_name for s in synth_variant.stacks] == [
+        "acme-prod-shared",
+        "acme-prod-model-iris-fast",
+        "acme-prod-model-iris-big-bang",
+        "acme-prod-access",  # api_key auth: the consumers' keys and usage plans
+    ]
+    assert [s.stack_name for s in synth_variant.stacks] == stack_names(synth_variant)
     for synth, policy in ((synth_repo_config, "Retain"), (synth_variant, "Delete")):
         log_groups = resources(synth.merged_json, "AWS::Logs::LogGroup")
         assert log_groups
         assert {g["DeletionPolicy"] for g in log_groups.values()} == {policy}
-    function = synth_variant.merged_json["Resources"][fn_id(synth_variant, "iris-fast")]
-    assert {"Key": "mdk:stage", "Value": "prod"} in function["Properties"]["Tags"]
-    assert {"Key": "mdk:project", "Value": "acme"} in function["Properties"]["Tags"]
+    trigger = next(k for k in resources(synth_variant.shared_json, "AWS::Lambda::Function") if "Trigger" in k)
+    for stack, function in (
+        (synth_variant.shared_json, trigger),
+        (synth_variant.model_json("iris-fast"), fn_id(synth_variant, "iris-fast")),
+    ):  # the tags are the whole app's
+        tags = stack["Resources"][function]["Properties"]["Tags"]
+        assert {"Key": "mdk:stage", "Value": "prod"} in tags
+        assert {"Key": "mdk:project", "Value": "acme"} in tags
 
 
 def test_templates_are_environment_agnostic(synth_repo_config: Synth, synth_variant: Synth) -> None:
@@ -487,44 +547,103 @@ def test_bad_context_is_refused_with_its_name(context: dict[str, str], message: 
 
 ROLLOUT_CONFIG = """
     models:
-      - {name: iris, artifact: MODELS/iris/IRIS/model.onnx, runtime: lambda}
+      - {name: iris, artifact: MODELS/iris/IRIS/model.onnx, runtime: lambda, batch: {enabled: BATCH}}
       - {name: digits, artifact: MODELS/digits/v1/model.onnx, runtime: sagemaker}
 """
-# everything of the serving stack that belongs to the iris model (and the API that routes to it)
+STACKS = ("mdk-dev-shared", "mdk-dev-model-iris", "mdk-dev-model-digits")
 
 
-def _image_assets(synth: Synth) -> set[str]:
-    text = (synth.outdir / "mdk-dev-serving.assets.json").read_text()
-    return set(json.loads(text).get("dockerImages", {}))
+def _synth_iris(tmp_path: Path, name: str, version: str, *, batch: bool = True) -> Synth:
+    text = ROLLOUT_CONFIG.replace("IRIS", version).replace("BATCH", str(batch).lower())
+    return synth_config(write_config(tmp_path / name, text), tmp_path / name / "out", with_nag=False)
 
 
-def _synth_iris(tmp_path: Path, name: str, version: str) -> Synth:
-    path = write_config(tmp_path / name, ROLLOUT_CONFIG.replace("IRIS", version))
-    return synth_config(path, tmp_path / name / "out", with_nag=False)
+def _template(synth: Synth, stack: str) -> bytes:
+    """A stack's template as `cdk deploy` uploads it: the bytes of ``<stack>.template.json``."""
+    return (synth.outdir / f"{stack}.template.json").read_bytes()
+
+
+def _assets(synth: Synth, stack: str) -> bytes:
+    return (synth.outdir / f"{stack}.assets.json").read_bytes()
+
+
+def _differences(before: Synth, after: Synth, stack: str) -> list[str]:
+    """What differs between two syntheses of a stack, nothing ignored: each resource whose JSON differs
+    (by its logical id, less CDK's hash suffix), and each other section of the template that does."""
+    old, new = json.loads(_template(before, stack)), json.loads(_template(after, stack))
+    found = []
+    for section in sorted(set(old) | set(new)):
+        if section != "Resources" and old.get(section) != new.get(section):
+            found.append(section)
+    res_old, res_new = old.get("Resources", {}), new.get("Resources", {})
+    for logical in sorted(set(res_old) | set(res_new)):
+        if res_old.get(logical) != res_new.get(logical):
+            found.append(re.sub(r"[0-9A-F]{8}$", "", logical))
+    return found
+
+
+# What of the shared stack a model's artifact reaches, the batch pipeline's part of that model: the
+# SageMaker model its transform jobs run (the artifact's tarball; its role may read that object) and the
+# trigger's and status function's code, whose batch_models.json names each model's version
+# (mdk.bundle.batch_function_config). The layout's promise (a change to a model's artifact is an update of
+# its stack alone) holds for a model without batch; with batch, the shared stack is updated too.
+def _batch_part(model: str) -> list[str]:
+    return [
+        f"BatchModel{model}ExecutionRoleDefaultPolicy",
+        f"BatchModel{model}Model",
+        "BatchStatus",
+        "BatchTrigger",
+    ]
 
 
 def test_unchanged_config_synthesizes_identically(tmp_path: Path) -> None:
     first = _synth_iris(tmp_path, "a", "v1")
     second = _synth_iris(tmp_path, "b", "v1")
-    assert first.merged_json == second.merged_json
-    assert _image_assets(first) == _image_assets(second)
+    assert [s.stack_name for s in first.stacks] == [s.stack_name for s in second.stacks] == list(STACKS)
+    for stack in STACKS:  # every stack's template and assets, byte for byte: no update, no new image
+        assert _template(first, stack) == _template(second, stack), stack
+        assert _assets(first, stack) == _assets(second, stack), stack
 
 
-def test_changed_artifact_changes_the_image_and_publishes_a_new_version(tmp_path: Path) -> None:
-    before = _synth_iris(tmp_path, "a", "v1")
-    after = _synth_iris(tmp_path, "b", "v2")
-    # iris's image changes; the SageMaker serving image (no model inside) does not
-    assert len(_image_assets(before) - _image_assets(after)) == 1
-    version_before, _ = one(before.merged_json, "AWS::Lambda::Version")
-    version_after, _ = one(after.merged_json, "AWS::Lambda::Version")
-    assert version_before != version_after  # a new AWS::Lambda::Version: the alias update starts a rollout
-    image_before = before.merged_json["Resources"][fn_id(before, "iris")]["Properties"]["Code"]
-    image_after = after.merged_json["Resources"][fn_id(after, "iris")]["Properties"]["Code"]
+@pytest.mark.parametrize("batch", [False, True], ids=["iris-without-batch", "iris-with-batch"])
+def test_changed_artifact_changes_only_its_models_stack_and_publishes_a_new_version(
+    tmp_path: Path, batch: bool
+) -> None:
+    before = _synth_iris(tmp_path, "a", "v1", batch=batch)
+    after = _synth_iris(tmp_path, "b", "v2", batch=batch)
+    # digits's stack and its assets are untouched: not even a no-op update of its stack
+    assert _template(before, "mdk-dev-model-digits") == _template(after, "mdk-dev-model-digits")
+    assert _assets(before, "mdk-dev-model-digits") == _assets(after, "mdk-dev-model-digits")
+    # the shared stack: untouched, but for iris's batch part when iris takes batch files
+    assert _differences(before, after, "mdk-dev-shared") == (_batch_part("iris") if batch else [])
+    if not batch:
+        assert _template(before, "mdk-dev-shared") == _template(after, "mdk-dev-shared")
+    assert _image_assets(before, "mdk-dev-shared") == _image_assets(after, "mdk-dev-shared")
+    # iris's stack publishes iris's new image ...
+    images_before = _image_assets(before, "mdk-dev-model-iris")
+    images_after = _image_assets(after, "mdk-dev-model-iris")
+    assert len(images_before) == len(images_after) == 1
+    assert images_before.keys() != images_after.keys()
+    # ... and a new AWS::Lambda::Version: the alias update starts a rollout
+    iris_before, iris_after = before.model_json("iris"), after.model_json("iris")
+    version_before, _ = one(iris_before, "AWS::Lambda::Version")
+    version_after, _ = one(iris_after, "AWS::Lambda::Version")
+    assert version_before != version_after
+    image_before = iris_before["Resources"][fn_id(before, "iris")]["Properties"]["Code"]
+    image_after = iris_after["Resources"][fn_id(after, "iris")]["Properties"]["Code"]
     assert image_before != image_after
 
 
-def _owned_by(synth: Synth, prefixes: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in synth.merged_json["Resources"].items() if k.startswith(prefixes)}
+def test_adding_a_model_leaves_the_other_models_stacks_alone(tmp_path: Path) -> None:
+    before = _synth_iris(tmp_path, "a", "v1")
+    text = ROLLOUT_CONFIG.replace("IRIS", "v1").replace("BATCH", "true") + (
+        "      - {name: iris-next, artifact: MODELS/iris/v2/model.onnx, runtime: lambda}\n"
+    )
+    after = synth_config(write_config(tmp_path / "c", text), tmp_path / "c" / "out", with_nag=False)
+    assert [s.stack_name for s in after.stacks] == [*STACKS, "mdk-dev-model-iris-next"]
+    for stack in ("mdk-dev-model-iris", "mdk-dev-model-digits"):  # (and removing it, the other way round)
+        assert _template(before, stack) == _template(after, stack), stack
+        assert _assets(before, stack) == _assets(after, stack), stack
 
 
 def test_a_change_to_another_model_leaves_this_one_alone(tmp_path: Path) -> None:
@@ -532,29 +651,21 @@ def test_a_change_to_another_model_leaves_this_one_alone(tmp_path: Path) -> None
     other = tmp_path / "other-digits"
     shutil.copytree(REPO / "models", other)
     (other / "digits" / "v1" / "model.onnx").write_bytes((REPO / "models/iris/v2/model.onnx").read_bytes())
-    text = ROLLOUT_CONFIG.replace("IRIS", "v1").replace("MODELS/digits", f"{other}/digits")
+    text = ROLLOUT_CONFIG.replace("IRIS", "v1").replace("BATCH", "true")
+    text = text.replace("MODELS/digits", f"{other}/digits")
     after = synth_config(write_config(tmp_path / "c", text), tmp_path / "c" / "out", with_nag=False)
-    # iris's function, version, alias, hook, alarms, deployment group and dashboard do not move ...
-    iris = ("Modeliris", "Monitoringiris")
-    assert _owned_by(before, iris) == _owned_by(after, iris)
+    # iris's stack (function, version, alias, hook, alarms, deployment group, dashboard, API, registry
+    # entry) and its image do not move; of the shared stack, only digits's batch part does ...
+    assert _template(before, "mdk-dev-model-iris") == _template(after, "mdk-dev-model-iris")
+    assert _assets(before, "mdk-dev-model-iris") == _assets(after, "mdk-dev-model-iris")
+    assert _differences(before, after, "mdk-dev-shared") == _batch_part("digits")
     # ... while digits gets a new SageMaker model and endpoint config under the same endpoint
-    digits_before, digits_after = (
-        _owned_by(before, ("Endpointdigits",)),
-        _owned_by(after, ("Endpointdigits",)),
-    )
-    changed = sorted(k for k in digits_before if digits_before[k] != digits_after.get(k))
-    assert [re.sub(r"[0-9A-F]{8}$", "", k) for k in changed] == [
+    assert _differences(before, after, "mdk-dev-model-digits") == [
         "EndpointdigitsExecutionRoleDefaultPolicy",  # may read the new artifact object
         "EndpointdigitsModel",  # a new artifact: CloudFormation replaces the model (a new generated name),
-    ]  # hence the endpoint config that names it, and the endpoint rolls out the new config (blue/green)
-    endpoint_before = next(
-        v
-        for k, v in digits_before.items()
-        if k.startswith("EndpointdigitsEndpoint") and v["Type"] == "AWS::SageMaker::Endpoint"
-    )
-    endpoint_after = next(
-        v
-        for k, v in digits_after.items()
-        if k.startswith("EndpointdigitsEndpoint") and v["Type"] == "AWS::SageMaker::Endpoint"
-    )
-    assert endpoint_before["Properties"]["EndpointName"] == endpoint_after["Properties"]["EndpointName"]
+        # hence the endpoint config that names it, and the endpoint rolls out the new config (blue/green)
+        "RegistryModeldigits",  # digits's registry entry names its new version
+    ]
+    for synth in (before, after):
+        _, endpoint = one(synth.model_json("digits"), "AWS::SageMaker::Endpoint")
+        assert endpoint["Properties"]["EndpointName"] == "mdk-dev-digits"
