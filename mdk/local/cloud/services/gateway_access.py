@@ -538,9 +538,10 @@ def method_setting_key(resource_path: str, http_method: str) -> str:
 class MethodThrottles:
     """A stage's method throttling: each method gets its own token bucket from its most specific method
     setting (``<path>/<METHOD>``, then ``<path>/*``, then the stage's ``*/*``), so a burst on one model's
-    methods (or on one method) never takes another's tokens. API Gateway applies the stage's default
-    throttling to each method ("Throttle requests to your REST APIs for better throughput in API
-    Gateway", https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html)."""
+    methods (or on one method) never takes another's tokens: the stage's default method throttling
+    (``*/*``) and a method's own are per-method limits ("Throttle requests to your REST APIs for better
+    throughput in API Gateway", "How throttling limit settings are applied in API Gateway",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html)."""
 
     def __init__(self, settings: Mapping[str, Mapping[str, Any]], *, clock: Clock = time.monotonic) -> None:
         self._settings = settings
@@ -752,10 +753,12 @@ class CognitoTokens:
     """A COGNITO_USER_POOLS authorizer: the token in the Authorization header (with or without
     ``Bearer``) must be a JWT signed by one of the authorizer's pools (its JWKS), issued by it and not
     expired; a method with authorization scopes takes an access token whose ``scope`` claim holds one of
-    them, a method without scopes an ID token ("Integrate a REST API with an Amazon Cognito user pool":
-    "to use an access token ... the OAuth scopes ... the call succeeds if any of the method's scopes
-    matches a scope claimed in the incoming token"; with no scopes the identity token,
-    https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-enable-cognito-user-pool.html).
+    them, a method without scopes an ID token ("Integrate a REST API with an Amazon Cognito user pool",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-enable-cognito-user-pool.html:
+    OAuth scopes on a method make it take access tokens carrying one of them, none make it take identity
+    tokens; as an AWS answer puts it, "If there are no scopes defined the API Gateway Cognito Authorizer
+    will require the ID Token",
+    https://repost.aws/questions/QUrEQW0PtJTZm34jx0UrnLlw/need-access-token-as-header-in-cognito).
     Each refusal is 401 UNAUTHORIZED: "Unauthorized", or "The incoming token has expired"."""
 
     def __init__(self, jwks: Jwks, *, now: Clock = time.time) -> None:
