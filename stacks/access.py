@@ -7,9 +7,10 @@
   (client credentials) allowed its models' scopes.
 - ``api_key``: :class:`ConsumerPlans`, an API key and a usage plan per consumer listing its models' API
   stages, each with the consumer's throttle, and its daily quota. A key identifies a consumer and meters
-  it; it is not an authorization ("Usage plans and API keys for REST APIs in API Gateway",
-  https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-usage-plans.html: "Don't
-  use API keys for authentication or authorization to control access to your APIs"). A key reaches the
+  it; it is not an authorization ("Usage plans and API keys for REST APIs in API Gateway", best
+  practices, https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-usage-plans.html:
+  "Don't rely on API keys as your only means of authentication and authorization for your APIs ...
+  Instead, use an IAM role, a Lambda authorizer, or an Amazon Cognito user pool"). A key reaches the
   stages its plan lists and no other, because each model has its own REST API and stage.
 """
 
