@@ -183,9 +183,23 @@ def headroom(assembly: Path, stacks: dict[str, dict[str, Any]]) -> dict[str, Any
     note = "stacks.limits.usage is absent: counted by bench/scale.py"
     if usage is not None:
         try:
-            return {"source": "stacks.limits.usage", "usage": _jsonable(usage(assembly))}
+            entries = usage(assembly)  # fullest first
         except Exception as exc:  # noqa: BLE001 - another signature: count here, say why
-            note = f"stacks.limits.usage({assembly.name}) failed: {type(exc).__name__}: {exc}"
+            note = f"stacks.limits.usage failed ({type(exc).__name__}: {exc}): counted by bench/scale.py"
+        else:
+            fullest_of: dict[str, Any] = {}
+            for entry in entries:
+                fullest_of.setdefault(
+                    entry.limit,
+                    {
+                        "stack": entry.stack,
+                        "subject": entry.subject,
+                        "value": entry.count,
+                        "limit": entry.value,
+                        "headroom_pct": round((1 - entry.fraction) * 100, 1),
+                    },
+                )
+            return {"source": "stacks.limits.usage", "fullest": fullest_of}
     fullest: dict[str, Any] = {}
     for key, limit in LIMITS.items():
         name, figures = max(stacks.items(), key=lambda item: item[1][key])
@@ -196,13 +210,6 @@ def headroom(assembly: Path, stacks: dict[str, dict[str, Any]]) -> dict[str, Any
             "headroom_pct": round((limit - figures[key]) / limit * 100, 1),
         }
     return {"source": note, "fullest": fullest}
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value, default=lambda o: getattr(o, "__dict__", str(o))))
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def synth_scale(counts: tuple[int, ...] = SYNTH_COUNTS) -> dict[str, Any]:
@@ -356,8 +363,9 @@ def call_order(models: Any) -> list[Any]:
     return lambdas[:1] + sagemakers[:1] + lambdas[1:3] + sagemakers[1:2] + lambdas[3:] + sagemakers[2:]
 
 
-def _cloud_child(count: int, called: list[int]) -> dict[str, Any]:
-    """Runs in the measured process: deploy ``count`` models, then memory after each step."""
+def _cloud_child(count: int, called: list[int], eager: bool = False) -> dict[str, Any]:
+    """Runs in the measured process: deploy ``count`` models, then memory after each step. ``eager``:
+    every model warmed right after the deploy, nothing called (what ``mdk local up`` did before)."""
     import logging
 
     from mdk.config import load_config
@@ -366,6 +374,7 @@ def _cloud_child(count: int, called: list[int]) -> dict[str, Any]:
     for noisy in ("werkzeug", "botocore", "urllib3", "mdk.local"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     me = os.getpid()
+    first_requests: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mdk-bench-local-") as tmp_dir:
         tmp = Path(tmp_dir)
         config = write_config(tmp, count)
@@ -377,31 +386,19 @@ def _cloud_child(count: int, called: list[int]) -> dict[str, Any]:
             aws_s = time.perf_counter() - started
             cloud.deploy()
             up_s = time.perf_counter() - started
-            steps: list[dict[str, Any]] = [
-                {"step": "deployed, no model called", **tree_memory(me), **running(cloud)}
-            ]
-            order = call_order(kit.models)
-            first_requests: list[dict[str, Any]] = []
-            done = 0
-            for target in called:
-                for model in order[done:target]:
-                    status, seconds = _request(cloud, model)
-                    again, warm_s = _request(cloud, model)
-                    first_requests.append(
-                        {
-                            "model": model.name,
-                            "runtime": model.runtime,
-                            "status": [status, again],
-                            "first_s": round(seconds, 2),
-                            "second_ms": round(warm_s * 1000, 1),
-                        }
-                    )
-                done = target
-                steps.append({"step": f"{target} called", **tree_memory(me), **running(cloud)})
-            warm_started = time.perf_counter()
-            cloud.warm()
-            warm_s = time.perf_counter() - warm_started
-            steps.append({"step": "every model warmed", **tree_memory(me), **running(cloud)})
+            if eager:
+                warm_started = time.perf_counter()
+                cloud.warm()
+                warm_s = time.perf_counter() - warm_started
+                step = "deployed, every model warmed, none called"
+                steps = [{"step": step, **tree_memory(me), **running(cloud)}]
+            else:
+                steps = [{"step": "deployed, no model called", **tree_memory(me), **running(cloud)}]
+                steps += _call(cloud, call_order(kit.models), called, first_requests)
+                warm_started = time.perf_counter()
+                cloud.warm()
+                warm_s = time.perf_counter() - warm_started
+                steps.append({"step": "then every model warmed", **tree_memory(me), **running(cloud)})
         finally:
             cloud.stop()
     return {
@@ -416,14 +413,44 @@ def _cloud_child(count: int, called: list[int]) -> dict[str, Any]:
     }
 
 
+def _call(cloud: Any, order: list[Any], called: list[int], log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call the first 1, then 5 (``called``) models of ``order``, twice each; memory after each group."""
+    steps, done = [], 0
+    me = os.getpid()
+    for target in called:
+        for model in order[done:target]:
+            status, seconds = _request(cloud, model)
+            again, warm_s = _request(cloud, model)
+            log.append(
+                {
+                    "model": model.name,
+                    "runtime": model.runtime,
+                    "status": [status, again],
+                    "first_s": round(seconds, 2),
+                    "second_ms": round(warm_s * 1000, 1),
+                }
+            )
+        done = target
+        steps.append({"step": f"{target} called", **tree_memory(me), **running(cloud)})
+    return steps
+
+
 def local_cloud(count: int = LOCAL_MODELS, called: tuple[int, ...] = CALLED) -> dict[str, Any]:
-    """:func:`_cloud_child` in a fresh Python process; its figures."""
+    """:func:`_cloud_child` in a fresh Python process, models started on first use; then in another, every
+    model warmed at deploy (the ``eager`` figures)."""
+    figures = _child(count, called, eager=False)
+    if "failed" not in figures:
+        figures["eager"] = _child(count, (), eager=True)
+    return figures
+
+
+def _child(count: int, called: tuple[int, ...], *, eager: bool) -> dict[str, Any]:
     code = (
-        "import json, sys; from bench.scale import _cloud_child; "
-        "print('MDK-BENCH ' + json.dumps(_cloud_child(int(sys.argv[1]), json.loads(sys.argv[2]))))"
+        "import json, sys; from bench.scale import _cloud_child; print('MDK-BENCH ' + json.dumps("
+        "_cloud_child(int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3] == 'eager')))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(count), json.dumps(list(called))],
+        [sys.executable, "-c", code, str(count), json.dumps(list(called)), "eager" if eager else "lazy"],
         cwd=REPO,
         check=False,
         capture_output=True,
@@ -462,7 +489,7 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         "Wall time of the CDK app as `cdk synth` runs it (bundling and cdk-nag included), one run each.",
         "",
         "| models | synth s | stacks | resources | per model | shared stack | Lambda model stack | "
-        "SageMaker model stack | largest template KB | fullest stack: resources / 500 |",
+        "SageMaker model stack | largest template KB | fullest template's resources (of 500) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in synth_figures["runs"].values():
@@ -479,7 +506,8 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
                 return str(item["resources_max"])
             return f"{item['resources_median']} (max {item['resources_max']})"
 
-        fullest = run["headroom"].get("fullest", {}).get("resources")
+        fullest_of = run["headroom"].get("fullest", {})
+        fullest = fullest_of.get("resources_per_template") or fullest_of.get("resources")
         full = f"{fullest['value']} ({fullest['headroom_pct']} % left)" if fullest else "see headroom"
         shared = cell("shared") if "shared" in kinds else f"{cell('whole')} (one stack)"
         lines.append(
@@ -490,15 +518,19 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
     last = next((r for r in reversed(list(synth_figures["runs"].values())) if "failed" not in r), None)
     if last is not None:
         room = last["headroom"]
-        lines += ["", f"Headroom at {last['models']} models ({room['source']}):", ""]
-        if "fullest" in room:
-            for key, item in room["fullest"].items():
-                lines.append(
-                    f"- {key}: fullest stack {item['stack']} at {item['value']} of {item['limit']} "
-                    f"({item['headroom_pct']} % left)"
-                )
-        else:
-            lines.append(f"```\n{json.dumps(room['usage'], indent=1)[:3000]}\n```")
+        lines += [
+            "",
+            f"Headroom at {last['models']} models, the fullest stack (or API) against each limit "
+            f"({room['source']}):",
+            "",
+            "| limit | where | count | limit | left |",
+            "|---|---|---|---|---|",
+        ]
+        for key, item in room["fullest"].items():
+            where = item["stack"] + (f" ({item['subject'][:60]})" if item.get("subject") else "")
+            lines.append(
+                f"| {key} | {where} | {item['value']:,} | {item['limit']:,} | {item['headroom_pct']} % |"
+            )
     local = figures["local"]
     lines += [
         "",
@@ -516,11 +548,21 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         "| step | processes | model sandboxes | serving containers | RSS summed | PSS |",
         "|---|---|---|---|---|---|",
     ]
-    for step in local["steps"]:
+    eager = local.get("eager", {})
+    for step in [*local["steps"], *(eager.get("steps") or [])]:
         lines.append(
             f"| {step['step']} | {step['processes']} | {step['model_sandboxes']} | "
             f"{step['serving_containers']} | {step['rss_mib']} | {step['pss_mib']} |"
         )
+    if "steps" in eager:
+        lines += [
+            "",
+            f"The last row is a second fresh local cloud that warms every model right after its deploy, as "
+            f"`mdk local up` did before models started on first use: ready after {eager['start_s']} + "
+            f"{eager['warm_every_model_s']} s instead of {local['start_s']} s. A warmed Lambda sandbox is its "
+            "emulator alone until its first invocation (the emulator starts the runtime then); a warmed "
+            "endpoint's container has loaded its model.",
+        ]
     first = local["first_requests"]
     if first:
         lambda_first = [r["first_s"] for r in first if r["runtime"] == "lambda"]
@@ -546,19 +588,22 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="synth and local-cloud figures as the model count grows")
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run, not for figures)")
-    parser.add_argument("--synth-only", action="store_true")
-    parser.add_argument("--local-only", action="store_true")
+    parser.add_argument("--synth-only", action="store_true", help="the local part kept from scale.json")
+    parser.add_argument("--local-only", action="store_true", help="the synth part kept from scale.json")
     args = parser.parse_args(argv)
     counts = (2, 10) if args.quick else SYNTH_COUNTS
-    figures: dict[str, Any] = {}
-    figures["synth"] = (
-        {"counts": [], "lambda_share": LAMBDA_SHARE, "runs": {}} if args.local_only else synth_scale(counts)
-    )
-    figures["local"] = (
-        {"models": 0, "failed": "not run (--synth-only)"}
+    kept: dict[str, Any] = {
+        "synth": {"counts": [], "lambda_share": LAMBDA_SHARE, "runs": {}},
+        "local": {"models": 0, "failed": "not run"},
+    }
+    if (RESULTS / "scale.json").is_file():
+        kept.update(json.loads((RESULTS / "scale.json").read_text()))
+    figures: dict[str, Any] = {
+        "synth": kept["synth"] if args.local_only else synth_scale(counts),
+        "local": kept["local"]
         if args.synth_only
-        else local_cloud(4 if args.quick else LOCAL_MODELS, (1, 2) if args.quick else CALLED)
-    )
+        else local_cloud(4 if args.quick else LOCAL_MODELS, (1, 2) if args.quick else CALLED),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps(figures, indent=2) + "\n")
     text = "\n".join(report_lines(figures)) + "\n"
