@@ -3,7 +3,8 @@
 One shared stack (stacks/shared.py) and one stack per model (stacks/model_stack.py): a deployment grows
 by a stack per model, each far inside CloudFormation's 500 resources per template, and one model's change
 or rollout is one stack's update. With ``api.auth: api_key``, one more: ``<prefix>-access``
-(stacks/access_stack.py), the consumers' keys and usage plans, after every model stack.
+(stacks/access_stack.py), the consumers' keys and usage plans, after the model stacks of their models
+(past 150 consumers, ``<prefix>-access-2``: a template's resources and outputs are bounded).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from mdk.config import KitConfig
-from stacks.access_stack import AccessStack
+from stacks.access_stack import CONSUMERS_PER_STACK, AccessStack, access_stack_names
 from stacks.model_stack import ModelStack
 from stacks.settings import DeploySettings
 from stacks.shared import SharedStack
@@ -36,7 +37,10 @@ def build(app: cdk.App, config: KitConfig, settings: DeploySettings) -> list[cdk
     ]
     stacks: list[cdk.Stack] = [shared, *models]
     if config.api.auth == "api_key":
-        stacks.append(
-            AccessStack(app, settings.access_stack, config=config, settings=settings, model_stacks=models)
-        )
+        consumers = config.consumers
+        for i, name in enumerate(access_stack_names(settings.access_stack, len(consumers))):
+            chunk = consumers[i * CONSUMERS_PER_STACK : (i + 1) * CONSUMERS_PER_STACK]
+            stacks.append(
+                AccessStack(app, name, config=config, settings=settings, model_stacks=models, consumers=chunk)
+            )
     return stacks

@@ -5,6 +5,12 @@ plan listing the API stages of that consumer's models only, every route throttle
 and its daily quota (stacks/access.py). Each model stack exports its API's id by a name the kit chooses
 (``<prefix>-model-<name>-api-id``); this stack imports those and depends on the model stacks, so it
 deploys after them, and a change of consumers is an update of this stack alone.
+
+A consumer is three resources (key, plan, membership) and one output (its key's id): CloudFormation's 500
+resources and 200 outputs per template ("CloudFormation quotas",
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html) fit 166 and
+200 consumers, and API Gateway allows 300 usage plans per Region. So the consumers go
+:data:`CONSUMERS_PER_STACK` to a stack: ``<prefix>-access``, then ``<prefix>-access-2`` past 150.
 """
 
 from __future__ import annotations
@@ -15,14 +21,23 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from mdk.config import KitConfig
+from mdk.config import Consumer, KitConfig
 from stacks.access import ConsumerPlans, ModelStage, api_id_export
 from stacks.model_stack import ModelStack
 from stacks.settings import DeploySettings
 
+CONSUMERS_PER_STACK = 150  # 450 resources and 150 outputs of a template's 500 and 200
+
+
+def access_stack_names(first: str, consumers: int) -> list[str]:
+    """The access stacks of ``consumers`` consumers: ``first`` (``<prefix>-access``), ``first-2``, ..."""
+    count = -(-consumers // CONSUMERS_PER_STACK)
+    return [first if i == 0 else f"{first}-{i + 1}" for i in range(count)]
+
 
 class AccessStack(cdk.Stack):
-    """Exposes ``plans`` (a :class:`~stacks.access.ConsumerPlans`)."""
+    """``consumers``' keys and plans (default: every consumer of the config). Exposes ``plans`` (a
+    :class:`~stacks.access.ConsumerPlans`)."""
 
     def __init__(
         self,
@@ -32,6 +47,7 @@ class AccessStack(cdk.Stack):
         config: KitConfig,
         settings: DeploySettings,
         model_stacks: Sequence[ModelStack],
+        consumers: Sequence[Consumer] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -40,8 +56,12 @@ class AccessStack(cdk.Stack):
             description=f"mdk {settings.prefix}: API keys and usage plans, one per consumer",
             **kwargs,
         )
+        consumers = config.consumers if consumers is None else consumers
+        used = {m for c in consumers for m in c.models}
         stages: dict[str, ModelStage] = {}
         for stack in model_stacks:
+            if stack.model.name not in used:
+                continue
             self.add_stack_dependency(stack)  # the exports it imports exist first
             name = stack.model.name
             stages[name] = ModelStage(
@@ -52,5 +72,5 @@ class AccessStack(cdk.Stack):
                 ),
             )
         self.plans = ConsumerPlans(
-            self, "Consumers", consumers=config.consumers, stages=stages, prefix=settings.prefix
+            self, "Consumers", consumers=consumers, stages=stages, prefix=settings.prefix
         )

@@ -12,7 +12,7 @@ import pytest
 from aws_cdk import aws_apigateway as apigw
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
-from mdk.config import Consumer
+from mdk.config import Consumer, parse_config
 from mdk_runtime import routes
 from stacks.access import (
     ConsumerClients,
@@ -24,7 +24,8 @@ from stacks.access import (
     invoke_policy_name,
     model_scope,
 )
-from tests.infra.conftest import Synth, resources, synth_config, write_config
+from stacks.limits import check_assembly
+from tests.infra.conftest import REPO, Synth, resources, synth_config, write_config
 from tests.infra.layout import exports
 
 PREFIX = "acme-dev"
@@ -378,3 +379,27 @@ def test_cognito_methods_require_their_models_scope(synth_cognito: Synth) -> Non
     assert client["Properties"]["ClientName"] == "shop-dev-partner"
     assert client["Properties"]["AllowedOAuthScopes"] == ["shop-dev/digits"]
     assert "shop-dev-access" not in synth_cognito.json
+
+
+def test_300_consumers_fit_two_access_stacks_within_every_limit(tmp_path: Path) -> None:
+    """AWS's 300 usage plans per Region, at three resources and one output per consumer, would pass a
+    template's 500 resources: past 150 consumers the plans go to ``<prefix>-access-2``."""
+    consumers = [{"name": f"c{i}", "models": ["iris"]} for i in range(300)]
+    config = parse_config(
+        {
+            "project": "shop",
+            "api": {"auth": "api_key", "consumers": consumers},
+            "models": [{"name": "iris", "artifact": "models/iris/v1/model.onnx", "runtime": "lambda"}],
+        },
+        base_dir=REPO,
+        check_models=False,
+    )
+    synth = synth_config(config, tmp_path / "out", with_nag=False)
+    access = [s for s in synth.stacks if "-access" in s.stack_name]
+    assert [s.stack_name for s in access] == ["shop-dev-access", "shop-dev-access-2"]
+    plans = [resources(synth.json[s.stack_name], "AWS::ApiGateway::UsagePlan") for s in access]
+    assert [len(p) for p in plans] == [150, 150]
+    names = [p["Properties"]["UsagePlanName"] for found in plans for p in found.values()]
+    assert names == [f"shop-dev-c{i}" for i in range(300)]
+    assert {d.stack_name for s in access for d in s.dependencies} == {"shop-dev-model-iris"}
+    assert check_assembly(synth.json) == []
