@@ -11,6 +11,7 @@ from moto.events.models import EventPattern
 
 from mdk_runtime import batch
 from tests.infra.conftest import REPO, Synth, dumps, one, resources, synth_config, write_config
+from tests.infra.layout import imported
 
 
 def by_prefix(template: dict[str, Any], kind: str, prefix: str) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def actions(statement: dict[str, Any]) -> list[str]:
 
 
 def test_batch_bucket_is_encrypted_tls_only_logged_and_sends_events(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged_json
+    template = synth_repo_config.shared_json
     bucket = by_prefix(template, "AWS::S3::Bucket", "StorageBatch")["Properties"]
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
@@ -52,7 +53,7 @@ def test_batch_bucket_is_encrypted_tls_only_logged_and_sends_events(synth_repo_c
 
 
 def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged_json
+    template = synth_repo_config.shared_json
     rules = {k: v["Properties"] for k, v in resources(template, "AWS::Events::Rule").items()}
     uploads = next(v for k, v in rules.items() if k.startswith("BatchUploads"))
     pattern = uploads["EventPattern"]
@@ -94,7 +95,7 @@ def test_rules_route_uploads_and_job_states_to_the_functions(synth_repo_config: 
 def test_functions_are_zip_packaged_with_the_layer_and_a_failure_destination(
     synth_repo_config: Synth,
 ) -> None:
-    template = synth_repo_config.merged_json
+    template = synth_repo_config.shared_json
     layer = one(template, "AWS::Lambda::LayerVersion")[0]
     for name, handler in (("BatchTrigger", "batch_trigger"), ("BatchStatus", "batch_status")):
         function = by_prefix(template, "AWS::Lambda::Function", name)["Properties"]
@@ -125,7 +126,7 @@ def test_functions_are_zip_packaged_with_the_layer_and_a_failure_destination(
 
 
 def test_idempotency_table_expires_records_and_is_recoverable(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged_json
+    template = synth_repo_config.shared_json
     [table] = resources(template, "AWS::DynamoDB::Table").values()  # no store in this config
     props = table["Properties"]
     assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
@@ -135,7 +136,7 @@ def test_idempotency_table_expires_records_and_is_recoverable(synth_repo_config:
 
 
 def test_transform_models_use_the_serving_container_by_device(synth_sagemaker: Synth) -> None:
-    template = synth_sagemaker.merged_json
+    template = synth_sagemaker.shared_json
     transform = {
         k: v["Properties"]
         for k, v in resources(template, "AWS::SageMaker::Model").items()
@@ -219,17 +220,35 @@ def test_prediction_store_and_its_route(synth_variant: Synth) -> None:
     assert sorted(a for s in writes for a in actions(s) if a.startswith("dynamodb:Batch")) == [
         "dynamodb:BatchWriteItem"
     ]
+    # The function is the shared stack's; the route is the stored model's, on its own API, and calls the
+    # function by the ARN the shared stack exports.
+    function_id = next(
+        k for k in resources(synth_variant.shared_json, "AWS::Lambda::Function") if "Predictions" in k
+    )
+    function_arn = imported(synth_variant, "predictions-function-arn", {"Fn::GetAtt": [function_id, "Arn"]})
+    own = synth_variant.model_json("iris-fast")
     [route] = [
         v["Properties"]
-        for v in resources(template, "AWS::ApiGateway::Method").values()
+        for v in resources(own, "AWS::ApiGateway::Method").values()
         if v["Properties"]["HttpMethod"] == "GET"
-        and "BatchPredictions" in dumps(v["Properties"]["Integration"])
+        and dumps(function_arn) in dumps(v["Properties"]["Integration"])
     ]
     assert route["ApiKeyRequired"] is True  # the API's auth (api_key in this config)
     assert route["RequestParameters"] == {"method.request.path.id": True}
-    paths = [v["Properties"]["PathPart"] for v in resources(template, "AWS::ApiGateway::Resource").values()]
+    paths = [v["Properties"]["PathPart"] for v in resources(own, "AWS::ApiGateway::Resource").values()]
     assert "predictions" in paths
     assert "{id}" in paths
+    # API Gateway may invoke it for this route of this API's stages only
+    permissions = [
+        v["Properties"]
+        for v in resources(own, "AWS::Lambda::Permission").values()
+        if v["Properties"]["FunctionName"] == function_arn
+    ]
+    assert len(permissions) == 2  # the stage's and the console's test invocations
+    for permission in permissions:
+        assert dumps(permission["SourceArn"]).endswith('/GET/models/iris-fast/predictions/*"]]}')
+    # the model without a store has no such route
+    assert dumps(function_arn) not in dumps(synth_variant.model_json("iris-big-bang"))
     # The transform job settings reach the functions (batch_models.json in their code).
     transform = next(
         v["Properties"]
