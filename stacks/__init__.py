@@ -2,9 +2,9 @@
 
 One shared stack (stacks/shared.py) and one stack per model (stacks/model_stack.py): a deployment grows
 by a stack per model, each far inside CloudFormation's 500 resources per template, and one model's change
-or rollout is one stack's update. With ``api.auth: api_key``, one more: ``<prefix>-access``
-(stacks/access_stack.py), the consumers' keys and usage plans, after the model stacks of their models
-(past 150 consumers, ``<prefix>-access-2``: a template's resources and outputs are bounded).
+or rollout is one stack's update. With consumers (``api.auth: api_key`` always has one), one more:
+``<prefix>-access`` (stacks/access_stack.py), the consumers' keys and usage plans or app clients (past
+150 consumers, ``<prefix>-access-2``: a template's resources and outputs are bounded).
 """
 
 from __future__ import annotations
@@ -36,11 +36,18 @@ def build(app: cdk.App, config: KitConfig, settings: DeploySettings) -> list[cdk
         for model in config.models
     ]
     stacks: list[cdk.Stack] = [shared, *models]
-    if config.api.auth == "api_key":
-        consumers = config.consumers
-        for i, name in enumerate(access_stack_names(settings.access_stack, len(consumers))):
-            chunk = consumers[i * CONSUMERS_PER_STACK : (i + 1) * CONSUMERS_PER_STACK]
-            stacks.append(
-                AccessStack(app, name, config=config, settings=settings, model_stacks=models, consumers=chunk)
+    consumers = config.consumers  # api_key: at least the default one; cognito: those listed; iam: none
+    for i, name in enumerate(access_stack_names(settings.access_stack, len(consumers))):
+        chunk = consumers[i * CONSUMERS_PER_STACK : (i + 1) * CONSUMERS_PER_STACK]
+        stacks.append(
+            AccessStack(
+                app,
+                name,
+                config=config,
+                settings=settings,
+                shared=shared,
+                model_stacks=models,
+                consumers=chunk,
             )
+        )
     return stacks

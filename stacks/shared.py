@@ -26,7 +26,7 @@ from constructs import Construct
 
 from mdk.config import KitConfig
 from stacks import nag
-from stacks.access import ConsumerClients, ModelScopes
+from stacks.access import ModelScopes
 from stacks.alerts import AlarmTopic
 from stacks.batch import BatchPipeline
 from stacks.model_api import binary_media_types, web_acl
@@ -86,8 +86,8 @@ class Imported:
 
 class SharedStack(cdk.Stack):
     """Exposes ``alarms``, ``storage``, ``images``, ``capture`` (or None), ``batch`` (or None),
-    ``web_acl`` (or None), ``scopes`` and ``clients`` (``cognito`` auth, else None) and ``refs`` (what
-    model stacks import, by export name)."""
+    ``web_acl`` (or None), ``scopes`` (the models' OAuth scopes, ``cognito`` auth, else None) and
+    ``refs`` (what model stacks import, by export name)."""
 
     def __init__(
         self,
@@ -127,8 +127,7 @@ class SharedStack(cdk.Stack):
             self.web_acl = web_acl(self, config.api, binary_media_types(config.models))
         self._logging_role(settings)
         self.scopes: ModelScopes | None = None
-        self.clients: ConsumerClients | None = None
-        if config.api.auth == "cognito":  # one OAuth scope per model, an app client per consumer
+        if config.api.auth == "cognito":  # one OAuth scope per model (the consumers' clients: access stack)
             assert config.api.cognito_user_pool_arn is not None
             self.scopes = ModelScopes(
                 self,
@@ -136,9 +135,6 @@ class SharedStack(cdk.Stack):
                 user_pool_arn=config.api.cognito_user_pool_arn,
                 prefix=settings.prefix,
                 models=[m.name for m in config.models],
-            )
-            self.clients = ConsumerClients(
-                self, "ConsumerClients", scopes=self.scopes, consumers=config.consumers
             )
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn)
         export = self._export

@@ -375,10 +375,14 @@ def test_cognito_methods_require_their_models_scope(synth_cognito: Synth) -> Non
     [server] = resources(shared, "AWS::Cognito::UserPoolResourceServer").values()
     assert server["Properties"]["Identifier"] == "shop-dev"
     assert [s["ScopeName"] for s in server["Properties"]["Scopes"]] == ["iris", "digits"]
-    [client] = resources(shared, "AWS::Cognito::UserPoolClient").values()
+    assert not resources(shared, "AWS::Cognito::UserPoolClient")
+    # the consumers' clients are the access stack's, deployed after the scopes they are allowed
+    [access] = [s for s in synth_cognito.stacks if s.stack_name == "shop-dev-access"]
+    assert [d.stack_name for d in access.dependencies] == ["shop-dev-shared"]
+    [client] = resources(synth_cognito.json["shop-dev-access"], "AWS::Cognito::UserPoolClient").values()
     assert client["Properties"]["ClientName"] == "shop-dev-partner"
     assert client["Properties"]["AllowedOAuthScopes"] == ["shop-dev/digits"]
-    assert "shop-dev-access" not in synth_cognito.json
+    assert client["Properties"]["AllowedOAuthFlows"] == ["client_credentials"]
 
 
 def test_300_consumers_fit_two_access_stacks_within_every_limit(tmp_path: Path) -> None:
