@@ -78,21 +78,21 @@ def predict_path(name: str) -> str:
     return f"/models/{name}/predict"
 
 
-def test_the_binary_media_types_are_npy_and_what_the_models_take(synth_processed: Synth) -> None:
-    assert binary_media_types(synth_processed.merged_json) == [
-        "application/x-npy",
-        "image/jpeg",
-        "image/png",
-        "image/webp",
-        "multipart/form-data",
-        "text/plain",
-        "application/octet-stream",
-        "audio/*",
-    ]
+def test_the_binary_media_types_are_npy_and_what_the_model_takes(synth_processed: Synth) -> None:
+    # each model's own API: .npy, and the raw bodies of its own processing
+    assert {
+        m.name: binary_media_types(synth_processed.model_json(m.name)) for m in synth_processed.config.models
+    } == {
+        "tensors": ["application/x-npy"],
+        "images": ["application/x-npy", "image/jpeg", "image/png", "image/webp", "multipart/form-data"],
+        "texts": ["application/x-npy", "text/plain"],
+        "bytes": ["application/x-npy", "application/octet-stream", "audio/*"],
+    }
 
 
 def test_without_processing_only_npy_is_binary(synth_variant: Synth) -> None:
-    assert binary_media_types(synth_variant.merged_json) == ["application/x-npy"]
+    for model in synth_variant.config.models:
+        assert binary_media_types(synth_variant.model_json(model.name)) == ["application/x-npy"]
 
 
 def test_a_type_covering_json_is_refused_naming_the_model(tmp_path: Path) -> None:
@@ -182,8 +182,9 @@ def test_a_tensor_model_keeps_its_request_model(synth_processed: Synth) -> None:
     assert predict == {predict_path(n) for n in ("tensors", "images", "texts", "bytes")}
 
 
-def test_the_refusal_message_names_the_processed_interface(synth_processed: Synth) -> None:
-    template = synth_processed.merged_json
+@pytest.mark.parametrize("name", ["tensors", "images", "texts", "bytes"])
+def test_the_refusal_message_names_the_processed_interface(synth_processed: Synth, name: str) -> None:
+    template = synth_processed.model_json(name)  # each model's API refuses a body in its own words
     [response] = [
         r["Properties"]
         for r in template["Resources"].values()
@@ -192,7 +193,11 @@ def test_the_refusal_message_names_the_processed_interface(synth_processed: Synt
     ]
     document = json.loads(response["ResponseTemplates"]["application/json"])
     assert document["error"]["code"] == "malformed_request"
-    assert "a model with processing takes a JSON object with instances" in document["error"]["message"]
+    assert document["error"]["message"].startswith(
+        "request body: expected a JSON object with either instances"
+    )
+    processed = "a model with processing takes a JSON object with instances" in document["error"]["message"]
+    assert processed == (name != "tensors")
 
 
 def _byte_matches(statement: dict[str, Any]) -> list[str]:
