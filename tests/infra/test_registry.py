@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.infra.conftest import Synth, resources
+from tests.infra.layout import imported
 
 
 def parameters(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -13,12 +14,17 @@ def parameters(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_model_is_registered_with_what_mdk_needs(synth_repo_config: Synth) -> None:
-    found = parameters(synth_repo_config.merged_json)
-    assert set(found) == {
+    # each model's entries are its own stack's: a model's change updates its own entry
+    assert not parameters(synth_repo_config.shared_json)
+    assert set(parameters(synth_repo_config.model_json("iris"))) == {
         "/mdk/mdk/dev/models/iris",
-        "/mdk/mdk/dev/models/digits",
         "/mdk/mdk/dev/shadow/iris",
     }
+    assert set(parameters(synth_repo_config.model_json("digits"))) == {"/mdk/mdk/dev/models/digits"}
+    found = parameters(synth_repo_config.merged_json)
+    buckets = resources(synth_repo_config.shared_json, "AWS::S3::Bucket")
+    [bucket_id] = [k for k in buckets if k.startswith("StorageBatch")]
+    batch_bucket = imported(synth_repo_config, "batch-bucket", {"Ref": bucket_id})
     iris = str(found["/mdk/mdk/dev/models/iris"]["Value"])
     for piece in (
         '"runtime\\":\\"lambda\\"',
@@ -27,7 +33,7 @@ def test_every_model_is_registered_with_what_mdk_needs(synth_repo_config: Synth)
         "ModelirisRolloutApplication",
         "\"deployment_group\":\"', {'Ref': 'ModelirisRollout",  # the deployment group
         "ModelirisNewVersionFunctionErrors",  # the rollback alarms
-        "StorageBatch",  # the batch bucket
+        str(batch_bucket),  # the batch bucket, the shared stack's
         '\\"api_auth\\":\\"iam\\"',
         "/mdk/mdk/dev/shadow/iris",
     ):
