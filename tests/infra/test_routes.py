@@ -19,6 +19,7 @@ from mdk_runtime.routes import match as match_route
 from tests.batch.conftest import create_store_table
 from tests.events import FakeLambdaContext, response_json
 from tests.infra.conftest import Synth, resources
+from tests.infra.layout import imported
 from tests.template_events import NoRoute, rest_event, routes
 
 
@@ -53,13 +54,15 @@ def test_the_prediction_store_route_answers_with_the_event_its_stack_sends(
     synth_variant: Synth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     template = synth_variant.merged_json
-    [function] = [
-        v["Properties"]
-        for k, v in resources(template, "AWS::Lambda::Function").items()
+    [(function_id, function)] = [
+        (k, v["Properties"])
+        for k, v in resources(synth_variant.shared_json, "AWS::Lambda::Function").items()
         if k.startswith("BatchPredictions")
     ]
     [store_route] = [r for r in routes(template) if r.path.endswith("/predictions/{id}")]
-    assert "BatchPredictions" in _integrated(store_route.integration)
+    # the model stack's route calls the shared stack's function, by the ARN that stack exports
+    arn = imported(synth_variant, "predictions-function-arn", {"Fn::GetAtt": [function_id, "Arn"]})
+    assert json.dumps(arn) in _integrated(store_route.integration)
     assert store_route.path == "/models/iris-fast/predictions/{id}"
     event = rest_event(template, "GET", "/models/iris-fast/predictions/customer-42")
     assert event["pathParameters"] == {"id": "customer-42"}  # the only parameter API Gateway sends
