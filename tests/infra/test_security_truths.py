@@ -26,29 +26,29 @@ def test_every_sagemaker_model_runs_network_isolated(
 
 
 def test_the_log_groups_services_write_are_the_stacks_with_retention(synth_sagemaker: Synth) -> None:
-    template = synth_sagemaker.merged_json
-    groups = resources(template, "AWS::Logs::LogGroup")
+    groups = resources(synth_sagemaker.merged_json, "AWS::Logs::LogGroup")
     assert all("RetentionInDays" in g["Properties"] for g in groups.values())
-    names = {json.dumps(g["Properties"].get("LogGroupName")): k for k, g in groups.items()}
-    endpoints = resources(template, "AWS::SageMaker::Endpoint")
-    assert endpoints
-    for logical, endpoint in endpoints.items():
-        name = endpoint["Properties"]["EndpointName"]
-        expected = json.dumps({"Fn::Join": ["", ["/aws/sagemaker/Endpoints/", *name["Fn::Join"][1]]]})
+    for model in synth_sagemaker.config.models:  # each in the model's own stack, with what writes to it
+        template = synth_sagemaker.model_json(model.name)
+        groups = resources(template, "AWS::Logs::LogGroup")
+        names = {json.dumps(g["Properties"].get("LogGroupName")): k for k, g in groups.items()}
+        [(logical, endpoint)] = resources(template, "AWS::SageMaker::Endpoint").items()
+        assert endpoint["Properties"]["EndpointName"] == f"acme-dev-{model.name}"
+        expected = json.dumps(f"/aws/sagemaker/Endpoints/acme-dev-{model.name}")
         assert expected in names, (expected, list(names))
         assert names[expected] in endpoint["DependsOn"], logical  # there before SageMaker writes to it
-    [api] = resources(template, "AWS::ApiGateway::RestApi")
-    [stage] = resources(template, "AWS::ApiGateway::Stage").values()
-    execution = json.dumps(
-        {
-            "Fn::Join": [
-                "",
-                ["API-Gateway-Execution-Logs_", {"Ref": api}, f"/{stage['Properties']['StageName']}"],
-            ]
-        }
-    )
-    assert execution in names, list(names)
-    assert names[execution] in stage["DependsOn"]
+        [api] = resources(template, "AWS::ApiGateway::RestApi")
+        [stage] = resources(template, "AWS::ApiGateway::Stage").values()
+        execution = json.dumps(
+            {
+                "Fn::Join": [
+                    "",
+                    ["API-Gateway-Execution-Logs_", {"Ref": api}, f"/{stage['Properties']['StageName']}"],
+                ]
+            }
+        )
+        assert execution in names, list(names)
+        assert names[execution] in stage["DependsOn"]
 
 
 def test_codedeploy_may_shift_this_functions_alias_only(synth_repo_config: Synth) -> None:
