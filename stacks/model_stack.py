@@ -63,7 +63,8 @@ class ModelStack(cdk.Stack):
         self.registry = Registry(self, "Registry", settings=settings, api_auth=config.api.auth)
         batch_bucket = imported.batch_bucket_name if model.batch.enabled else None
         if model.runtime == "sagemaker":
-            assert imported.capture_bucket is not None and imported.capture_bucket_export is not None
+            assert imported.capture_bucket is not None
+            assert imported.capture_bucket_export is not None
             endpoint = SageMakerModel(
                 self,
                 f"Endpoint-{model.name}",

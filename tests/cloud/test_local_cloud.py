@@ -99,7 +99,9 @@ def test_the_deployed_topology_reads_back_as_aws_would_hold_it(cloud: LocalCloud
     for api in cloud.gateway.apis:
         assert [s["stageName"] for s in apigw.get_stages(restApiId=api.id)["item"]] == ["dev"]
     iris, digits = cloud.gateway.api_of("iris"), cloud.gateway.api_of("digits")
-    assert iris is not None and digits is not None and iris is not digits
+    assert iris is not None
+    assert digits is not None
+    assert iris is not digits
     assert {(m.resource_path, m.http_method, m.authorization) for m in iris.methods} >= {
         ("/models/iris/predict", "POST", "AWS_IAM"),
         ("/models/iris/metadata", "GET", "AWS_IAM"),

@@ -101,6 +101,8 @@ def test_stacks_names_each_models_stack_as_the_cdk_app_names_it() -> None:
         "models": {"iris": settings.model_stack("iris"), "digits": settings.model_stack("digits")},
     }
     one = mdk("stacks", "iris")
-    assert one.returncode == 0 and one.stdout.strip() == "mdk-dev-model-iris"
+    assert one.returncode == 0
+    assert one.stdout.strip() == "mdk-dev-model-iris"
     unknown = mdk("stacks", "nope")
-    assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr
+    assert unknown.returncode == 2
+    assert "unknown model 'nope'" in unknown.stderr

@@ -158,7 +158,13 @@ def examples(cloud: Any, kit: KitConfig) -> list[str]:
         keys = cloud.session.client("apigateway").get_api_keys(includeValues=True).get("items", [])
         signing = f"-H 'x-api-key: {keys[0]['value']}'" if keys else "-H 'x-api-key: <key>'"
     else:
-        signing = "-H 'authorization: Bearer <a Cognito ID token>'"
+        # a consumer's access token with the model's scope, from the gateway's token endpoint (as Cognito's)
+        token = f"{api.rsplit('/', 1)[0]}/oauth2/token"
+        lines.append(
+            f"# token: curl -s -u <client id>:<client secret> -d grant_type=client_credentials "
+            f"-d scope={kit.project}-{cloud.stage}/<model> {token}"
+        )
+        signing = "-H 'authorization: Bearer <access_token>'"
     from mdk.cli import NoExample
     from mdk_runtime.routes import PREDICT, model_path
 
