@@ -316,8 +316,9 @@ def stacks(
             out.print(names[model], highlight=False, soft_wrap=True)
         return
     shared = layout.shared_stack(kit.project, stage)
+    access = layout.access_stacks(kit.project, stage, len(kit.consumers))
     if as_json:
-        _print_json({"shared": shared, "models": names})
+        _print_json({"shared": shared, "models": names, "access": access})
         return
     table = Table(title=f"{config}: stacks of stage {stage!r}")
     for column in ("stack", "holds", "deploy alone"):
@@ -325,6 +326,10 @@ def stacks(
     table.add_row(shared, "alarms, storage, batch, WAF", f"npx cdk deploy -e -c stage={stage} {shared}")
     for name, stack in names.items():
         table.add_row(stack, f"model {name}", f"npx cdk deploy -e -c stage={stage} {stack}")
+    for stack in access:
+        table.add_row(
+            stack, "consumers' keys and plans, or app clients", f"npx cdk deploy -e -c stage={stage} {stack}"
+        )
     out.print(table)
 
 

@@ -24,17 +24,19 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
+from mdk import layout
 from mdk.config import Consumer, KitConfig
 from stacks.access import ConsumerClients, ConsumerPlans, ModelStage, api_id_export
 from stacks.model_stack import ModelStack
 from stacks.settings import DeploySettings
 from stacks.shared import SharedStack
 
-CONSUMERS_PER_STACK = 150  # at most 450 resources and 150 outputs of a template's 500 and 200
+CONSUMERS_PER_STACK = layout.CONSUMERS_PER_STACK  # at most 450 resources and 150 outputs of 500 and 200
 
 
 def access_stack_names(first: str, consumers: int) -> list[str]:
-    """The access stacks of ``consumers`` consumers: ``first`` (``<prefix>-access``), ``first-2``, ..."""
+    """The access stacks of ``consumers`` consumers: ``first`` (``<prefix>-access``), ``first-2``, ...
+    (as :func:`mdk.layout.access_stacks` names them)."""
     count = -(-consumers // CONSUMERS_PER_STACK)
     return [first if i == 0 else f"{first}-{i + 1}" for i in range(count)]
 

@@ -99,6 +99,7 @@ def test_stacks_names_each_models_stack_as_the_cdk_app_names_it() -> None:
     assert named == {
         "shared": settings.shared_stack,
         "models": {"iris": settings.model_stack("iris"), "digits": settings.model_stack("digits")},
+        "access": [],  # iam auth: no consumers
     }
     one = mdk("stacks", "iris")
     assert one.returncode == 0
