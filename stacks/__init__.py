@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 
+from mdk import layout
 from mdk.config import KitConfig
-from stacks.access_stack import CONSUMERS_PER_STACK, AccessStack, access_stack_names
+from stacks.access_stack import CONSUMERS_PER_STACK, AccessStack
 from stacks.model_stack import ModelStack
 from stacks.settings import DeploySettings
 from stacks.shared import SharedStack
@@ -37,7 +38,7 @@ def build(app: cdk.App, config: KitConfig, settings: DeploySettings) -> list[cdk
     ]
     stacks: list[cdk.Stack] = [shared, *models]
     consumers = config.consumers  # api_key: at least the default one; cognito: those listed; iam: none
-    for i, name in enumerate(access_stack_names(settings.access_stack, len(consumers))):
+    for i, name in enumerate(layout.access_stacks(settings.project, settings.stage, len(consumers))):
         chunk = consumers[i * CONSUMERS_PER_STACK : (i + 1) * CONSUMERS_PER_STACK]
         stacks.append(
             AccessStack(

@@ -34,13 +34,6 @@ from stacks.shared import SharedStack
 CONSUMERS_PER_STACK = layout.CONSUMERS_PER_STACK  # at most 450 resources and 150 outputs of 500 and 200
 
 
-def access_stack_names(first: str, consumers: int) -> list[str]:
-    """The access stacks of ``consumers`` consumers: ``first`` (``<prefix>-access``), ``first-2``, ...
-    (as :func:`mdk.layout.access_stacks` names them)."""
-    count = -(-consumers // CONSUMERS_PER_STACK)
-    return [first if i == 0 else f"{first}-{i + 1}" for i in range(count)]
-
-
 class AccessStack(cdk.Stack):
     """``consumers``' keys and plans (``api_key``) or app clients (``cognito``); default: every consumer
     of the config. Exposes ``plans`` (a :class:`~stacks.access.ConsumerPlans`) or ``clients`` (a
