@@ -31,6 +31,7 @@ class Finding:
     stack: str
     template: dict[str, Any]
     logical_id: str
+    app: dict[str, dict[str, Any]]  # every stack's template, by stack name (for the imports)
 
     @property
     def resource(self) -> dict[str, Any]:
@@ -53,7 +54,14 @@ def findings(synth: Synth) -> list[Finding]:
             for violating in violation["violatingConstructs"]:
                 name, logical_id = where[violating["constructPath"]]
                 found.append(
-                    Finding(violation["ruleName"], violation["reason"], name, synth.json[name], logical_id)
+                    Finding(
+                        violation["ruleName"],
+                        violation["reason"],
+                        name,
+                        synth.json[name],
+                        logical_id,
+                        synth.json,
+                    )
                 )
     return found
 
@@ -81,6 +89,34 @@ def _function_of(template: dict[str, Any], logical_id: str) -> str:
         [target] = _refs(resource["Properties"]["FunctionName"])
         return _function_of(template, target)
     return logical_id
+
+
+def _nag_rendered(value: Any) -> str:
+    """A value as cdk-nag writes it in a rule's name: a Ref as ``<Id>``, a Fn::GetAtt as ``<Id.Attr>``, an
+    import (a model stack's view of the shared stack) as the export's name, a Fn::Join joined."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return f"<{value['Fn::GetAtt'][0]}.{value['Fn::GetAtt'][1]}>"
+    if "Fn::ImportValue" in value:
+        return str(value["Fn::ImportValue"])
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(_nag_rendered(p) for p in parts)
+    raise AssertionError(f"no rendering of {value}")
+
+
+def _exported(f: Finding, name: str) -> tuple[dict[str, Any], Any]:
+    """What the import of export ``name`` stands for: the exporting stack's template and the value."""
+    [found] = [
+        (template, output["Value"])
+        for template in f.app.values()
+        for output in template.get("Outputs", {}).values()
+        if output.get("Export", {}).get("Name") == name
+    ]
+    return found
 
 
 def _listed(value: Any) -> list[Any]:
@@ -114,22 +150,50 @@ def star_actions(template: dict[str, Any], role_id: str) -> set[str]:
     }
 
 
-def invokers(template: dict[str, Any], function_id: str) -> dict[str, set[str]]:
-    """Who may invoke a function (any qualifier): resource-policy principals, IAM roles, rule targets."""
+def _imports(value: Any) -> set[str]:
+    """Export names a value imports (Fn::ImportValue), at any depth."""
+    if isinstance(value, dict):
+        if "Fn::ImportValue" in value:
+            return {str(value["Fn::ImportValue"])}
+        return set().union(*(_imports(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_imports(v) for v in value)) if value else set()
+    return set()
+
+
+def _refs_into(f: Finding, where: str, value: Any) -> set[str]:
+    """Logical ids of the finding's stack that a value in stack ``where`` refers to: by Ref or Fn::GetAtt
+    in the same stack, or from another stack by importing an export the finding's stack makes."""
+    found = _refs(value) if where == f.stack else set()
+    outputs = f.template.get("Outputs", {}).values()
+    exported = {o["Export"]["Name"]: o["Value"] for o in outputs if "Export" in o}
+    for name in _imports(value) & exported.keys():
+        found |= _refs(exported[name])
+    return found
+
+
+def invokers(f: Finding, function_id: str) -> dict[str, set[str]]:
+    """Who may invoke a function of the finding's stack (any qualifier), in any stack of the app:
+    resource-policy principals, IAM roles, rule targets."""
     found: dict[str, set[str]] = {"principals": set(), "roles": set(), "rules": set()}
-    for permission in resources(template, "AWS::Lambda::Permission").values():
-        props = permission["Properties"]
-        if any(_function_of(template, r) == function_id for r in _refs(props["FunctionName"])):
-            found["principals"].add(props["Principal"])
-    for role_id in resources(template, "AWS::IAM::Role"):
-        for s in role_statements(template, role_id):
-            if any(a in ("lambda:InvokeFunction", "lambda:*") for a in _listed(s["Action"])) and any(
-                _function_of(template, r) == function_id for r in _refs(s["Resource"])
-            ):
-                found["roles"].add(role_id)
-    for rule_id, rule in resources(template, "AWS::Events::Rule").items():
-        if any(function_id in _refs(t["Arn"]) for t in rule["Properties"].get("Targets", [])):
-            found["rules"].add(rule_id)
+
+    def this_function(where: str, value: Any) -> bool:
+        return any(_function_of(f.template, r) == function_id for r in _refs_into(f, where, value))
+
+    for where, template in f.app.items():
+        for permission in resources(template, "AWS::Lambda::Permission").values():
+            props = permission["Properties"]
+            if this_function(where, props["FunctionName"]):
+                found["principals"].add(props["Principal"])
+        for role_id in resources(template, "AWS::IAM::Role"):
+            for s in role_statements(template, role_id):
+                if any(a in ("lambda:InvokeFunction", "lambda:*") for a in _listed(s["Action"])) and (
+                    this_function(where, s["Resource"])
+                ):
+                    found["roles"].add(role_id)
+        for rule_id, rule in resources(template, "AWS::Events::Rule").items():
+            if any(this_function(where, t["Arn"]) for t in rule["Properties"].get("Targets", [])):
+                found["rules"].add(rule_id)
     return found
 
 
@@ -165,12 +229,12 @@ def _xray_only(f: Finding) -> None:
 
 
 def _api_gateway_only(f: Finding) -> None:
-    who = invokers(f.template, f.logical_id)
+    who = invokers(f, f.logical_id)
     assert who == {"principals": {"apigateway.amazonaws.com"}, "roles": set(), "rules": set()}, who
 
 
 def _model_function_invokers(f: Finding) -> None:
-    who = invokers(f.template, f.logical_id)
+    who = invokers(f, f.logical_id)
     assert who["principals"] == {"apigateway.amazonaws.com"}
     assert who["rules"] == set()
     hooks = {r for r in who["roles"] if "PreTrafficHook" in r}
@@ -180,7 +244,7 @@ def _model_function_invokers(f: Finding) -> None:
 
 
 def _codedeploy_only(f: Finding) -> None:
-    who = invokers(f.template, f.logical_id)
+    who = invokers(f, f.logical_id)
     assert who["principals"] == set()
     assert who["rules"] == set()
     assert who["roles"], who
@@ -188,7 +252,7 @@ def _codedeploy_only(f: Finding) -> None:
 
 
 def _eventbridge_with_failure_destination(f: Finding) -> None:
-    who = invokers(f.template, f.logical_id)
+    who = invokers(f, f.logical_id)
     assert who["principals"] == {"events.amazonaws.com"}, who
     assert who["rules"], who
     configs = [
@@ -332,7 +396,21 @@ def _sagemaker_role_wildcards(f: Finding) -> None:
 
 
 def _capture_prefix(f: Finding) -> None:
-    assert _actions(_statements_on(f, "/data-capture/")) == {"s3:PutObject"}
+    [statement] = _statements_on(f, "/data-capture/")
+    assert _actions([statement]) == {"s3:PutObject"}
+    assert f.rule == f"AwsSolutions-IAM5[Resource::{_nag_rendered(statement['Resource'])}]"  # this grant
+    # the bucket: the shared stack's data capture bucket, by the export the model stack imports
+    separator, parts = statement["Resource"]["Fn::Join"]
+    [imported] = [p for p in parts if isinstance(p, dict) and "Fn::ImportValue" in p]
+    shared, value = _exported(f, imported["Fn::ImportValue"])
+    assert shared["Resources"][value["Ref"]]["Type"] == "AWS::S3::Bucket"
+    assert value["Ref"].startswith("StorageDataCapture")
+    # the prefix: where this stack's endpoint writes its captures
+    [config] = resources(f.template, "AWS::SageMaker::EndpointConfig").values()
+    destination = config["Properties"]["DataCaptureConfig"]["DestinationS3Uri"]
+    assert _nag_rendered(destination).removeprefix("s3://") + "/*" == separator.join(
+        _nag_rendered(p) for p in parts[parts.index(imported) :]
+    )
 
 
 def _endpoint_log_streams(f: Finding) -> None:
@@ -343,7 +421,8 @@ def _endpoint_log_streams(f: Finding) -> None:
 
 
 def _job_prefix(f: Finding) -> str:
-    return batch.job_prefix(f.stack.removesuffix("-serving"))
+    assert f.stack.endswith("-shared")  # the batch pipeline is the shared stack's
+    return batch.job_prefix(f.stack.removesuffix("-shared"))
 
 
 def _transform_log_streams(f: Finding) -> None:
