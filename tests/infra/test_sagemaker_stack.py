@@ -12,6 +12,7 @@ import pytest
 
 from mdk.bundle import model_spec
 from tests.infra.conftest import Synth, dumps, resources, synth_config, write_config
+from tests.infra.layout import imported
 
 
 def owned(template: dict[str, Any], model: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -19,7 +20,7 @@ def owned(template: dict[str, Any], model: str, kind: str) -> dict[str, dict[str
 
 
 def test_model_endpoint_config_and_endpoint(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged_json
+    template = synth_repo_config.model_json("digits")  # all of it in the model's own stack
     ((model_id, model),) = owned(template, "digits", "AWS::SageMaker::Model").items()
     container = model["Properties"]["PrimaryContainer"]
     assert container["Environment"] == {
@@ -47,13 +48,13 @@ def test_model_endpoint_config_and_endpoint(synth_repo_config: Synth) -> None:
     assert "KmsKeyId" not in props  # g4dn has local NVMe storage: AWS refuses a volume key
     ((_, endpoint),) = owned(template, "digits", "AWS::SageMaker::Endpoint").items()
     props = endpoint["Properties"]
-    assert props["EndpointName"] == {"Fn::Join": ["", [{"Ref": "AWS::StackName"}, "-digits"]]}
+    assert props["EndpointName"] == "mdk-dev-digits"  # <prefix>-<model>, whatever stack holds it
     assert props["RetainAllVariantProperties"] is True
     assert props["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DesiredWeight"}]
 
 
 def test_guardrail_rollout_with_alarm_rollback(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged_json
+    template = synth_repo_config.model_json("digits")
     ((_, endpoint),) = owned(template, "digits", "AWS::SageMaker::Endpoint").items()
     deployment = endpoint["Properties"]["DeploymentConfig"]
     policy = deployment["BlueGreenUpdatePolicy"]
@@ -70,10 +71,7 @@ def test_guardrail_rollout_with_alarm_rollback(synth_repo_config: Synth) -> None
     for alarm in alarms.values():
         assert alarm["Namespace"] == "AWS/SageMaker"
         assert {"Name": "VariantName", "Value": "primary"} in alarm["Dimensions"]
-        assert {
-            "Name": "EndpointName",
-            "Value": {"Fn::Join": ["", [{"Ref": "AWS::StackName"}, "-digits"]]},
-        } in alarm["Dimensions"]
+        assert {"Name": "EndpointName", "Value": "mdk-dev-digits"} in alarm["Dimensions"]
     assert by_metric["ModelLatency"]["Threshold"] == 1_000_000  # 1000 ms, in microseconds
     assert by_metric["ModelLatency"]["ExtendedStatistic"] == "p99"
 
@@ -82,23 +80,21 @@ def test_autoscaling_tracks_invocations_per_instance(
     synth_repo_config: Synth, synth_sagemaker: Synth
 ) -> None:
     ((_, target),) = owned(
-        synth_repo_config.merged_json, "digits", "AWS::ApplicationAutoScaling::ScalableTarget"
+        synth_repo_config.model_json("digits"), "digits", "AWS::ApplicationAutoScaling::ScalableTarget"
     ).items()
     props = target["Properties"]
     assert (props["MinCapacity"], props["MaxCapacity"]) == (1, 4)
     assert props["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
-    assert props["ResourceId"] == {
-        "Fn::Join": ["", ["endpoint/", {"Ref": "AWS::StackName"}, "-digits/variant/primary"]]
-    }
+    assert props["ResourceId"] == "endpoint/mdk-dev-digits/variant/primary"
     ((_, policy),) = owned(
-        synth_repo_config.merged_json, "digits", "AWS::ApplicationAutoScaling::ScalingPolicy"
+        synth_repo_config.model_json("digits"), "digits", "AWS::ApplicationAutoScaling::ScalingPolicy"
     ).items()
     tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["PredefinedMetricSpecification"] == {
         "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
     }
     assert tracking["TargetValue"] == 200
-    targets = owned(synth_sagemaker.merged_json, "ab", "AWS::ApplicationAutoScaling::ScalableTarget")
+    targets = owned(synth_sagemaker.model_json("ab"), "ab", "AWS::ApplicationAutoScaling::ScalableTarget")
     assert len(targets) == 2  # one per production variant
 
 
@@ -136,7 +132,7 @@ def test_execution_role_is_least_privilege(synth_repo_config: Synth) -> None:
 
 
 def test_api_route_is_a_direct_sagemaker_integration(synth_repo_config: Synth) -> None:
-    template = synth_repo_config.merged_json
+    template = synth_repo_config.model_json("digits")  # the model's own API
     method = next(
         m["Properties"]
         for m in resources(template, "AWS::ApiGateway::Method").values()
@@ -146,8 +142,7 @@ def test_api_route_is_a_direct_sagemaker_integration(synth_repo_config: Synth) -
     assert method["AuthorizationType"] == "AWS_IAM"  # the same auth as the Lambda models
     integration = method["Integration"]
     uri = dumps(integration["Uri"])
-    assert ":runtime.sagemaker:path/endpoints/" in uri
-    assert '"-digits/invocations"' in uri
+    assert uri.endswith(':runtime.sagemaker:path/endpoints/mdk-dev-digits/invocations"]]}')
     assert integration["RequestParameters"] == {
         "integration.request.header.Content-Type": "method.request.header.Content-Type",
         "integration.request.header.Accept": "method.request.header.Accept",
@@ -176,11 +171,11 @@ def test_api_route_is_a_direct_sagemaker_integration(synth_repo_config: Synth) -
     ]
     (statement,) = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
     assert statement["Action"] == "sagemaker:InvokeEndpoint"
-    assert dumps(statement["Resource"]).endswith('":endpoint/", {"Ref": "AWS::StackName"}, "-digits"]]}')
+    assert dumps(statement["Resource"]).endswith('":endpoint/mdk-dev-digits"]]}')  # this endpoint only
 
 
 def test_cpu_instances_data_capture_isolation_vpc_and_shadow(synth_sagemaker: Synth) -> None:
-    template = synth_sagemaker.merged_json
+    template = synth_sagemaker.model_json("scorer")
     ((_, config),) = owned(template, "scorer", "AWS::SageMaker::EndpointConfig").items()
     props = config["Properties"]
     assert "KmsKeyId" in props  # m5 has no local storage: the volume is encrypted with the data key
@@ -193,8 +188,16 @@ def test_cpu_instances_data_capture_isolation_vpc_and_shadow(synth_sagemaker: Sy
     assert capture["InitialSamplingPercentage"] == 20
     assert capture["EnableCapture"] is True
     assert [o["CaptureMode"] for o in capture["CaptureOptions"]] == ["Input", "Output"]
-    assert "KmsKeyId" in capture
-    assert "data-capture/scorer" in dumps(capture["DestinationS3Uri"])
+    # the shared stack's data key and capture bucket, by the exports the model stack imports
+    shared = resources(synth_sagemaker.shared_json, "AWS::S3::Bucket")
+    [bucket_id] = [k for k in shared if k.startswith("StorageDataCapture")]
+    [key_id] = [
+        k for k in resources(synth_sagemaker.shared_json, "AWS::KMS::Key") if k.startswith("StorageDataKey")
+    ]
+    data_key = imported(synth_sagemaker, "data-key-arn", {"Fn::GetAtt": [key_id, "Arn"]})
+    assert capture["KmsKeyId"] == props["KmsKeyId"] == data_key
+    bucket = imported(synth_sagemaker, "capture-bucket", {"Ref": bucket_id})
+    assert capture["DestinationS3Uri"] == {"Fn::Join": ["", ["s3://", bucket, "/data-capture/scorer"]]}
     models = owned(template, "scorer", "AWS::SageMaker::Model")
     assert len(models) == 2  # production and shadow, each its own artifact
     for model in models.values():
@@ -205,13 +208,22 @@ def test_cpu_instances_data_capture_isolation_vpc_and_shadow(synth_sagemaker: Sy
         }
         assert model["Properties"]["PrimaryContainer"]["Environment"]["MDK_DEVICE"] == "cpu"
         assert model["Properties"]["PrimaryContainer"]["Environment"]["MDK_MAX_BATCH_SIZE"] == "64"
-    assets = json.loads((synth_sagemaker.outdir / "acme-dev-serving.assets.json").read_text())["dockerImages"]
-    devices = sorted(
-        a["source"]["dockerBuildArgs"]["DEVICE"]
-        for a in assets.values()
-        if "dockerBuildArgs" in a["source"] and "DEVICE" in a["source"]["dockerBuildArgs"]
-    )
-    assert devices == ["cpu", "gpu"]  # one image per device, shared by every model on it
+
+    def images(stack: str) -> dict[str, str]:
+        assets = json.loads((synth_sagemaker.outdir / f"{stack}.assets.json").read_text())["dockerImages"]
+        return {
+            a["source"]["dockerBuildArgs"]["DEVICE"]: digest
+            for digest, a in assets.items()
+            if "DEVICE" in a["source"].get("dockerBuildArgs", {})
+        }
+
+    # one image per device, the same for every model on it (and for the batch transforms): each stack
+    # publishes the images its models run, under the same content hash, so ECR holds one of each
+    assert images("acme-dev-model-scorer").keys() == {"cpu"}
+    assert images("acme-dev-model-ab").keys() == {"cpu", "gpu"}  # primary on g5, challenger on c5
+    assert images("acme-dev-shared").keys() == {"cpu", "gpu"}  # the transforms: c5 and g4dn
+    for stack in ("acme-dev-model-scorer", "acme-dev-model-ab"):
+        assert images(stack).items() <= images("acme-dev-shared").items(), stack
     ((_, endpoint),) = owned(template, "scorer", "AWS::SageMaker::Endpoint").items()
     routing = endpoint["Properties"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     assert routing["TrafficRoutingConfiguration"] == {
