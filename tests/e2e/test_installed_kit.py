@@ -132,8 +132,13 @@ def test_an_installed_kit_validates_and_synthesizes_a_project(wheel: Path, tmp_p
     run(["cdk", "synth", "--quiet", "--output", str(project / "cdk.out")], cwd=project, env=env)
     templates = sorted((project / "cdk.out").glob("*.template.json"))
     assert templates, "no template synthesized"
-    template = json.loads(templates[0].read_text())
-    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    assert any(t.name.endswith("-shared.template.json") for t in templates)  # and one stack per model
+    functions = [
+        r
+        for t in templates
+        for r in json.loads(t.read_text())["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    ]
     assert functions
     # The images' contexts are written into the project, made of the installed kit's files.
     contexts = project / "build" / "cdk"
