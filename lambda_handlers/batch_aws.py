@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import boto3
@@ -21,7 +21,17 @@ from aws_lambda_powertools import Logger, Metrics
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mdk_runtime.batch import ALERTING, FOREIGN_EVENTS, NAMESPACE, RESULTS, SERVICE
+from mdk_runtime.batch import (
+    ALERTING,
+    DEPLOYMENT_ENV,
+    FOREIGN_EVENTS,
+    MODEL_NAME,
+    NAMESPACE,
+    REGISTRY_ENV,
+    RESULTS,
+    SERVICE,
+    BatchInputError,
+)
 from mdk_runtime.manifest import Manifest, decode, encode
 
 if TYPE_CHECKING:
@@ -33,15 +43,18 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 T = TypeVar("T")
-CONFIG_FILE = Path(__file__).with_name("batch_models.json")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
+UNSET_AS_ABSENT = frozenset({"id_field", "store_ttl_days"})
+
+
 @dataclass(frozen=True)
 class BatchModel:
-    """One model's batch settings, as the stack wrote them (see ``mdk.bundle.batch_function_config``)."""
+    """One model's batch settings, as its registry entry holds them (``mdk.registry.BatchTopology``,
+    written by the model's stack): the SageMaker model its jobs run, and how they run."""
 
     name: str
     version: str
@@ -57,12 +70,31 @@ class BatchModel:
     store: bool
     store_ttl_days: int | None
 
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> BatchModel | None:
+        """The model's batch settings from its registry entry (None: the model takes no batch files).
+        Members a later kit adds to the entry are ignored; a member missing is a broken entry."""
+        settings = entry.get("batch")
+        if not isinstance(settings, Mapping):
+            return None
+        given = {f.name for f in fields(cls)} - {"name", "version", "sagemaker_model"}
+        # an unset setting is no member (the stack writes the entry with JavaScript's JSON.stringify)
+        values: dict[str, Any] = {
+            name: settings.get(name) if name in UNSET_AS_ABSENT else settings[name] for name in given
+        }
+        return cls(
+            name=str(entry["model"]),
+            version=str(entry.get("version", "")),
+            sagemaker_model=str(settings["transform_model"]),
+            **values,
+        )
+
 
 @dataclass(frozen=True)
 class BatchEnv:
     bucket: str
-    deployment: str  # <project>-<stage>: job names start with it
-    models: Mapping[str, BatchModel]
+    deployment: str  # <project>-<stage>: job names start with its job prefix
+    registry: str  # /mdk/<project>/<stage>/models/: a model's entry is this and its name
     idempotency_table: str
     topic_arn: str
     data_key_arn: str | None
@@ -71,17 +103,10 @@ class BatchEnv:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] = os.environ) -> BatchEnv:
-        path = Path(environ.get("MDK_BATCH_CONFIG", str(CONFIG_FILE)))
-        static = json.loads(path.read_text(encoding="utf-8"))
-        names = json.loads(environ.get("MDK_SAGEMAKER_MODELS", "{}"))
-        models = {
-            name: BatchModel(name=name, sagemaker_model=names.get(name, ""), **settings)
-            for name, settings in static["models"].items()
-        }
         return cls(
             bucket=environ["MDK_BATCH_BUCKET"],
-            deployment=static["deployment"],
-            models=models,
+            deployment=environ[DEPLOYMENT_ENV],
+            registry=environ[REGISTRY_ENV],
             idempotency_table=environ["MDK_IDEMPOTENCY_TABLE"],
             topic_arn=environ["MDK_ALERT_TOPIC_ARN"],
             data_key_arn=environ.get("MDK_DATA_KEY_ARN") or None,
@@ -92,6 +117,69 @@ class BatchEnv:
 @lru_cache(maxsize=1)
 def env() -> BatchEnv:
     return BatchEnv.load()
+
+
+#: How long a container keeps what it read of a model's registry entry. A deploy of the model (a new
+#: artifact: a new SageMaker model, named in its new entry) reaches runs started this long after it at
+#: the latest; the entry and the SageMaker model it names are read together, so a job runs the model
+#: version its manifest and tags say. A job refused because its SageMaker model is gone (the deploy's
+#: clean-up deleted the old one) reads the entry again at once (``ModelRegistry.fresh``).
+REGISTRY_TTL_S = 60.0
+
+
+class ModelRegistry:
+    """The batch settings of the deployment's models, read from their registry entries in SSM
+    (``<registry><model>``, one GetParameter each) when first asked for, then kept for ``ttl_s``: the
+    shared stack lists no model, so a model's batch parts (and their changes) are its own stack's.
+    An absent entry, or one without batch settings, is kept as absent for as long."""
+
+    def __init__(
+        self, prefix: str, *, ttl_s: float = REGISTRY_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._read: dict[str, tuple[float, bool, BatchModel | None]] = {}
+
+    def find(self, name: str, *, aws: Clients | None = None, fresh: bool = False) -> BatchModel | None:
+        """The model's batch settings (None: no such model in this deployment, or it takes no batch files)."""
+        return self._lookup(name, aws, fresh)[1]
+
+    def model(self, name: str, *, aws: Clients | None = None) -> BatchModel:
+        """The model's batch settings, or the ``unknown_model`` refusal of a file uploaded for it."""
+        found, model = self._lookup(name, aws, False)
+        if model is not None:
+            return model
+        where = f"incoming/<model>/<file>, <model> one with batch on (its entry: {self.prefix}<model>)"
+        if found:
+            message = f"model {name!r} takes no batch files (batch.enabled is false in its config); "
+        else:
+            message = f"no model named {name[:64]!r} takes batch files in this deployment; "
+        raise BatchInputError("unknown_model", "key", message + f"upload to {where}")
+
+    def _lookup(self, name: str, aws: Clients | None, fresh: bool) -> tuple[bool, BatchModel | None]:
+        if not MODEL_NAME.match(name):
+            return False, None  # no model has that name: nothing to look up
+        now = self.clock()
+        kept = self._read.get(name)
+        if kept is not None and not fresh and now - kept[0] < self.ttl_s:
+            return kept[1], kept[2]
+        try:
+            text = (aws or clients()).ssm.get_parameter(Name=self.prefix + name)["Parameter"]["Value"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ParameterNotFound":
+                raise  # throttled, refused: Lambda retries the event
+            found, model = False, None
+        else:
+            found, model = True, BatchModel.from_entry(json.loads(text))
+        self._read[name] = (now, found, model)
+        return found, model
+
+
+@lru_cache(maxsize=1)
+def registry() -> ModelRegistry:
+    """This container's view of the registry (kept across invocations, as the clients are)."""
+    return ModelRegistry(env().registry)
 
 
 #: AWS SDK retries: the standard mode's exponential backoff with jitter on throttling and transient
@@ -118,6 +206,7 @@ class Clients:
     sns: _Client[SNSClient] = _Client()
     logs: _Client[CloudWatchLogsClient] = _Client()
     events: _Client[EventBridgeClient] = _Client()
+    ssm: _Client[Any] = _Client()  # GetParameter only (no stubs in requirements-dev.txt for SSM)
 
     def __init__(self, **given: Any) -> None:
         self._made: dict[str, Any] = dict(given)
@@ -168,6 +257,7 @@ def reset() -> None:
     """Forget settings and clients (tests switch environments between cases)."""
     env.cache_clear()
     clients.cache_clear()
+    registry.cache_clear()
 
 
 def once(function: Any, *, key_argument: str, config: Any) -> Any:

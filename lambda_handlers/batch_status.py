@@ -5,7 +5,8 @@ back and reconciled with the line count the trigger measured: every input line m
 line (a prediction or a per-record error). Failed, stopped or short runs alert through SNS. A run of a
 model with a prediction store then loads its predictions into DynamoDB, in pages; when the function's
 time runs short it hands the rest to itself through an EventBridge event, so no file is too large.
-SageMaker may send an event more than once: the work is idempotent on job name and state.
+SageMaker may send an event more than once: the work is idempotent on job name and state. Whether a
+model keeps a store, and for how long, is read from its registry entry (``batch_aws.ModelRegistry``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_handlers import batch_aws
-from lambda_handlers.batch_aws import Clients, clients, env, logger, metrics
+from lambda_handlers.batch_aws import Clients, clients, env, logger, metrics, registry
 from mdk_runtime import batch
 from mdk_runtime.batch import STORE_DETAIL_TYPE, STORE_SOURCE
 from mdk_runtime.manifest import STORE_LOADED, Job, Manifest, Store
@@ -108,7 +109,7 @@ def finish_run(job: dict[str, Any], context: LambdaContext, *, aws: Clients | No
             batch.STOPPED, "the job was stopped before it finished; output may be partial"
         )
     state = manifest.state
-    model = env().models.get(manifest.model)
+    model = registry().find(manifest.model, aws=aws)  # the model's entry: whether it keeps a store
     if state == batch.COMPLETED and model is not None and model.store:
         manifest = manifest.loading(env().store_table)
     manifest = batch_aws.write_manifest(bucket, manifest_key, manifest, aws=aws)
@@ -232,7 +233,11 @@ def load_store(  # noqa: PLR0917 - one load's coordinates, always passed in this
     """
     aws = aws or clients()
     settings = env()
-    model = settings.models[manifest.model]
+    model = registry().find(manifest.model, aws=aws)
+    if model is None or not model.store:
+        # The model was removed, or its store turned off, by a deploy since the load began.
+        logger.warning("the model keeps no prediction store any more: load stopped", extra={"line": start})
+        return {"state": "Ignored", "reason": f"model {manifest.model!r} keeps no prediction store"}
     assert settings.store_table is not None
     assert manifest.store is not None
     store = Store(**manifest.store)  # this load's counts, into the manifest at each write

@@ -9,6 +9,11 @@ Before a job starts, the file is checked (model, format, empty, a record larger 
 one streaming pass that also counts its lines; a refused file gets a ``_status.json`` manifest with
 the reasons in its results folder and an SNS alert. The exact object version is copied to
 ``staging/`` so the job scores what was uploaded even if the key is overwritten meanwhile.
+
+The model's batch settings and the SageMaker model its jobs run come from the model's registry entry
+(``/mdk/<project>/<stage>/models/<model>``, written by the model's own stack; see
+``batch_aws.ModelRegistry``): a model without an entry, or whose entry has no batch settings, takes no
+files ("unknown model"), and the shared stack that deploys this function names no model.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from lambda_handlers import batch_aws
-from lambda_handlers.batch_aws import BatchModel, Clients, clients, env, logger, metrics
+from lambda_handlers.batch_aws import BatchModel, Clients, clients, env, logger, metrics, registry
 from mdk_runtime import batch
 from mdk_runtime.batch import BatchInputError
 from mdk_runtime.instances import takes_volume_key
@@ -77,8 +82,19 @@ def _start_once() -> Any:
 
 
 def start_run(ref: dict[str, Any], *, aws: Clients | None = None) -> dict[str, Any]:
-    """Check the file, then start its job; every outcome leaves a manifest."""
+    """Check the file, then start its job; every outcome leaves a manifest. A run whose SageMaker model
+    a deploy replaced meanwhile starts over once, checked against and run with the model's new entry."""
     aws = aws or clients()
+    try:
+        return _run(ref, aws)
+    except ModelReplaced as replaced:
+        logger.info(
+            "the model's entry changed since it was read: the run starts over", extra={"model": str(replaced)}
+        )
+        return _run(ref, aws)
+
+
+def _run(ref: dict[str, Any], aws: Clients) -> dict[str, Any]:
     bucket, key = ref["bucket"], ref["key"]
     source = Source(
         bucket=bucket,
@@ -113,7 +129,7 @@ def start_run(ref: dict[str, Any], *, aws: Clients | None = None) -> dict[str, A
 
     try:
         model_name, name = batch.parse_inbox_key(key)
-        model = _batch_model(env().models, model_name)
+        model = registry().model(model_name, aws=aws)
     except BatchInputError as exc:
         return _reject(
             bucket, model_name, batch.run_id(bucket, key, ref["sequencer"], created[0]), source, [exc], aws
@@ -138,19 +154,6 @@ def _model_and_name(key: str) -> tuple[str, str]:
     if len(parts) == 2 and parts[0]:
         return parts[0], parts[1]
     return "_unsorted", key.rsplit("/", 1)[-1] or "file"
-
-
-def _batch_model(models: dict[str, BatchModel] | Any, name: str) -> BatchModel:
-    model: BatchModel | None = models.get(name)
-    if model is None:
-        known = ", ".join(sorted(models)) or "none"
-        raise BatchInputError(
-            "unknown_model",
-            "key",
-            f"no model named {name[:64]!r} takes batch files in this deployment (models: {known}); "
-            "upload to incoming/<model>/<file>",
-        )
-    return model
 
 
 def _event_time(value: Any) -> datetime:
@@ -230,6 +233,8 @@ def _start_job(  # noqa: PLR0917 - the run's coordinates, from start_run only
         logger.info("transform job started", extra={"job": job_name, "run_id": run})
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
+        if _replaced(exc, model, aws):
+            raise ModelReplaced(model.name) from exc
         if code == "ResourceInUse":
             # A repeated event whose first delivery started the job: the job is the proof.
             arn = aws.sagemaker.describe_transform_job(TransformJobName=job_name)["TransformJobArn"]
@@ -253,6 +258,26 @@ def _start_job(  # noqa: PLR0917 - the run's coordinates, from start_run only
     metrics.add_metric(name=batch.RUNS_STARTED, unit="Count", value=1)
     metrics.add_metric(name=batch.RECORDS_IN, unit="Count", value=source["lines"])
     return {"state": batch.IN_PROGRESS, "run_id": run, "manifest": manifest_key, "job": job_name}
+
+
+class ModelReplaced(Exception):
+    """The SageMaker model a run was about to use is gone, and the model's entry names another: the run
+    starts over with the entry as it is now (see :func:`start_run`)."""
+
+
+def _replaced(exc: ClientError, model: BatchModel, aws: Clients) -> bool:
+    """Whether SageMaker refused the job because the SageMaker model it named is gone
+    (``ValidationException`` "Could not find model ...": CreateTransformJob's ``ModelName`` "must be the
+    name of an existing Amazon SageMaker model", Amazon SageMaker API Reference,
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html) while the
+    model's entry, read again now, names another: a deploy of the model replaced it (a new artifact is
+    a new SageMaker model) after this container read the entry. Else the refusal stands."""
+    error = exc.response.get("Error", {})
+    message = str(error.get("Message", "")).lower()
+    if error.get("Code") != "ValidationException" or "could not find model" not in message:
+        return False
+    newer = registry().find(model.name, aws=aws, fresh=True)
+    return newer is not None and newer.sagemaker_model != model.sagemaker_model
 
 
 def transform_job_request(

@@ -6,6 +6,13 @@ prediction store and answers in the API's shapes (errors as ``{"error": {"code",
 Each model's route is its own literal resource (``/models/iris/predictions/{id}``), so that each keeps
 the model's own method auth: ``id`` is the only path parameter, and the model is read from the event's
 ``resource`` (the route's template path, which API Gateway sends as defined, not from the client's URL).
+
+The function serves any model's items and lists no model: the route is the gate. Only the stack of a
+model with ``batch.store`` has the route (and the permission for its API to invoke this function), and
+only such a model's runs write items; the model comes from the route's template path, never from the
+client. So the shared stack that deploys the function names no model (a model's store is its own
+stack's change), and a request costs no look-up of the model's settings: an item of a model whose store
+was turned off stays unreachable once its route is gone, and expires with its TTL.
 """
 
 from __future__ import annotations
@@ -34,14 +41,8 @@ def _table() -> Table:
     return cast("Table", boto3.resource("dynamodb").Table(os.environ["MDK_STORE_TABLE"]))
 
 
-@lru_cache(maxsize=1)
-def _models() -> frozenset[str]:
-    return frozenset(filter(None, os.environ.get("MDK_STORE_MODELS", "").split(",")))
-
-
 def reset() -> None:
     _table.cache_clear()
-    _models.cache_clear()
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -57,8 +58,8 @@ def lookup(event: dict[str, Any]) -> dict[str, Any]:
         raise MalformedRequest("only GET reads stored predictions")
     params = event.get("pathParameters") or {}
     model, record_id = _model_of(event.get("resource") or ""), params.get("id")
-    if not model or model not in _models():
-        raise RouteNotFound("this model keeps no prediction store (batch.store in the config)", field="name")
+    if not model:
+        raise RouteNotFound("this route serves no stored predictions", field="name")
     try:
         record_id = _decoded(record_id or "")
     except UnicodeDecodeError:

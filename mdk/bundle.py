@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mdk import sources
-from mdk.config import KitConfig, ModelConfig
+from mdk.config import ModelConfig
+from mdk.registry import BatchTopology
 from mdk_runtime.spec import (
     ARTIFACT_FILE,
     SPEC_FILE,
@@ -410,47 +411,38 @@ def write_model_tarball(model: ModelConfig, dest: Path, *, artifact: Path | None
 
 # The zip-packaged batch functions (trigger, status, the prediction store's GET route).
 BATCH_MODULES = ("__init__.py", "batch_aws.py", "batch_trigger.py", "batch_status.py", "predictions.py")
-BATCH_CONFIG_FILE = "batch_models.json"
 # What their layer holds: the runtime's standard-library modules, and Powertools with its dependencies
 # (pure Python, copied from this environment's locked install: no download, no Docker at synth).
 LAYER_RUNTIME_MODULES = ("__init__.py", "batch.py", "errors.py", "instances.py", "manifest.py", "media.py")
 LAYER_DISTRIBUTIONS = ("aws-lambda-powertools", "jmespath", "typing-extensions")
 
 
-def batch_function_config(config: KitConfig, deployment: str) -> dict[str, Any]:
-    """The static settings of every model that takes batch files (``batch_models.json``)."""
-    models = {}
-    for model in config.models:
-        b = model.batch
-        if not b.enabled:
-            continue
-        models[model.name] = {
-            "version": model_spec(model).version,
-            "instance_type": b.instance_type,
-            "instance_count": b.instance_count,
-            "max_payload_mb": b.max_payload_mb,
-            "max_concurrent_transforms": b.max_concurrent_transforms,
-            "invocation_timeout_s": b.invocation_timeout_s,
-            "invocation_retries": b.invocation_retries,
-            "id_field": b.id_field,
-            "features_field": b.features_field,
-            "store": b.store is not None,
-            "store_ttl_days": b.store.ttl_days if b.store is not None else None,
-        }
-    return {"deployment": deployment, "models": models}
+def batch_topology(model: ModelConfig, transform_model: str) -> BatchTopology | None:
+    """The batch member of a model's registry entry (None: it takes no batch files), which the batch
+    trigger and status functions read at run time (``lambda_handlers.batch_aws.BatchModel``):
+    ``transform_model`` is the SageMaker model its transform jobs run (a token in the stack)."""
+    b = model.batch
+    if not b.enabled:
+        return None
+    return BatchTopology(
+        transform_model=transform_model,
+        instance_type=b.instance_type,
+        instance_count=b.instance_count,
+        max_payload_mb=b.max_payload_mb,
+        max_concurrent_transforms=b.max_concurrent_transforms,
+        invocation_timeout_s=b.invocation_timeout_s,
+        invocation_retries=b.invocation_retries,
+        id_field=b.id_field,
+        features_field=b.features_field,
+        store=b.store is not None,
+        store_ttl_days=b.store.ttl_days if b.store is not None else None,
+    )
 
 
-def write_batch_function_context(config: KitConfig, deployment: str, dest: Path) -> Path:
-    """The code of the batch functions: their modules and the models' batch settings."""
-    config_file = dest / "lambda_handlers" / BATCH_CONFIG_FILE
-    files = {f"lambda_handlers/{name}": HANDLERS_DIR / name for name in BATCH_MODULES}
-    data = (json.dumps(batch_function_config(config, deployment), indent=2, sort_keys=True) + "\n").encode()
-    if config_file.is_file() and config_file.read_bytes() == data:
-        files[f"lambda_handlers/{BATCH_CONFIG_FILE}"] = config_file  # unchanged: keep it
-        sync_files(files, dest)
-    else:
-        sync_files(files, dest)
-        _atomic_write(config_file, data)
+def write_batch_function_context(dest: Path) -> Path:
+    """The code of the batch functions: their modules alone, the same whatever the models are (each
+    model's batch settings are in its registry entry)."""
+    sync_files({f"lambda_handlers/{name}": HANDLERS_DIR / name for name in BATCH_MODULES}, dest)
     return dest
 
 

@@ -2,7 +2,10 @@
 
 ``/mdk/<project>/<stage>/models/<model>`` holds the names the operator commands need (function and
 alias, CodeDeploy application and group, endpoint and variants, alarms, API URL, batch bucket), so the
-CLI needs no CloudFormation call and works the same against AWS, a moto server or the local cloud.
+CLI needs no CloudFormation call and works the same against AWS, a moto server or the local cloud. A
+model that takes batch files also has its ``batch`` member: the SageMaker model its transform jobs run
+and their settings, which the shared batch functions read at run time (so the shared stack names no
+model, and a model's change is its own stack's update).
 Next to it, ``shadow/<model>`` is the live shadow setting (read by the function at run time) and
 ``history/<model>`` the versions the CLI made live, newest last (what ``mdk rollback`` goes back to).
 """
@@ -52,6 +55,25 @@ class SageMakerTopology:
 
 
 @dataclass
+class BatchTopology:
+    """A model's batch transform, as the batch trigger and status functions read it from the entry
+    (``lambda_handlers.batch_aws.BatchModel``: the same member names)."""
+
+    transform_model: str  # the SageMaker model its transform jobs run (the model stack's)
+    instance_type: str
+    instance_count: int
+    max_payload_mb: int
+    max_concurrent_transforms: int
+    invocation_timeout_s: int
+    invocation_retries: int
+    features_field: str
+    store: bool  # whether completed runs load their predictions into the prediction store
+    # None is written as no member at all (the stack's JSON: jsii hands None to JavaScript as undefined)
+    id_field: str | None = None
+    store_ttl_days: int | None = None
+
+
+@dataclass
 class Deployed:
     """One model of a deployment, as its registry parameter describes it."""
 
@@ -64,6 +86,7 @@ class Deployed:
     lambda_: LambdaTopology | None = None
     sagemaker: SageMakerTopology | None = None
     batch_bucket: str | None = None
+    batch: BatchTopology | None = None  # None: the model takes no batch files
     api_auth: str = "iam"  # iam (SigV4), api_key or cognito: how `mdk predict` authenticates
     schema: int = SCHEMA
 
@@ -76,6 +99,7 @@ class Deployed:
     def from_json(cls, data: dict[str, Any]) -> Deployed:
         fn = data.get("lambda")
         sm = data.get("sagemaker")
+        batch = data.get("batch")
         return cls(
             model=data["model"],
             runtime=data["runtime"],
@@ -86,6 +110,7 @@ class Deployed:
             lambda_=LambdaTopology(**fn) if fn else None,
             sagemaker=SageMakerTopology(**sm) if sm else None,
             batch_bucket=data.get("batch_bucket"),
+            batch=BatchTopology(**batch) if batch else None,
             api_auth=data.get("api_auth", "iam"),
             schema=int(data.get("schema", SCHEMA)),
         )

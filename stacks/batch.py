@@ -5,6 +5,12 @@ the kit's serving container -> job state change -> rule -> status function -> ``
 SNS alerts, and optionally the prediction store (DynamoDB) behind ``GET /models/{name}/predictions/{id}``.
 Both functions are zip-packaged; the runtime's standard-library modules and Powertools are their layer.
 Failed deliveries and invocations land in one dead-letter queue that alarms.
+
+:class:`BatchPipeline` is the shared stack's and names no model: its size is the same for 1 or 100
+models, and no model's change updates it. Each model's own batch parts are its stack's
+(:class:`TransformModel`: the SageMaker model its jobs run, with its role and tarball, its inbox
+output); the functions find a model's SageMaker model and settings at run time in its registry entry
+(``/mdk/<project>/<stage>/models/<model>``, ``mdk.registry.BatchTopology``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from constructs import Construct
 
 from mdk.bundle import write_batch_function_context, write_batch_layer, write_model_tarball
 from mdk.config import KitConfig, ModelConfig
+from mdk.registry import model_parameter
 from mdk_runtime import batch
 from mdk_runtime.instances import is_gpu
 from stacks import nag
@@ -55,11 +62,27 @@ TRANSFORM_LOGS = batch.TRANSFORM_LOGS
 BATCH_MAX_BATCH_SIZE = 1024
 
 
-class BatchPipeline(Construct):
-    """Everything batch for the models with ``batch.enabled``.
+def transform_role_path(project: str, stage: str) -> str:
+    """The IAM path of a deployment's transform roles, ``/mdk/<project>/<stage>/batch/``: the trigger may
+    pass exactly the roles under it to SageMaker (``role/mdk/<project>/<stage>/batch/*``), whatever
+    models later deploys add.
 
-    Exposes ``bucket``, ``trigger``, ``status``, ``dead_letters``, ``idempotency``, ``store`` (or None),
-    ``predictions`` (or None) and ``transform_models`` (model name -> its SageMaker model).
+    A path, not a name prefix: IAM role names are one namespace per account, across Regions, so a fixed
+    name (``<prefix>-batch-<model>``) would collide between two Regions' deployments of one stage and
+    could not be replaced in place; the roles keep CloudFormation's generated, unique names (as every
+    role of the kit). The slashes are in no project or stage name, so no other deployment's role is
+    under this path. SageMaker takes execution roles with paths (its own console makes them under
+    ``/service-role/``; "Friendly names and paths", IAM identifiers,
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html).
+    """
+    return f"/mdk/{project}/{stage}/batch/"
+
+
+class BatchPipeline(Construct):
+    """What the models with ``batch.enabled`` share, and nothing of any one of them.
+
+    Exposes ``bucket``, ``trigger``, ``status``, ``dead_letters``, ``idempotency``, ``store`` (or None:
+    no model keeps one) and ``predictions`` (or None).
     """
 
     def __init__(
@@ -70,14 +93,12 @@ class BatchPipeline(Construct):
         config: KitConfig,
         settings: DeploySettings,
         storage: Storage,
-        images: ServingImages,
         alarms: AlarmTopic,
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
         alarm_topic = alarms.topic
         models = [m for m in config.models if m.batch.enabled]
-        stack = Stack.of(self)
         self.key = storage.key
         self.bucket = storage.add_bucket("Batch", prefix="batch/", expire_days=365)
         self.bucket.add_lifecycle_rule(id="StagedInputs", prefix=batch.STAGING, expiration=Duration.days(7))
@@ -109,23 +130,13 @@ class BatchPipeline(Construct):
             compatible_architectures=[ARCH],
             description="mdk batch: the runtime's standard-library modules and Powertools",
         )
-        self.code = lambda_.Code.from_asset(
-            str(write_batch_function_context(config, settings.prefix, build / "functions"))
-        )
+        self.code = lambda_.Code.from_asset(str(write_batch_function_context(build / "functions")))
 
-        self.transform_models = {
-            m.name: TransformModel(
-                self, f"Model-{m.name}", model=m, settings=settings, images=images, bucket=self.bucket,
-                data_key=self.key,
-            )
-            for m in models
-        }  # fmt: skip
-        names = stack.to_json_string(
-            {n: t.cfn_model.attr_model_name for n, t in self.transform_models.items()}
-        )
+        self.registry = model_parameter(settings.project, settings.stage, "")  # + <model>: its entry
         environment = {
             "MDK_BATCH_BUCKET": self.bucket.bucket_name,
-            "MDK_SAGEMAKER_MODELS": names,
+            batch.DEPLOYMENT_ENV: settings.prefix,
+            batch.REGISTRY_ENV: self.registry,
             "MDK_IDEMPOTENCY_TABLE": self.idempotency.table_name,
             "MDK_ALERT_TOPIC_ARN": alarm_topic.topic_arn,
             "MDK_DATA_KEY_ARN": self.key.key_arn,
@@ -149,18 +160,11 @@ class BatchPipeline(Construct):
             environment,
             "mdk batch: reconciles finished transform jobs, writes manifests, alerts, loads the store",
         )
-        self._grant(alarms, list(self.transform_models.values()))
+        self._grant(alarms)
         self._rules()
-        self.predictions = self._predictions(stored) if self.store is not None else None
-        self._monitoring(alarm_topic, models)
+        self.predictions = self._predictions() if self.store is not None else None
+        self._monitoring(alarm_topic)
         CfnOutput(self, "BatchBucket", value=self.bucket.bucket_name, description="batch inbox and results")
-        for m in models:
-            CfnOutput(
-                self,
-                f"Inbox{m.name.title().replace('-', '')}",
-                value=f"s3://{self.bucket.bucket_name}/{batch.INCOMING}{m.name}/",
-                description=f"files for model {m.name} go here; results under results/{m.name}/",
-            )
 
     def _table(self, construct_id: str, key: tuple[str, str | None], *, ttl: str) -> dynamodb.Table:
         """On-demand, encrypted with the data key, recoverable to any point, items expiring by ``ttl``."""
@@ -224,7 +228,7 @@ class BatchPipeline(Construct):
         nag.acknowledge(function, nag.ASYNC_FAILURE_DESTINATION if asynchronous else nag.SYNC_ONLY_DLQ)
         return function
 
-    def _grant(self, alarms: AlarmTopic, transform_models: list[TransformModel]) -> None:
+    def _grant(self, alarms: AlarmTopic) -> None:
         stack = Stack.of(self)
         jobs = stack.format_arn(
             service="sagemaker",
@@ -272,10 +276,16 @@ class BatchPipeline(Construct):
                 resources=[jobs],
             )
         )
+        # The transform roles of this deployment's model stacks, by their fixed path: no model is named
+        # here, so a model's stack may come and go without an update of this one.
+        role_path = transform_role_path(self.settings.project, self.settings.stage)
+        transform_roles = stack.format_arn(
+            service="iam", region="", resource="role", resource_name=role_path.lstrip("/") + "*"
+        )
         trigger.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
-                resources=[t.role.role_arn for t in transform_models],
+                resources=[transform_roles],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
@@ -310,7 +320,14 @@ class BatchPipeline(Construct):
                 resources=[stack.format_arn(service="events", resource="event-bus", resource_name="default")],
             )
         )
+        # Both read the models' registry entries (GetParameter: one entry by name; no listing).
+        entries = stack.format_arn(
+            service="ssm", resource="parameter", resource_name=self.registry.lstrip("/") + "*"
+        )
         for function in (trigger, status):
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[entries])
+            )
             self.key.grant(function, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
             # What Powertools idempotency does: put (conditional), get, update, delete its records.
             self.idempotency.grant(
@@ -332,11 +349,22 @@ class BatchPipeline(Construct):
             "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
             f"<AWS::AccountId>:transform-job/{batch.job_prefix(self.settings.prefix)}*]"
         )
+        entries_rule = nag.Acknowledged(
+            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:"
+            f"<AWS::AccountId>:parameter{self.registry}*]",
+            nag.BATCH_REGISTRY_REASON,
+        )
         assert trigger.role is not None
         assert status.role is not None
         nag.acknowledge(
             trigger.role,
             nag.Acknowledged(job_rule, nag.BATCH_JOBS_REASON),
+            entries_rule,
+            nag.Acknowledged(
+                "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role"
+                f"{role_path}*]",
+                nag.TRANSFORM_ROLES_REASON,
+            ),
             *(
                 nag.Acknowledged(f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{p}*]", reason)
                 for p, reason in (
@@ -349,6 +377,7 @@ class BatchPipeline(Construct):
         nag.acknowledge(
             status.role,
             nag.Acknowledged(job_rule, nag.BATCH_JOBS_REASON),
+            entries_rule,
             nag.Acknowledged(
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{batch.RESULTS}*]",
                 nag.BATCH_RESULTS_REASON,
@@ -391,15 +420,16 @@ class BatchPipeline(Construct):
             max_event_age=Duration.hours(24),
         )
 
-    def _predictions(self, stored: list[ModelConfig]) -> lambda_.Function:
-        """The stored-predictions function; each stored model's stack routes its API to it."""
+    def _predictions(self) -> lambda_.Function:
+        """The stored-predictions function; each stored model's stack routes its API to it. It lists no
+        model (lambda_handlers/predictions.py: the route, which only a stored model's stack has, is the
+        gate), so a model's store setting is its own stack's change."""
         assert self.store is not None
         function = self._function(
             "Predictions",
             "lambda_handlers.predictions.handler",
             {
                 "MDK_STORE_TABLE": self.store.table_name,
-                "MDK_STORE_MODELS": ",".join(m.name for m in stored),
                 "POWERTOOLS_SERVICE_NAME": "mdk-predictions",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
@@ -412,7 +442,7 @@ class BatchPipeline(Construct):
         self.key.grant_decrypt(function)
         return function
 
-    def _monitoring(self, topic: sns.ITopic, models: list[ModelConfig]) -> None:
+    def _monitoring(self, topic: sns.ITopic) -> None:
         facade = MonitoringFacade(
             self,
             "Monitoring",
@@ -443,43 +473,94 @@ class BatchPipeline(Construct):
             human_readable_name="batch dead letters (events and invocations that failed for good)",
             add_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(max_message_count=0)},
         )
-        groups = []
-        for model in models:
+        facade.monitor_custom(
+            alarm_friendly_name="runs",
+            human_readable_name="batch runs and records, every model (each model's dashboard has its own)",
+            metric_groups=totals(),
+        )
 
-            def metric(name: str, label: str, model: str = model.name) -> cloudwatch.Metric:
-                return cloudwatch.Metric(
-                    namespace=batch.NAMESPACE,
-                    metric_name=name,
-                    dimensions_map={"Model": model, "service": batch.SERVICE},
-                    statistic="Sum",
-                    label=label,
+
+def batch_metric(name: str, label: str, model: str) -> cloudwatch.Metric:
+    """One of a model's batch metrics (Powertools' dimensions: the model and the service), per hour."""
+    return cloudwatch.Metric(
+        namespace=batch.NAMESPACE,
+        metric_name=name,
+        dimensions_map={"Model": model, "service": batch.SERVICE},
+        statistic="Sum",
+        label=label,
+        period=Duration.hours(1),
+    )
+
+
+RUN_METRICS = (
+    (batch.RUNS_STARTED, "started"),
+    (batch.RUNS_COMPLETED, "completed"),
+    (batch.RUNS_INCOMPLETE, "incomplete"),
+    (batch.RUNS_FAILED, "failed"),
+    (batch.RUNS_REJECTED, "rejected"),
+)
+RECORD_METRICS = (
+    (batch.RECORDS_IN, "in"),
+    (batch.RECORDS_OUT, "out"),
+    (batch.RECORD_ERRORS, "rejected records"),
+    (batch.STORED, "stored"),
+)
+
+
+def model_groups(model: str) -> list[CustomMetricGroup]:
+    """A model's batch runs and records, for its own dashboard (stacks/monitoring.py)."""
+    return [
+        CustomMetricGroup(
+            title=f"{model}: batch runs", metrics=[batch_metric(n, label, model) for n, label in RUN_METRICS]
+        ),
+        CustomMetricGroup(
+            title=f"{model}: batch records",
+            metrics=[batch_metric(n, label, model) for n, label in RECORD_METRICS],
+        ),
+    ]
+
+
+def _total(name: str, label: str) -> cloudwatch.MathExpression:
+    """A metric summed over every model: a SEARCH of the batch functions' metrics (dimensions Model and
+    service) summed into one line, so the dashboard names no model and holds the models deployed later
+    ("Use search expressions in graphs", https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-search-expressions.html)."""
+    search = (
+        f'SEARCH(\'{{{batch.NAMESPACE},Model,service}} MetricName="{name}" '
+        f"service=\"{batch.SERVICE}\"', 'Sum', 3600)"
+    )
+    return cloudwatch.MathExpression(
+        expression=f"SUM({search})", using_metrics={}, label=label, period=Duration.hours(1)
+    )
+
+
+def totals() -> list[CustomMetricGroup]:
+    """The shared dashboard's batch groups: runs and records over every model, then failed, incomplete
+    and rejected runs one line per model (a SEARCH, as many lines as models had such runs)."""
+    trouble = " OR ".join(
+        f'MetricName="{n}"' for n in (batch.RUNS_FAILED, batch.RUNS_INCOMPLETE, batch.RUNS_REJECTED)
+    )
+    return [
+        CustomMetricGroup(
+            title="batch runs, every model", metrics=[_total(n, label) for n, label in RUN_METRICS]
+        ),
+        CustomMetricGroup(
+            title="batch records, every model", metrics=[_total(n, label) for n, label in RECORD_METRICS]
+        ),
+        CustomMetricGroup(
+            title="batch runs failed, incomplete or rejected, by model",
+            metrics=[
+                cloudwatch.MathExpression(
+                    expression=(
+                        f"SEARCH('{{{batch.NAMESPACE},Model,service}} ({trouble}) "
+                        f"service=\"{batch.SERVICE}\"', 'Sum', 3600)"
+                    ),
+                    using_metrics={},
+                    label="",
                     period=Duration.hours(1),
                 )
-
-            groups += [
-                CustomMetricGroup(
-                    title=f"{model.name}: runs",
-                    metrics=[
-                        metric(batch.RUNS_STARTED, "started"),
-                        metric(batch.RUNS_COMPLETED, "completed"),
-                        metric(batch.RUNS_INCOMPLETE, "incomplete"),
-                        metric(batch.RUNS_FAILED, "failed"),
-                        metric(batch.RUNS_REJECTED, "rejected"),
-                    ],
-                ),
-                CustomMetricGroup(
-                    title=f"{model.name}: records",
-                    metrics=[
-                        metric(batch.RECORDS_IN, "in"),
-                        metric(batch.RECORDS_OUT, "out"),
-                        metric(batch.RECORD_ERRORS, "rejected records"),
-                        metric(batch.STORED, "stored"),
-                    ],
-                ),
-            ]
-        facade.monitor_custom(
-            alarm_friendly_name="runs", human_readable_name="batch runs by model", metric_groups=groups
-        )
+            ],
+        ),
+    ]
 
 
 def _pattern(pattern: dict[str, Any]) -> events.EventPattern:
@@ -490,9 +571,11 @@ def _pattern(pattern: dict[str, Any]) -> events.EventPattern:
 
 
 class TransformModel(Construct):
-    """The SageMaker model a model's transform jobs run: the kit's serving container (the GPU build for a
-    GPU batch instance type, else the CPU build) with the model's tarball, and a role that may read only
-    the model's staged inputs and write only its results."""
+    """The SageMaker model a model's transform jobs run, in the model's own stack: the kit's serving
+    container (the GPU build for a GPU batch instance type, else the CPU build) with the model's tarball,
+    and a role (under :func:`transform_role_path`, which the trigger may pass) that may read only the
+    model's staged inputs and write only its results, in the shared stack's batch bucket. Its name
+    reaches the trigger through the model's registry entry (``cfn_model.attr_model_name``)."""
 
     def __init__(
         self,
@@ -503,14 +586,18 @@ class TransformModel(Construct):
         settings: DeploySettings,
         images: ServingImages,
         bucket: s3.IBucket,
+        bucket_in_nag: str,
         data_key: kms.IKey,
     ) -> None:
+        """``bucket_in_nag``: the bucket's ARN as cdk-nag writes it in a rule (an imported bucket's, by
+        its export's name: ``arn:<AWS::Partition>:s3:::<export>``)."""
         super().__init__(scope, construct_id)
         b = model.batch
         device = "gpu" if is_gpu(b.instance_type) else "cpu"
         self.role = iam.Role(
             self,
             "ExecutionRole",
+            path=transform_role_path(settings.project, settings.stage),
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"mdk batch transform of {model.name}: its staged inputs in, its results out",
         )
@@ -541,12 +628,11 @@ class TransformModel(Construct):
             "kms:Encrypt",
             "kms:GenerateDataKey",
         )
-        bucket_id = Stack.of(self).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
         nag.acknowledge(
             self.role,
             *(
                 nag.Acknowledged(
-                    f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}{model.name}/*]",
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{bucket_in_nag}/{prefix}{model.name}/*]",
                     nag.TRANSFORM_PREFIXES_REASON,
                 )
                 for prefix in (batch.STAGING, batch.RESULTS)
@@ -595,3 +681,9 @@ class TransformModel(Construct):
             enable_network_isolation=sm.network_isolation if sm is not None else True,
         )
         self.cfn_model.node.add_dependency(self.role)
+        CfnOutput(
+            self,
+            "Inbox",
+            value=f"s3://{bucket.bucket_name}/{batch.INCOMING}{model.name}/",
+            description=f"files for model {model.name} go here; results under results/{model.name}/",
+        )

@@ -1,4 +1,5 @@
-"""A dashboard and alarms per model, with cdk-monitoring-constructs."""
+"""A dashboard and alarms per model, with cdk-monitoring-constructs (a model with batch on: its batch
+runs and records too; the shared batch dashboard shows the totals)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
+from mdk.config import ModelConfig
 from mdk_runtime import telemetry
+from stacks.batch import model_groups
 from stacks.lambda_model import ALIAS, LambdaModel
 from stacks.sagemaker_model import SageMakerModel
 from stacks.settings import DeploySettings
@@ -191,6 +194,17 @@ class ModelMonitoring(Construct):
                 ),
             ],
         )
+        monitor_batch(self.facade, served.model)
+
+
+def monitor_batch(facade: MonitoringFacade, model: ModelConfig) -> None:
+    """The model's batch runs and records on its dashboard, if it takes batch files."""
+    if model.batch.enabled:
+        facade.monitor_custom(
+            alarm_friendly_name=f"{model.name}-batch",
+            human_readable_name=f"{model.name}: batch transform",
+            metric_groups=model_groups(model.name),
+        )
 
 
 class EndpointMonitoring(Construct):
@@ -302,3 +316,4 @@ class EndpointMonitoring(Construct):
             human_readable_name=f"{name}: SageMaker endpoint",
             metric_groups=groups,
         )
+        monitor_batch(self.facade, served.model)

@@ -134,6 +134,17 @@ TRANSFORM_PREFIXES_REASON = (
     "a model's transform jobs read its staged inputs (staging/<model>/) and write its results "
     "(results/<model>/) under run folders named at run time; no other prefix, no delete"
 )
+TRANSFORM_ROLES_REASON = (
+    "the trigger may pass to SageMaker only (iam:PassedToService) the roles under this deployment's "
+    "transform role path (/mdk/<project>/<stage>/batch/): each is one model's transform role, created by "
+    "that model's stack; no project or stage name holds a slash, so no other deployment's role is under "
+    "the path, and models deployed later need no change here"
+)
+BATCH_REGISTRY_REASON = (
+    "the batch functions read a model's settings and SageMaker model at run time from its registry entry "
+    "(ssm:GetParameter, nothing else) under this deployment's /mdk/<project>/<stage>/models/, written by "
+    "the model's own stack: one entry per model, named by the model, so the shared stack lists none"
+)
 SHADOW_MIRROR_REASON = (
     "shadow testing: the live version mirrors sampled requests to a candidate version of the same "
     "function, chosen at run time (mdk shadow start); any version or alias of this one function "

@@ -1,5 +1,6 @@
 """The deployment's registry in SSM (see :mod:`mdk.registry`): what ``mdk`` reads to find a model's
-function, alias, deployment group, endpoint, alarms, API and batch bucket; and each Lambda model's
+function, alias, deployment group, endpoint, alarms, API and batch bucket, and what the batch functions
+read at run time (the model's transform SageMaker model and batch settings); and each Lambda model's
 shadow setting, which the function reads at run time."""
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from mdk.bundle import batch_topology
+from mdk.config import ModelConfig
 from mdk.registry import (
     SHADOW_OFF,
+    BatchTopology,
     Deployed,
     LambdaTopology,
     SageMakerTopology,
@@ -78,10 +82,17 @@ class Registry(Construct):
         )
 
     def add_lambda(
-        self, served: LambdaModel, *, api_url: str, shadow: ssm.StringParameter, batch_bucket: str | None
+        self,
+        served: LambdaModel,
+        *,
+        api_url: str,
+        shadow: ssm.StringParameter,
+        batch_bucket: str | None,
+        transform_model: str | None = None,
     ) -> ssm.StringParameter:
         """The model's entry; it names its shadow setting literally (known at synth), and is created
-        after it, so `mdk shadow` never finds an entry without its setting."""
+        after it, so `mdk shadow` never finds an entry without its setting. ``transform_model``: the
+        SageMaker model its transform jobs run (None: no batch)."""
         group = served.deployment_group
         entry = self.add(
             Deployed(
@@ -100,13 +111,19 @@ class Registry(Construct):
                     deployment_group=group.deployment_group_name,
                 ),
                 batch_bucket=batch_bucket,
+                batch=_batch(served.model, transform_model),
             )
         )
         entry.node.add_dependency(shadow)
         return entry
 
     def add_sagemaker(
-        self, served: SageMakerModel, *, api_url: str, batch_bucket: str | None
+        self,
+        served: SageMakerModel,
+        *,
+        api_url: str,
+        batch_bucket: str | None,
+        transform_model: str | None = None,
     ) -> ssm.StringParameter:
         alarms = [a.alarm_name for a in served.rollback_alarms]
         return self.add(
@@ -121,5 +138,10 @@ class Registry(Construct):
                     endpoint_name=served.endpoint_name, variants=served.variant_names, rollback_alarms=alarms
                 ),
                 batch_bucket=batch_bucket,
+                batch=_batch(served.model, transform_model),
             )
         )
+
+
+def _batch(model: ModelConfig, transform_model: str | None) -> BatchTopology | None:
+    return batch_topology(model, transform_model) if transform_model is not None else None

@@ -56,6 +56,8 @@ class Imported:
     capture_bucket: s3.IBucket | None
     capture_bucket_export: str | None  # how cdk-nag writes the bucket's ARN in a rule (the export name)
     batch_bucket_name: str | None
+    batch_bucket: s3.IBucket | None  # for a model's transform role (stacks.batch.TransformModel)
+    batch_bucket_export: str | None
     predictions: lambda_.IFunction | None
     web_acl_arn: str | None
 
@@ -65,6 +67,9 @@ class Imported:
         capture = None
         if refs.capture_bucket is not None:
             capture = s3.Bucket.from_bucket_name(scope, "SharedCaptureBucket", imp(refs.capture_bucket))
+        batch = None
+        if refs.batch_bucket is not None:
+            batch = s3.Bucket.from_bucket_name(scope, "SharedBatchBucket", imp(refs.batch_bucket))
         predictions = None
         if refs.predictions_function_arn is not None:
             predictions = lambda_.Function.from_function_attributes(
@@ -78,7 +83,9 @@ class Imported:
             data_key=kms.Key.from_key_arn(scope, "SharedDataKey", imp(refs.data_key_arn)),
             capture_bucket=capture,
             capture_bucket_export=refs.capture_bucket,
-            batch_bucket_name=imp(refs.batch_bucket) if refs.batch_bucket is not None else None,
+            batch_bucket_name=batch.bucket_name if batch is not None else None,
+            batch_bucket=batch,
+            batch_bucket_export=refs.batch_bucket,
             predictions=predictions,
             web_acl_arn=imp(refs.web_acl_arn) if refs.web_acl_arn is not None else None,
         )
@@ -119,7 +126,6 @@ class SharedStack(cdk.Stack):
                 config=config,
                 settings=settings,
                 storage=self.storage,
-                images=self.images,
                 alarms=self.alarms,
             )
         self.web_acl: wafv2.CfnWebACL | None = None

@@ -1,7 +1,8 @@
 """The batch pipeline against moto: the bucket, tables, topic and SageMaker models the stack creates.
 
-The functions run in process with real boto3 calls (moto answers); their settings are written by the
-same code ``cdk synth`` uses (``mdk.bundle.batch_function_config``). Their events are what AWS would
+The functions run in process with real boto3 calls (moto answers); each model's batch settings are its
+registry entry in (moto's) SSM, written with the code its stack writes it with (``mdk.registry.Deployed``,
+``mdk.bundle.batch_topology``), naming a SageMaker model created in moto. Their events are what AWS would
 deliver: an upload's "Object Created" is the one moto's S3 sends to EventBridge (the bucket has
 EventBridge notifications on, as the stack's does), through a rule with the stack's own pattern
 (``batch.uploads_pattern``, asserted against the synthesized template) to a queue the test reads; a
@@ -27,13 +28,16 @@ from moto import mock_aws
 from moto.events.models import EventPattern, Rule
 
 from lambda_handlers import batch_aws, batch_status, batch_trigger, predictions
-from mdk.bundle import batch_function_config
-from mdk.config import KitConfig, parse_config
+from mdk.bundle import batch_topology, model_spec
+from mdk.config import KitConfig, ModelConfig, parse_config
+from mdk.registry import Deployed, LambdaTopology, model_parameter
 from mdk_runtime import batch
 from tests.events import FakeLambdaContext, transform_state_change
 
 REPO = Path(__file__).resolve().parents[2]
-DEPLOYMENT = "mdk-test"
+PROJECT, STAGE = "mdk", "test"
+DEPLOYMENT = f"{PROJECT}-{STAGE}"
+REGISTRY = model_parameter(PROJECT, STAGE, "")
 BUCKET = "mdk-test-batch"
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/mdk-test-batch"
@@ -100,14 +104,13 @@ class Pipeline:
     sagemaker: Any = None
     dynamodb: Any = None
     uploads: list[str] = field(default_factory=list)
-    settings_file: Path | None = None
     raw_events: list[dict[str, Any]] = field(default_factory=list)
 
     def configure(self, config: KitConfig) -> None:
-        """Deploy another config: the functions' settings file, as ``cdk synth`` writes it."""
-        assert self.settings_file is not None
+        """Deploy another config: every model's registry entry, as its stack writes it; the functions'
+        containers start afresh (what they kept of the old entries is gone)."""
         self.config = config
-        self.settings_file.write_text(json.dumps(batch_function_config(config, DEPLOYMENT)))
+        register(config)
         _forget()
 
     def put(self, key: str, body: bytes) -> dict[str, Any]:
@@ -214,6 +217,52 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+def transform_model(model: str) -> str:
+    """The SageMaker model (in moto) a model's transform jobs run."""
+    return f"{DEPLOYMENT}-batch-{model}"
+
+
+def entry(model: ModelConfig, sagemaker_model: str | None = None) -> Deployed:
+    """A Lambda model's registry entry, as its stack writes it (the batch member by the stack's code)."""
+    return Deployed(
+        model=model.name,
+        runtime="lambda",
+        version=model_spec(model).version,
+        api_url=f"https://example.execute-api.{REGION}.amazonaws.com/{STAGE}/",
+        alarms=[],
+        shadow_parameter="",
+        lambda_=LambdaTopology(
+            function_name=f"{DEPLOYMENT}-{model.name}", alias="live", codedeploy_application="a",
+            deployment_group="g",
+        ),
+        batch_bucket=BUCKET if model.batch.enabled else None,
+        batch=batch_topology(model, sagemaker_model or transform_model(model.name)),
+    )  # fmt: skip
+
+
+def as_stack_writes(value: Any) -> Any:
+    """An entry's JSON as the stack writes it (``Stack.to_json_string``, in JavaScript: jsii hands
+    Python's None over as undefined, which JSON.stringify leaves out): no null members."""
+    if isinstance(value, dict):
+        return {k: as_stack_writes(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [as_stack_writes(v) for v in value]
+    return value
+
+
+def register(config: KitConfig, **sagemaker_models: str) -> None:
+    """Every model's registry entry in SSM; ``sagemaker_models``: a model's SageMaker model other than
+    :func:`transform_model`'s (as a deploy that replaced it writes)."""
+    ssm = boto3.client("ssm", region_name=REGION)
+    for model in config.models:
+        ssm.put_parameter(
+            Name=model_parameter(PROJECT, STAGE, model.name),
+            Value=json.dumps(as_stack_writes(entry(model, sagemaker_models.get(model.name)).to_json())),
+            Type="String",
+            Overwrite=True,
+        )
+
+
 def _forget() -> None:
     batch_aws.reset()
     batch_trigger._start_once.cache_clear()
@@ -221,8 +270,20 @@ def _forget() -> None:
     predictions.reset()
 
 
+def create_transform_model(sagemaker: Any, name: str) -> None:
+    """A SageMaker model as a model stack's ``TransformModel`` creates it (the serving image, a tarball)."""
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mdk-serving:cpu",
+            "ModelDataUrl": f"s3://assets/{name}/model.tar.gz",
+        },
+    )
+
+
 @pytest.fixture
-def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+def pipeline(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     config = batch_config()
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
@@ -257,29 +318,17 @@ def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "false"}
     )
     sagemaker = boto3.client("sagemaker", region_name=REGION)
-    names = {}
     for model in config.models:
-        name = f"{DEPLOYMENT}-batch-{model.name}"
-        sagemaker.create_model(
-            ModelName=name,
-            ExecutionRoleArn=ROLE,
-            PrimaryContainer={
-                "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mdk-serving:cpu",
-                "ModelDataUrl": f"s3://assets/{model.name}/model.tar.gz",
-            },
-        )
-        names[model.name] = name
-
-    settings_file = tmp_path / "batch_models.json"
-    settings_file.write_text(json.dumps(batch_function_config(config, DEPLOYMENT)))
+        if model.batch.enabled:
+            create_transform_model(sagemaker, transform_model(model.name))
+    register(config)
     for name, value in {
-        "MDK_BATCH_CONFIG": str(settings_file),
+        batch.DEPLOYMENT_ENV: DEPLOYMENT,
+        batch.REGISTRY_ENV: REGISTRY,
         "MDK_BATCH_BUCKET": BUCKET,
-        "MDK_SAGEMAKER_MODELS": json.dumps(names),
         "MDK_IDEMPOTENCY_TABLE": "idempotency",
         "MDK_ALERT_TOPIC_ARN": topic,
         "MDK_STORE_TABLE": "predictions",
-        "MDK_STORE_MODELS": "iris-ids",
         "MDK_DATA_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "POWERTOOLS_METRICS_NAMESPACE": "mdk",
     }.items():
@@ -302,6 +351,5 @@ def pipeline(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         sqs=sqs,
         sagemaker=sagemaker,
         dynamodb=dynamodb,
-        settings_file=settings_file,
     )
     _forget()

@@ -182,7 +182,8 @@ def test_throttling_is_raised_for_lambda_to_retry(pipeline: Pipeline) -> None:
     ("key", "body", "code", "field", "words"),
     [
         ("incoming/nosuch/a.jsonl", b"[1,2,3,4]\n", "unknown_model", "key", "no model named 'nosuch'"),
-        ("incoming/iris-off/a.jsonl", b"[1,2,3,4]\n", "unknown_model", "key", "models: iris, iris-ids"),
+        ("incoming/iris-off/a.jsonl", b"[1,2,3,4]\n", "unknown_model", "key", "'iris-off' takes no batch"),
+        ("incoming/No Such/a.jsonl", b"[1,2,3,4]\n", "unknown_model", "key", "no model named 'No Such'"),
         ("incoming/iris/a.txt", b"[1,2,3,4]\n", "unsupported_format", "key", ".csv, .jsonl, .ndjson"),
         ("incoming/iris/a.jsonl", b"", "empty_file", "file", "no records"),
         ("incoming/iris/a.jsonl", b"\n  \n", "empty_file", "file", "no records"),

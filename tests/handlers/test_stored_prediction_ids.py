@@ -39,7 +39,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("MDK_STORE_TABLE", "predictions")
-    monkeypatch.setenv("MDK_STORE_MODELS", "stored")
     with mock_aws():
         create_store_table(boto3.client("dynamodb", region_name="us-east-1"), "predictions")
         table = boto3.resource("dynamodb", region_name="us-east-1").Table("predictions")

@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 import pytest
 
 from lambda_handlers import batch_aws, batch_status, batch_trigger
-from mdk.bundle import batch_function_config
+from mdk.bundle import batch_topology
 from mdk.config import load_config
 from mdk.registry import Deployed, model_parameter
+from mdk_runtime import batch
 from mdk_runtime.service import InferenceService
 from tests.events import FakeLambdaContext, s3_object_created, transform_state_change
 from tests.ops.conftest import BUCKET, PROJECT, REPO, STAGE, Topology
@@ -106,10 +107,10 @@ def test_predict_with_api_keys_and_client_errors(api: list[dict[str, Any]], topo
 
 
 @pytest.fixture
-def batch_functions(
-    topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Topology]:
-    """The trigger and status functions' settings and tables, on the moto server."""
+def batch_functions(topology: Topology, monkeypatch: pytest.MonkeyPatch) -> Iterator[Topology]:
+    """The trigger and status functions' settings and tables, on the moto server; iris's registry entry
+    with its batch member, as its stack writes it (its transform jobs run the SageMaker model
+    ``digits-primary`` of the topology: moto runs no job)."""
     dynamodb = topology.client("dynamodb")
     dynamodb.create_table(
         TableName="idempotency",
@@ -118,14 +119,13 @@ def batch_functions(
         BillingMode="PAY_PER_REQUEST",
     )
     topic = topology.client("sns").create_topic(Name="alerts")["TopicArn"]
-    settings = tmp_path / "batch_models.json"
-    settings.write_text(
-        json.dumps(batch_function_config(load_config(REPO / "models.yaml"), f"{PROJECT}-{STAGE}"))
+    registered(
+        topology, batch=batch_topology(load_config(REPO / "models.yaml").model("iris"), "digits-primary")
     )
     for name, value in {
-        "MDK_BATCH_CONFIG": str(settings),
+        batch.DEPLOYMENT_ENV: f"{PROJECT}-{STAGE}",
+        batch.REGISTRY_ENV: model_parameter(PROJECT, STAGE, ""),
         "MDK_BATCH_BUCKET": BUCKET,
-        "MDK_SAGEMAKER_MODELS": json.dumps({"iris": "digits-primary", "digits": "digits-primary"}),
         "MDK_IDEMPOTENCY_TABLE": "idempotency",
         "MDK_ALERT_TOPIC_ARN": topic,
     }.items():

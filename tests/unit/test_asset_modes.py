@@ -68,7 +68,7 @@ def test_image_contexts_and_bundles_are_world_readable_under_umask_077(
             {"lambda_handlers/__init__.py": HANDLERS_DIR / "__init__.py"}, tmp_path / "zip"
         )
     )
-    assert_world_readable(write_batch_function_context(kit_config, "mdk-dev", tmp_path / "functions"))
+    assert_world_readable(write_batch_function_context(tmp_path / "functions"))
     assert_world_readable(write_batch_layer(tmp_path / "layer"))
 
 

@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import re
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdk.bundle import batch_function_config
+from mdk.bundle import batch_topology
 from mdk.config import ConfigError, parse_config
 from mdk_runtime import batch
 from mdk_runtime.batch import BatchInputError
@@ -264,10 +265,11 @@ def test_batch_settings_reach_the_functions() -> None:
         base_dir=REPO,
         check_models=False,
     )
-    settings = batch_function_config(config, "p-dev")
-    assert settings["deployment"] == "p-dev"
-    assert settings["models"]["m"] | {"version": "?"} == {
-        "version": "?",
+    topology = batch_topology(config.models[0], "the-transform-model")
+    assert topology is not None
+    settings = asdict(topology)  # the batch member of the model's registry entry
+    assert settings == {
+        "transform_model": "the-transform-model",
         "instance_type": "ml.m5.large",
         "instance_count": 1,
         "max_payload_mb": 2,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -123,6 +124,16 @@ def run_id(bucket: str, key: str, sequencer: str, created: datetime) -> str:
 
 PREFIX_HEAD = 11  # letters and digits of the deployment name kept for people reading job lists
 PREFIX_HASH = 8  # hex digits of SHA-256 over the whole deployment name
+
+
+#: What the batch functions are told by their environment (the shared stack sets it): the deployment
+#: (``<project>-<stage>``, whose job prefix scopes its jobs) and where its models' registry entries are
+#: (``/mdk/<project>/<stage>/models/``, :func:`mdk.registry.model_parameter` less the model's name).
+DEPLOYMENT_ENV = "MDK_DEPLOYMENT"
+REGISTRY_ENV = "MDK_REGISTRY_PREFIX"
+#: A model's name, as the config allows it (``mdk.config.NAME_PATTERN``): anything else in an inbox key
+#: names no model, and is refused without a look-up.
+MODEL_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 
 
 #: The one log group SageMaker writes every transform job's logs to, per account and region, shared by
