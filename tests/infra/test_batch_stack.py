@@ -108,14 +108,16 @@ def test_functions_are_zip_packaged_with_the_layer_and_a_failure_destination(
         env = function["Environment"]["Variables"]
         assert set(env) >= {
             "MDK_BATCH_BUCKET",
-            "MDK_SAGEMAKER_MODELS",
+            batch.DEPLOYMENT_ENV,
+            batch.REGISTRY_ENV,
             "MDK_IDEMPOTENCY_TABLE",
             "MDK_ALERT_TOPIC_ARN",
             "MDK_DATA_KEY_ARN",
         }
-        # Each model's transform model name, resolved at deploy time.
-        assert "BatchModeliris" in dumps(env["MDK_SAGEMAKER_MODELS"])
-        assert "BatchModeldigits" in dumps(env["MDK_SAGEMAKER_MODELS"])
+        # No model is named: each model's transform model is in its registry entry, read at run time.
+        assert env[batch.REGISTRY_ENV] == "/mdk/mdk/dev/models/"
+        assert "iris" not in dumps(env)
+        assert "digits" not in dumps(env)
     configs = resources(template, "AWS::Lambda::EventInvokeConfig")
     assert len(configs) == 2
     for config in configs.values():
@@ -136,11 +138,11 @@ def test_idempotency_table_expires_records_and_is_recoverable(synth_repo_config:
 
 
 def test_transform_models_use_the_serving_container_by_device(synth_sagemaker: Synth) -> None:
-    template = synth_sagemaker.shared_json
-    transform = {
+    transform = {  # each model's own stack's
         k: v["Properties"]
-        for k, v in resources(template, "AWS::SageMaker::Model").items()
-        if k.startswith("BatchModel")
+        for name in ("scorer", "ab")
+        for k, v in resources(synth_sagemaker.model_json(name), "AWS::SageMaker::Model").items()
+        if k.startswith(f"BatchModel{name}")
     }
     assert len(transform) == 2
     scorer = next(v for k, v in transform.items() if k.startswith("BatchModelscorer"))
@@ -165,7 +167,7 @@ def test_roles_are_least_privilege(synth_repo_config: Synth) -> None:
     assert dumps(create["Resource"]).endswith(f':transform-job/{batch.job_prefix("mdk-dev")}*"]]}}')
     pass_role = next(s for s in trigger if "iam:PassRole" in actions(s))
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert all("BatchModel" in dumps(r) for r in pass_role["Resource"])
+    assert dumps(pass_role["Resource"]).endswith(':role/mdk/mdk/dev/batch/*"]]}')  # the transform roles
     reads = next(s for s in trigger if "s3:GetObjectVersion" in actions(s))
     assert dumps(reads["Resource"]).endswith('/incoming/*"]]}')
 
@@ -209,7 +211,7 @@ def test_prediction_store_and_its_route(synth_variant: Synth) -> None:
     ]
     assert store["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     function = by_prefix(template, "AWS::Lambda::Function", "BatchPredictions")["Properties"]
-    assert function["Environment"]["Variables"]["MDK_STORE_MODELS"] == "iris-fast"
+    assert "iris" not in dumps(function["Environment"])  # it lists no model: the route is the gate
     assert (function["Timeout"], function["MemorySize"]) == (10, 256)
     # Called by API Gateway only: no asynchronous retry configuration of its own.
     assert len(resources(template, "AWS::Lambda::EventInvokeConfig")) == 2

@@ -17,8 +17,10 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 
+from mdk.registry import model_parameter
 from mdk_runtime import batch
 from stacks import nag
+from stacks.batch import transform_role_path
 from tests.infra.conftest import Synth, resources
 
 
@@ -420,9 +422,16 @@ def _endpoint_log_streams(f: Finding) -> None:
     assert "TransformJobs" not in rendered
 
 
+def _deployment(f: Finding) -> str:
+    """``<project>-<stage>``: the name of the app's shared stack, less ``-shared``."""
+    [shared] = [name for name in f.app if name.endswith("-shared")]
+    return shared.removesuffix("-shared")
+
+
 def _job_prefix(f: Finding) -> str:
-    assert f.stack.endswith("-shared")  # the batch pipeline is the shared stack's
-    return batch.job_prefix(f.stack.removesuffix("-shared"))
+    # the batch pipeline's grants (the shared stack) and the models' transform roles (their stacks)
+    assert f.stack.endswith("-shared") or "-model-" in f.stack, f.stack
+    return batch.job_prefix(_deployment(f))
 
 
 def _transform_log_streams(f: Finding) -> None:
@@ -465,6 +474,45 @@ def _transform_prefixes(f: Finding) -> None:
     assert _actions(_statements_on(f, "/results/")) == {"s3:PutObject", "s3:AbortMultipartUpload"}
 
 
+def _transform_roles(f: Finding) -> None:
+    project, stage = _deployment(f).rsplit("-", 1)
+    path = transform_role_path(project, stage)
+    [statement] = [s for s in _statements_on(f, ":role/") if "iam:PassRole" in _listed(s["Action"])]
+    assert _actions([statement]) == {"iam:PassRole"}
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert _nag_rendered(statement["Resource"]).endswith(f":iam::<AWS::AccountId>:role{path}*")
+    # the roles under that path: each a model's transform role (assumed by SageMaker), in its own stack
+    under = [
+        (stack, logical_id, role["Properties"])
+        for stack, template in f.app.items()
+        for logical_id, role in resources(template, "AWS::IAM::Role").items()
+        if str(role["Properties"].get("Path", "")).startswith(path)
+    ]
+    assert under
+    for stack, logical_id, role in under:
+        model = stack.split("-model-", 1)[1]
+        assert role["Path"] == path
+        assert logical_id.startswith(f"BatchModel{model.replace('-', '')}ExecutionRole"), (stack, logical_id)
+        assert _assumed_by(f.app[stack], logical_id) == "sagemaker.amazonaws.com"
+
+
+def _registry_entries(f: Finding) -> None:
+    project, stage = _deployment(f).rsplit("-", 1)
+    entries = model_parameter(project, stage, "")
+    [statement] = _statements_on(f, ":parameter/")
+    assert _actions([statement]) == {"ssm:GetParameter"}
+    assert _nag_rendered(statement["Resource"]).endswith(f":parameter{entries}*")
+    # under that path: the models' entries, each written by its model's stack
+    names = {
+        (stack, p["Properties"]["Name"])
+        for stack, template in f.app.items()
+        for p in resources(template, "AWS::SSM::Parameter").values()
+        if str(p["Properties"].get("Name", "")).startswith(entries)
+    }
+    assert names
+    assert all(name == entries + stack.split("-model-", 1)[1] for stack, name in names), names
+
+
 def _shadow_mirror(f: Finding) -> None:
     props = f.resource["Properties"]
     [statement] = props["PolicyDocument"]["Statement"]
@@ -502,6 +550,8 @@ CHECKS: dict[str, Callable[[Finding], None]] = {
     ),
     nag.TRANSFORM_PREFIXES_REASON: _transform_prefixes,
     nag.SHADOW_MIRROR_REASON: _shadow_mirror,
+    nag.TRANSFORM_ROLES_REASON: _transform_roles,
+    nag.BATCH_REGISTRY_REASON: _registry_entries,
     nag.MODEL_INVOKE_ROUTES_REASON: _model_invoke_routes,
 }
 
