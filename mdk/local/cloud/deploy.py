@@ -228,7 +228,7 @@ class Deployer:
         lambda_.record_code(
             self.runner, stack, template=template, prepared=prepared, assets=assets, region=self.region
         )
-        self.runner.retire_unpublished()
+        self.runner.retire_unpublished(set(result.functions.values()))
         self._complete(stack, prepared, result, previous_aliases)
         return result
 

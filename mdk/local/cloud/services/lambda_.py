@@ -44,7 +44,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -436,11 +436,17 @@ class FunctionRunner:
             with contextlib.suppress(Exception):
                 item.process.stop()
 
-    def retire_unpublished(self) -> None:
-        """Stop every ``$LATEST`` process: a deploy may have changed its code or configuration, and Lambda
-        serves a changed function from new sandboxes (the next invocation starts one)."""
+    def retire_unpublished(self, functions: Collection[str] | None = None) -> None:
+        """Stop the ``$LATEST`` processes of ``functions`` (every function's when None): a deploy of their
+        stack may have changed their code or configuration, and Lambda serves a changed function from new
+        sandboxes (the next invocation starts one). Another stack's functions are left running: its
+        rollout's pre-traffic hook may be answering CodeDeploy while the next stack deploys."""
         with self._lock:
-            stale = [key for key in self._running if key[1] == "$LATEST"]
+            stale = [
+                key
+                for key in self._running
+                if key[1] == "$LATEST" and (functions is None or key[0] in functions)
+            ]
             retired = [self._running.pop(key) for key in stale]
         for item in retired:
             item.stop.set()
