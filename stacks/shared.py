@@ -30,7 +30,6 @@ from stacks.access import ModelScopes
 from stacks.alerts import AlarmTopic
 from stacks.batch import BatchPipeline
 from stacks.model_api import binary_media_types, web_acl
-from stacks.sagemaker_model import ServingImages
 from stacks.settings import DeploySettings
 from stacks.storage import Storage
 
@@ -92,7 +91,7 @@ class Imported:
 
 
 class SharedStack(cdk.Stack):
-    """Exposes ``alarms``, ``storage``, ``images``, ``capture`` (or None), ``batch`` (or None),
+    """Exposes ``alarms``, ``storage``, ``capture`` (or None), ``batch`` (or None),
     ``web_acl`` (or None), ``scopes`` (the models' OAuth scopes, ``cognito`` auth, else None) and
     ``refs`` (what model stacks import, by export name)."""
 
@@ -114,7 +113,6 @@ class SharedStack(cdk.Stack):
         self.settings = settings
         self.alarms = AlarmTopic(self, "Alarms", settings=settings, email=config.alarms.email)
         self.storage = Storage(self, "Storage", settings=settings)
-        self.images = ServingImages(self, "ServingImages", settings=settings)
         self.capture: s3.Bucket | None = None
         if any(m.runtime == "sagemaker" for m in config.models):
             self.capture = self.storage.add_bucket("DataCapture", prefix="data-capture/", expire_days=90)
