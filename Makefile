@@ -22,7 +22,11 @@ NODE_STAMP := node_modules/.installed
 # The SageMaker Python SDK v3 for the real-client tests: its own venv (it pins rich<15; ~1 GB), never an image.
 SDK_VENV := $(CACHE)/sdk-venv
 SDK_STAMP := $(SDK_VENV)/.installed
-.PHONY: help setup sdk models up test synth lint format typecheck bench reliability lock clean
+# The benchmark's peers (BentoML, LitServe; bench/peers): their own venv, never an image.
+BENCH_VENV := $(CACHE)/bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_GPU_VENV := $(CACHE)/bench-gpu-venv
+.PHONY: help setup sdk models up test synth lint format typecheck bench bench-env bench-gpu wrk reliability lock lock-bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +43,21 @@ $(SDK_STAMP): requirements-sdk.txt
 	$(SDK_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
 	$(SDK_VENV)/bin/python -m pip install --quiet -r requirements-sdk.txt
 	@touch $@
+
+$(BENCH_STAMP): requirements-bench.txt constraints-bench.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-bench.txt -c constraints-bench.txt
+	@touch $@
+
+# wrk, the C load generator the peers comparison uses, from the OS packages when it is missing.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "error: wrk is not installed and there is no apt-get here: install wrk (https://github.com/wg/wrk) with this OS's package manager" >&2; exit 2; }; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update && $$sudo apt-get install -y wrk; }
+
+bench-env: $(BENCH_STAMP) wrk ## the benchmark-only venv (.cache/bench-venv: BentoML, LitServe) and wrk
 
 sdk: $(SDK_STAMP) ## the SageMaker Python SDK v3 in .cache/sdk-venv, for the tests that use it as a client
 
@@ -71,8 +90,11 @@ format: $(PY_STAMP) ## apply ruff's fixes and formatting
 typecheck: $(PY_STAMP) ## mypy --strict over the kit, runtime, handlers and tests
 	$(VENV)/bin/mypy
 
-bench: setup ## the benchmark report (bench/results/report.md); figures, not pass/fail
+bench: setup $(BENCH_STAMP) wrk ## the benchmark report (bench/results/report.md); figures, not pass/fail
 	$(PY) -m bench
+
+bench-gpu: ## on a machine with an NVIDIA GPU: the peers comparison on CUDA (bench/results/gpu/)
+	PYTHON=$(PYTHON) BENCH_GPU_VENV=$(BENCH_GPU_VENV) bash bench/peers/gpu.sh
 
 reliability: setup ## fuzzing, fault injection and a 5-minute load test on the local cloud (build/reliability/report.md)
 	$(PY) -m reliability
@@ -90,6 +112,21 @@ lock: ## re-resolve constraints.txt and layers/constraints.txt (the image's) fro
 	  echo "# resolved under ../constraints.txt by \`make lock\` (so the images and the dev environment agree)."; \
 	  $(CACHE)/lock-image/bin/pip freeze; } > layers/constraints.txt
 	rm -rf $(CACHE)/lock-venv $(CACHE)/lock-image
+
+lock-bench: ## re-resolve constraints-bench.txt (and its GPU variant) from requirements-bench*.txt (needs the index)
+	rm -rf $(CACHE)/lock-bench
+	$(PYTHON) -m venv $(CACHE)/lock-bench
+	$(CACHE)/lock-bench/bin/pip install --quiet -r requirements-bench.txt
+	{ echo "# Every transitive version of requirements-bench.txt, resolved by \`make lock-bench\`."; \
+	  $(CACHE)/lock-bench/bin/pip freeze; } > constraints-bench.txt
+	rm -rf $(CACHE)/lock-bench
+	$(PYTHON) -m venv $(CACHE)/lock-bench
+	$(CACHE)/lock-bench/bin/pip install --quiet --dry-run --ignore-installed --report $(CACHE)/lock-bench/report.json -r requirements-bench-gpu.txt
+	{ echo "# Every transitive version of requirements-bench-gpu.txt (Linux x86_64), resolved by \`make lock-bench\`"; \
+	  echo "# (pip --dry-run: onnxruntime-gpu and NVIDIA's CUDA wheels are resolved, not installed). It agrees with"; \
+	  echo "# layers/constraints.txt (the image) but for opentelemetry-api: BentoML's opentelemetry-sdk pins its own."; \
+	  $(CACHE)/lock-bench/bin/python -c 'import json, sys; r = json.load(open(sys.argv[1])); print("\n".join(sorted((i["metadata"]["name"] + "==" + i["metadata"]["version"] for i in r["install"]), key=str.lower)))' $(CACHE)/lock-bench/report.json; } > constraints-bench-gpu.txt
+	rm -rf $(CACHE)/lock-bench
 
 clean: ## remove what make and the tests created (the venv and node_modules stay)
 	rm -rf build cdk.out $(CACHE)/staged $(CACHE)/local-layers .pytest_cache .mypy_cache .ruff_cache bench/results
