@@ -25,9 +25,11 @@ import numpy as np
 from common import MAX_BATCH_SIZE, Counter, run, session  # type: ignore[import-not-found]
 
 MAX_LATENCY_MS = int(os.environ.get("PEER_MAX_LATENCY_MS", "10000"))
+# One worker process; on GPU BentoML's allocator gives it GPU 0 (CUDA_VISIBLE_DEVICES), as its docs set up.
+GPU = {"resources": {"gpu": 1}} if os.environ.get("PEER_DEVICE") == "gpu" else {}
 
 
-@bentoml.service(workers=1, traffic={"timeout": 60})
+@bentoml.service(workers=1, traffic={"timeout": 60}, **GPU)
 class Mlp:
     def __init__(self) -> None:
         self.sess, self.name = session(os.environ["PEER_MODEL"], os.environ.get("PEER_DEVICE", "cpu"))
