@@ -24,13 +24,11 @@ _MODULE_STARTED = time.perf_counter()  # before the imports below: InitDuration 
 
 import logging  # noqa: E402
 import os  # noqa: E402
-import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from functools import cache  # noqa: E402
 from typing import Any  # noqa: E402
 
-from aws_lambda_powertools import Logger, Metrics  # noqa: E402
-from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: E402
+from aws_lambda_powertools import Logger  # noqa: E402
 
 from lambda_handlers import shadow  # noqa: E402
 from lambda_handlers.http import (  # noqa: E402
@@ -40,7 +38,7 @@ from lambda_handlers.http import (  # noqa: E402
     to_response,
     wrong_method,
 )
-from mdk_runtime import routes, telemetry  # noqa: E402
+from mdk_runtime import emf, routes, telemetry  # noqa: E402
 from mdk_runtime.errors import MalformedRequest, MdkError  # noqa: E402
 from mdk_runtime.service import (  # noqa: E402
     InferenceService,
@@ -50,11 +48,9 @@ from mdk_runtime.service import (  # noqa: E402
     response_too_large,
 )
 
-# Health and metadata calls add no metric; Powertools would warn about that on every such call.
-warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
-
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", telemetry.SERVICE))
-metrics = Metrics(
+# The documents Powertools' Metrics wrote, from templates (mdk_runtime.emf: ~100 us less per request).
+metrics = emf.Emitter(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", telemetry.NAMESPACE),
     service=os.environ.get("POWERTOOLS_SERVICE_NAME", telemetry.SERVICE),
 )
@@ -138,24 +134,17 @@ def _record(reply: Reply, started: float, request_id: str) -> None:
     """
     if reply.status == 200:
         if reply.instances:
-            metrics.add_metric(
-                name=telemetry.LATENCY,
-                unit=MetricUnit.Milliseconds,
-                value=(time.perf_counter() - started) * 1e3,
-            )
-            metrics.add_metric(name=telemetry.INSTANCES, unit=MetricUnit.Count, value=reply.instances)
+            metrics.served((time.perf_counter() - started) * 1e3, reply.instances)
         return
     code = reply.error_code or "unknown"
     kind = telemetry.SERVER_ERRORS if reply.status >= 500 else telemetry.CLIENT_ERRORS
-    metrics.add_metric(name=kind, unit=MetricUnit.Count, value=1)
-    with single_metric(
-        name=telemetry.ERRORS_BY_CODE,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=metrics.namespace,
-        default_dimensions={**metrics.default_dimensions, telemetry.DIM_ERROR_CODE: code},
-    ):
-        pass
+    metrics.add(kind, emf.COUNT, 1)
+    metrics.single(
+        telemetry.ERRORS_BY_CODE,
+        emf.COUNT,
+        1,
+        {**metrics.default_dimensions, telemetry.DIM_ERROR_CODE: code},
+    )
     # The code and message only: messages never carry request data, and bodies are never logged.
     message = reply.error.message if reply.error is not None else ""
     if reply.status >= 500:
@@ -170,16 +159,26 @@ def _record(reply: Reply, started: float, request_id: str) -> None:
     )
 
 
-@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(
     event: dict[str, Any], context: Any, *, service: InferenceService | None = None
 ) -> dict[str, Any]:
+    """The function's entry point: what Powertools' ``log_metrics(capture_cold_start_metric=True)`` did
+    around :func:`serve`: the cold-start document after the first invocation that returns, and the
+    invocation's metrics flushed whatever happens (a served prediction's are written as it is recorded)."""
+    try:
+        response = serve(event, context, service)
+        if metrics.cold:
+            metrics.cold_start(context)
+    finally:
+        metrics.flush()
+    return response
+
+
+def serve(event: dict[str, Any], context: Any, service: InferenceService | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     service = service or get_service()
     if _init_pending:
-        metrics.add_metric(
-            name=telemetry.INIT_DURATION, unit=MetricUnit.Milliseconds, value=_init_pending.pop()
-        )
+        metrics.add(telemetry.INIT_DURATION, emf.MILLISECONDS, _init_pending.pop())
     if shadow.EVENT_KEY in event:  # a request the live version mirrored to this candidate
         return shadow.handle(service, event)
     reply, v2 = dispatch(service, event, context)
