@@ -35,9 +35,9 @@ QUIET_RUN_LOG = quiet_run_options()
 class _Watch:
     __slots__ = ("active", "deadline", "options")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, options: ort.RunOptions | None = None) -> None:
         self.deadline = deadline
-        self.options = quiet_run_options()
+        self.options = options if options is not None else quiet_run_options()
         self.active = True
 
 
@@ -49,10 +49,13 @@ class Watchdog:
         self._heap: list[tuple[float, int, _Watch]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        # Run options of released watches that were never stopped: reused (a new RunOptions costs
+        # several us per request). Released under the lock, so the watchdog never stops a reused one.
+        self._spare: list[ort.RunOptions] = []
 
     def watch(self, deadline: float) -> _Watch:
-        watch = _Watch(deadline)
         with self._cond:
+            watch = _Watch(deadline, self._spare.pop() if self._spare else None)
             heapq.heappush(self._heap, (deadline, next(self._seq), watch))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="mdk-deadline", daemon=True)
@@ -61,9 +64,11 @@ class Watchdog:
                 self._cond.notify()
         return watch
 
-    @staticmethod
-    def release(watch: _Watch) -> None:
-        watch.active = False  # the entry leaves the heap when its deadline comes up
+    def release(self, watch: _Watch) -> None:
+        with self._cond:
+            watch.active = False  # the entry leaves the heap when its deadline comes up
+            if not watch.options.terminate and len(self._spare) < 64:
+                self._spare.append(watch.options)
 
     def _run(self) -> None:
         with self._cond:
