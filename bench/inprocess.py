@@ -142,3 +142,15 @@ def powertools_flush(*, n: int, warmup: int) -> Summary:
 
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
         return time_calls(emit, n=n, warmup=warmup)
+
+
+def emf_served(*, n: int, warmup: int) -> Summary:
+    """What the handler pays for its metrics per served prediction now: the EMF template filled and
+    written (mdk_runtime.emf.Emitter.served), the same documents Powertools' flush wrote."""
+    from mdk_runtime import emf
+
+    emitter = emf.Emitter("mdk-bench", "mdk-bench", environ={})
+    emitter.set_default_dimensions(Model="iris", ModelVersion="bench")
+
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        return time_calls(lambda: emitter.served(0.05, 1), n=n, warmup=warmup)
