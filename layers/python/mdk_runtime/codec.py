@@ -531,7 +531,7 @@ def _within(labels: np.ndarray, ids: list[Any], count: int) -> bool:
     """Every class id in [0, count). A request's few rows are checked in Python (numpy's min and max
     cost ~3 µs each on a 1-row array: a tenth of a small model's whole overhead); a batch's in numpy."""
     if labels.size <= 256:
-        return min(ids) >= 0 and max(ids) < count
+        return bool(min(ids) >= 0 and max(ids) < count)
     return bool(labels.min() >= 0 and labels.max() < count)
 
 
