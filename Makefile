@@ -73,7 +73,7 @@ setup: $(PY_STAMP) $(NODE_STAMP) models ## install everything (Python venv, Node
 up: setup ## deploy the stacks onto the embedded local AWS and serve them (Ctrl-C stops)
 	$(VENV)/bin/mdk local up
 
-test: setup sdk lint typecheck ## lint, type-check and run every test
+test: setup sdk wrk lint typecheck ## lint, type-check and run every test (wrk: the load generator tests/bench drives)
 	$(PY) -m pytest
 
 synth: setup ## the CloudFormation templates in cdk.out/ (offline; cdk-nag runs on them)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -119,12 +118,6 @@ def echo() -> Iterator[str]:
         server.server_close()
 
 
-needs_wrk = pytest.mark.skipif(
-    shutil.which("wrk") is None, reason="wrk is not installed (make bench installs it)"
-)
-
-
-@needs_wrk
 def test_wrk_sends_exactly_the_body_of_the_script(echo: str, tmp_path: Path) -> None:
     body = json.dumps({"instances": [[0.5, 1.25]]})
     lua = tmp_path / "body.lua"
@@ -135,7 +128,6 @@ def test_wrk_sends_exactly_the_body_of_the_script(echo: str, tmp_path: Path) -> 
     assert {s[3] for s in _Echo.seen} == {body.encode()}
 
 
-@needs_wrk
 def test_wrk_run_fails_loudly_on_error_statuses(echo: str, tmp_path: Path) -> None:
     _Echo.status = 503
     lua = tmp_path / "body.lua"
