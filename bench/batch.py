@@ -118,7 +118,13 @@ def _e2e(bundle: Path, data: Path, max_payload_mb: int) -> dict[str, Any]:
     from mdk_runtime.media import JSONL
 
     body_limit = str(max_payload_mb * 2**20 + 1024)
-    env = {"MDK_MAX_BODY_BYTES": body_limit, "MDK_ORT_THREADS": "1", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    env = {
+        "MDK_MAX_BODY_BYTES": body_limit,
+        "MDK_ORT_THREADS": "1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        # What SageMaker sets in a transform job's container: no InvokeEndpoint response limit there.
+        "SAGEMAKER_BATCH": "true",
+    }
     output = data.with_suffix(".out")
     with container(bundle, max_batch_size=4096, env=env) as (url, process):
         settings = TransformSettings(content_type=JSONL, max_payload_mb=max_payload_mb)
