@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -29,6 +30,16 @@ def free_port() -> int:
 class Running:
     url: str
     server: ModelServer
+
+
+def ping_until(url: str, text: str, *, timeout_s: float = 30.0) -> httpx.Response:
+    """GET /ping until its answer contains ``text`` (a model loading in the background), the last answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = httpx.get(f"{url}/ping", timeout=2)
+        if text in response.text or time.monotonic() > deadline:
+            return response
+        time.sleep(0.01)
 
 
 def settings_for(model_dir: Path, **overrides: Any) -> ServerSettings:

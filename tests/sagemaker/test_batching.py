@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from sagemaker_endpoints.batching import DynamicBatcher
 from tests import onnx_models
 from tests.conftest import BundleFactory
-from tests.sagemaker.conftest import ServeFactory
+from tests.sagemaker.conftest import ServeFactory, ping_until
 
 HANG_GUARD_S = 20  # far under the 60 s delay: only a batch that went at once is answered within it
 
@@ -144,12 +143,7 @@ def test_a_failed_load_is_logged_once_at_error_however_often_pinged(
     directory = bundle(onnx_models.two_inputs())
     (directory / "model.onnx").write_bytes(b"corrupt")
     with serving(directory, preload=False) as running:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            response = httpx.get(f"{running.url}/ping", timeout=2)
-            if "cannot load" in response.text:
-                break
-            time.sleep(0.01)
+        ping_until(running.url, "cannot load")
         for _ in range(5):
             assert httpx.get(f"{running.url}/ping", timeout=2).status_code == 503
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -22,7 +22,7 @@ from lambda_handlers.rollout_hooks import check_predictions
 from mdk_runtime.service import InferenceService, Settings
 from tests import onnx_models
 from tests.conftest import BundleFactory
-from tests.sagemaker.conftest import ServeFactory, free_port
+from tests.sagemaker.conftest import ServeFactory, free_port, ping_until
 
 JSONL = "application/jsonlines"
 IRIS_ROWS = [[6.3, 3.4, 5.6, 2.4], [5.0, 3.4, 1.5, 0.2], [5.9, 3.0, 4.2, 1.5]]
@@ -64,12 +64,7 @@ def test_ping_of_a_broken_model_says_why(serving: ServeFactory, bundle: BundleFa
     directory = bundle(onnx_models.two_inputs())
     (directory / "model.onnx").write_bytes(b"corrupt")
     with serving(directory, preload=False) as running:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            response = httpx.get(f"{running.url}/ping", timeout=2)
-            if "cannot load" in response.text:
-                break
-            time.sleep(0.01)
+        response = ping_until(running.url, "cannot load")
         assert response.status_code == 503
         assert "onnxruntime cannot load model.onnx" in response.json()["error"]["message"]
         assert post(running.url, '{"instances": [[1, 2, 3]]}', "application/json").status_code == 503
