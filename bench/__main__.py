@@ -78,7 +78,9 @@ def bundles(tmp: Path) -> dict[str, Path]:
     spec = ModelSpec(name="mlp", version=digest[:12], sha256=digest, description="1M-parameter benchmark MLP")
     (mlp_dir / "mdk-model.json").write_text(json.dumps(spec.to_json()))
     # As `mdk bundle` writes it for a model without processing: the image recipe copies it (installs nothing).
-    (mlp_dir / "requirements.txt").write_text("# No processing: nothing to install (written by make bench).\n")
+    (mlp_dir / "requirements.txt").write_text(
+        "# No processing: nothing to install (written by make bench).\n"
+    )
     return {"iris": iris, "mlp": mlp_dir}
 
 
