@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -246,13 +245,16 @@ def test_report_has_a_row_per_server_and_connection_and_shows_failures() -> None
     assert "wrk output" not in text  # the first line of an error only
 
 
-def test_gpu_is_refused_where_onnxruntime_has_no_cuda(tmp_path: Path) -> None:
-    if run.cuda_available():
-        pytest.skip("this onnxruntime has the CUDA provider")
-    done = subprocess.run([sys.executable, "-m", "bench.peers", "--device", "gpu", "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, check=False)  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert "CUDA provider" in done.stderr
+def test_gpu_is_refused_where_onnxruntime_has_no_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.peers.__main__ import main
+
+    monkeypatch.setattr(
+        run, "cuda_available", lambda: False
+    )  # as on a machine without CUDA, even on a GPU one
+    assert main(["--device", "gpu", "--out", str(tmp_path)]) == 2
+    assert "CUDA provider" in capsys.readouterr().err
     with pytest.raises(run.PeerError, match="CUDAExecutionProvider"):
         run.measure(quick=True, device="gpu")
     with pytest.raises(ValueError, match="cpu or gpu"):
@@ -261,9 +263,14 @@ def test_gpu_is_refused_where_onnxruntime_has_no_cuda(tmp_path: Path) -> None:
 
 def test_bench_gpu_script_refuses_without_a_gpu(tmp_path: Path) -> None:
     script = REPO / "bench" / "peers" / "gpu.sh"
-    bare_path = "/usr/bin:/bin"
-    if any((Path(d) / "nvidia-smi").exists() for d in bare_path.split(":")):
-        pytest.skip("nvidia-smi is installed here")
+    # Every tool of /usr/bin and /bin but nvidia-smi: a machine without the NVIDIA driver, even on a GPU one.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for directory in ("/usr/bin", "/bin"):
+        for tool in Path(directory).iterdir():
+            if tool.name != "nvidia-smi" and not (tools / tool.name).exists():
+                (tools / tool.name).symlink_to(tool)
+    bare_path = str(tools)
     env = {"PATH": bare_path, "HOME": str(tmp_path), "BENCH_GPU_VENV": str(tmp_path / "venv")}
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 2
