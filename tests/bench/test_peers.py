@@ -248,11 +248,11 @@ def test_report_has_a_row_per_server_and_connection_and_shows_failures() -> None
 def test_gpu_is_refused_where_onnxruntime_has_no_cuda(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bench.peers.__main__ import main
+    from bench.peers import __main__ as cli
 
-    monkeypatch.setattr(
-        run, "cuda_available", lambda: False
-    )  # as on a machine without CUDA, even on a GPU one
+    main = cli.main
+    for module in (run, cli):  # as on a machine without CUDA, even on a GPU one
+        monkeypatch.setattr(module, "cuda_available", lambda: False)
     assert main(["--device", "gpu", "--out", str(tmp_path)]) == 2
     assert "CUDA provider" in capsys.readouterr().err
     with pytest.raises(run.PeerError, match="CUDAExecutionProvider"):
