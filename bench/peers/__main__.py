@@ -10,8 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-
 from bench.peers.report import chart, report_lines
 from bench.peers.run import REPO, PeerError, cuda_available, measure
 
@@ -43,4 +41,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # run as a program only, not on import
     sys.exit(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.__main__ import serving_targets
+from bench.targets import serving_targets
 
 
 def _figures(rows: float, ratio: float, p50: float, raw: float, **vs: list[float]) -> dict[str, Any]:
