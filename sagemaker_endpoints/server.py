@@ -170,14 +170,16 @@ class ModelServer:
         if service is None:
             return self._loading_reply()
         if service.load_error is not None:
-            return _quiet(ModelNotReady(f"model is not ready: {service.load_error.message}"))
+            return error_reply(
+                ModelNotReady(f"model is not ready: {service.load_error.message}"), logged=False
+            )
         return service.health()
 
     def _loading_reply(self) -> Reply:
         if not self._loading_logged:
             self._loading_logged = True
             log.info("model is loading: /ping answers 503 until it is ready")
-        return _quiet(ModelNotReady("model is loading"))
+        return error_reply(ModelNotReady("model is loading"), logged=False)
 
     async def invocations(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
         service, batcher = self.service, self.batcher
@@ -277,11 +279,6 @@ class ModelServer:
             "BatchStrategy": "MULTI_RECORD",
             "MaxPayloadInMB": self.settings.max_payload_mb,
         }
-
-
-def _quiet(exc: MdkError) -> Reply:
-    """The error's reply, as :func:`error_reply` makes it, but not logged (an expected 503)."""
-    return Reply(exc.status, dump_json(exc.to_body()), JSON, error=exc)
 
 
 def _respond(reply: Reply) -> Response:

@@ -134,12 +134,13 @@ def response_too_large(size: int, limit: int, limit_name: str, answer: str) -> R
     )
 
 
-def error_reply(exc: BaseException) -> Reply:
-    """The single place where an exception becomes an HTTP response."""
+def error_reply(exc: BaseException, *, logged: bool = True) -> Reply:
+    """The single place where an exception becomes an HTTP response. ``logged=False``: an expected
+    server-side refusal its caller logs once itself (the container's 503s while its model loads)."""
     if not isinstance(exc, MdkError):
         log.error("unexpected error", exc_info=exc)
         exc = MdkError("internal error; the incident is logged")
-    elif exc.status >= 500:
+    elif exc.status >= 500 and logged:
         log.error("%s: %s", exc.code, exc.message, exc_info=exc.__cause__ or exc)
     return Reply(exc.status, dump_json(exc.to_body()), JSON, error=exc)
 
