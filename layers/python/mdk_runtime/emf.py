@@ -28,6 +28,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from mdk_runtime import telemetry
+
 MILLISECONDS = "Milliseconds"
 COUNT = "Count"
 
@@ -149,11 +151,11 @@ class Emitter:
         """A served prediction's Latency and Instances, flushed with whatever else the invocation added:
         the hot path, one template filled and written."""
         if self.pending or self.disabled:
-            self.add("Latency", MILLISECONDS, latency_ms)
-            self.add("Instances", COUNT, instances)
+            self.add(telemetry.LATENCY, MILLISECONDS, latency_ms)
+            self.add(telemetry.INSTANCES, COUNT, instances)
             self.flush()
             return
-        key = (("Latency", MILLISECONDS), ("Instances", COUNT))
+        key = ((telemetry.LATENCY, MILLISECONDS), (telemetry.INSTANCES, COUNT))
         line = self._templates.get(key)
         if line is None:
             line = self._templates[key] = template(self.namespace, self.dimensions, list(key))
@@ -180,7 +182,7 @@ class Emitter:
         dims = {"function_name": str(function_name)}
         if self.service:
             dims["service"] = self.service
-        self.single("ColdStart", COUNT, 1, dims)
+        self.single(telemetry.COLD_START, COUNT, 1, dims)
 
 
 def _now() -> int:
