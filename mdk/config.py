@@ -665,6 +665,78 @@ class BatchSettings(_Frozen):
         return self
 
 
+class CaptureSettings(_Frozen):
+    """Sampled requests and answers written to the deployment's capture bucket, on both runtimes, as
+    SageMaker Data Capture's JSON Lines records under ``capture/<model>/<version>/``."""
+
+    percent: float = Field(
+        0, ge=0, le=100, description="share of predictions captured (0: none); SageMaker's sampling too"
+    )
+    drop_fields: list[Annotated[str, Field(pattern=FIELD_NAME)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description=(
+            "JSON members removed from captured requests before they are written (top level, and each "
+            "object in instances/inputs); Lambda models only (SageMaker captures natively, unfiltered)"
+        ),
+    )
+    retention_days: int = Field(90, ge=1, le=3650, description="captured records expire after this")
+
+    @field_validator("drop_fields")
+    @classmethod
+    def _unique_fields(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for j, name in enumerate(value):
+            if name in seen:
+                raise ValueError(f"[{j}]: {name!r} is listed twice")
+            seen.add(name)
+        return value
+
+
+class MonitorSettings(_Frozen):
+    """The scheduled job that joins feedback with captured predictions (live quality) and compares
+    captured inputs and outputs with the model's baseline (drift)."""
+
+    every_minutes: int = Field(60, ge=1, le=1440, description="how often the job runs (EventBridge Scheduler)")
+    window_hours: int = Field(24, ge=1, le=720, description="the captured predictions each run looks at")
+    min_feedback: int = Field(
+        20, ge=1, le=1_000_000, description="joined records needed before a quality figure is published"
+    )
+    accuracy_floor: float | None = Field(
+        None, gt=0, le=1, description="classifiers: alarm when live accuracy falls below"
+    )
+    mae_ceiling: float | None = Field(None, gt=0, description="regressors: alarm when live MAE rises above")
+    baseline: Path | None = Field(
+        None, description="the baseline file `mdk baseline` wrote (drift is measured against it)"
+    )
+    drift_threshold: float = Field(
+        0.2, gt=0, le=10, description="population stability index above which a feature (or the output) alarms"
+    )
+    min_records: int = Field(
+        100, ge=10, le=1_000_000, description="captured instances needed before drift is published"
+    )
+
+    @field_validator("baseline", mode="after")
+    @classmethod
+    def _baseline_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = value if value.is_absolute() else _base_dir(info) / value
+        if value.suffix != ".json":
+            raise ValueError(f"expected the .json file `mdk baseline` writes, got {str(value)!r}")
+        if not path.is_file():
+            raise ValueError(f"file not found: {value} (write it with `mdk baseline <model> <data>`)")
+        return path.resolve()
+
+    @model_validator(mode="after")
+    def _one_quality_bound(self) -> MonitorSettings:
+        if self.accuracy_floor is not None and self.mae_ceiling is not None:
+            raise ValueError(
+                "accuracy_floor is for classifiers and mae_ceiling for regressors: set one of them"
+            )
+        return self
+
+
 class ModelConfig(_Frozen):
     """One model: its artifact, where it runs, and how."""
 
@@ -690,6 +762,10 @@ class ModelConfig(_Frozen):
     processing: ProcessingSettings | None = None
     throttle: Throttle | None = Field(
         None, description="the model's stage throttle, all callers (default api.throttle_rate/burst)"
+    )
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    monitor: MonitorSettings | None = Field(
+        None, description="live quality from feedback and drift against a baseline (needs capture)"
     )
 
     @field_validator("artifact", mode="after")
@@ -734,6 +810,35 @@ class ModelConfig(_Frozen):
                 "or runtime lambda, whose image is the model's own"
             )
         return self
+
+    @model_validator(mode="after")
+    def _capture(self) -> ModelConfig:
+        legacy = self.sagemaker.data_capture_percent
+        if "capture" in self.model_fields_set and legacy and legacy != self.capture.percent:
+            raise ValueError(
+                f"sagemaker.data_capture_percent ({legacy}) and capture.percent ({self.capture.percent}) "
+                "disagree: set capture.percent only (data_capture_percent is its old name)"
+            )
+        if self.runtime == "sagemaker" and not float(self.capture.percent).is_integer():
+            raise ValueError(
+                f"capture.percent: SageMaker samples whole percents (InitialSamplingPercentage), got "
+                f"{self.capture.percent}"
+            )
+        if self.runtime == "sagemaker" and self.capture.drop_fields:
+            raise ValueError(
+                "capture.drop_fields: SageMaker endpoints capture natively and cannot drop fields; remove "
+                "them, or serve the model on lambda"
+            )
+        if self.monitor is not None and self.capture_percent == 0:
+            raise ValueError(
+                "monitor: needs capture.percent > 0 (the job reads the captured predictions)"
+            )
+        return self
+
+    @property
+    def capture_percent(self) -> float:
+        """The share captured: ``capture.percent``, or the old ``sagemaker.data_capture_percent``."""
+        return self.capture.percent or float(self.sagemaker.data_capture_percent)
 
     @model_validator(mode="after")
     def _settings_match_runtime(self) -> ModelConfig:
