@@ -7,8 +7,10 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -24,6 +26,7 @@ from mdk.config import ModelConfig, RolloutSettings
 from mdk_runtime import telemetry
 from stacks import nag
 from stacks.alerts import rollback_alarm
+from stacks.capture import capture_alarm, capture_environment, grant_capture
 from stacks.settings import DeploySettings
 
 ALIAS = "live"
@@ -73,10 +76,16 @@ class LambdaModel(Construct):
         model: ModelConfig,
         settings: DeploySettings,
         alarm_topic: sns.ITopic,
+        capture_bucket: s3.IBucket | None = None,
+        capture_bucket_in_nag: str | None = None,
+        data_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.model = model
         self.spec = model_spec(model)
+        capturing = model.capture_percent > 0
+        if capturing and (capture_bucket is None or data_key is None):
+            raise ValueError(f"{model.name}: capture is on, so the capture bucket and data key are needed")
         lam = model.lambda_
         arm = lam.architecture == "arm64"
         context = write_image_context(model, settings.build_dir / settings.prefix / "images" / model.name)
@@ -105,6 +114,11 @@ class LambdaModel(Construct):
                 "POWERTOOLS_SERVICE_NAME": telemetry.SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": telemetry.NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                **(
+                    capture_environment(model, self.spec.version, capture_bucket)
+                    if capturing and capture_bucket is not None
+                    else {}
+                ),
             },
             current_version_options=lambda_.VersionOptions(
                 # Old versions stay: rollback (CodeDeploy's or `mdk rollback`) needs them.
@@ -113,6 +127,24 @@ class LambdaModel(Construct):
             ),
         )
         self.version = self.function.current_version
+        self.capture_alarm: cloudwatch.Alarm | None = None
+        if capturing and capture_bucket is not None and data_key is not None:
+            grant_capture(
+                self,
+                self.role,
+                model=model.name,
+                bucket=capture_bucket,
+                data_key=data_key,
+                bucket_in_nag=capture_bucket_in_nag,
+            )
+            self.capture_alarm = capture_alarm(
+                self,
+                "CaptureFailed",
+                metric=self.model_metric(telemetry.CAPTURE_FAILED, "Sum"),
+                description=f"{model.name} {self.spec.version}: captured predictions could not be written "
+                "to S3 (the sender's retries ran out, or its queue was full); they are lost",
+                topic=alarm_topic,
+            )
         self.alias = lambda_.Alias(
             self,
             "Live",

@@ -114,7 +114,16 @@ class ModelStack(cdk.Stack):
             self.endpoint = endpoint
         else:
             served = LambdaModel(
-                self, f"Model-{model.name}", model=model, settings=settings, alarm_topic=topic
+                self,
+                f"Model-{model.name}",
+                model=model,
+                settings=settings,
+                alarm_topic=topic,
+                capture_bucket=imported.capture_bucket,
+                capture_bucket_in_nag=f"arn:<AWS::Partition>:s3:::{imported.capture_bucket_export}"
+                if imported.capture_bucket_export
+                else None,
+                data_key=imported.data_key,
             )
             ModelMonitoring(
                 self, f"Monitoring-{model.name}", served=served, settings=settings, alarm_topic=topic

@@ -94,8 +94,9 @@ SAGEMAKER_ROLE_WILDCARDS = Acknowledged(
     "ids no template can name in advance",
 )
 CAPTURE_PREFIX_REASON = (
-    "SageMaker names data capture files by endpoint, variant and time under the model's prefix; this "
-    "grant is s3:PutObject under that prefix only (no read, no delete)"
+    "SageMaker (and a Lambda model's capture sender, in the same layout) names data capture files by "
+    "endpoint or function, variant or version, and time under the model's prefix; this grant is "
+    "s3:PutObject under that prefix only (no read, no delete)"
 )
 SAGEMAKER_LOG_STREAMS_REASON = (
     "SageMaker names the log streams of the endpoint's log group after variants and instances; the grant "

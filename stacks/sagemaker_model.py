@@ -22,6 +22,7 @@ from mdk.config import PRIMARY_VARIANT, ModelConfig
 from mdk_runtime.instances import LOCAL_STORAGE_FAMILIES, instance_family, is_gpu
 from stacks import nag
 from stacks.alerts import rollback_alarm
+from stacks.capture import capture_prefix, grant_capture
 from stacks.lambda_model import LOG_RETENTION
 from stacks.settings import DeploySettings
 
@@ -124,34 +125,21 @@ class SageMakerModel(Construct):
         local_storage = sorted({t for t in all_types if instance_family(t) in LOCAL_STORAGE_FAMILIES})
 
         capture = None
-        if sm.data_capture_percent > 0:
-            prefix = f"data-capture/{model.name}"
-            self.role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["s3:PutObject"], resources=[capture_bucket.arn_for_objects(f"{prefix}/*")]
-                )
-            )
-            self.role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["kms:Encrypt", "kms:GenerateDataKey"], resources=[data_key.key_arn]
-                )
-            )
-            # cdk-nag writes the bucket's ARN as <LogicalId.Arn> in its own stack, else by the export's name
-            bucket_arn = (
-                f"<{Stack.of(self).get_logical_id(capture_bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
-                if capture_bucket_in_nag is None
-                else capture_bucket_in_nag
-            )
-            nag.acknowledge(
+        if model.capture_percent > 0:
+            grant_capture(
+                self,
                 self.role,
-                nag.Acknowledged(
-                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}/*]",
-                    nag.CAPTURE_PREFIX_REASON,
-                ),
+                model=model.name,
+                bucket=capture_bucket,
+                data_key=data_key,
+                bucket_in_nag=capture_bucket_in_nag,
             )
             capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
-                initial_sampling_percentage=sm.data_capture_percent,
-                destination_s3_uri=capture_bucket.s3_url_for_object(prefix),
+                initial_sampling_percentage=int(model.capture_percent),
+                # SageMaker adds <endpoint>/<variant>/yyyy/mm/dd/hh/ (stacks/capture.py: the one layout)
+                destination_s3_uri=capture_bucket.s3_url_for_object(
+                    capture_prefix(model.name, self.spec.version)
+                ),
                 kms_key_id=data_key.key_arn,
                 capture_options=[
                     sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),

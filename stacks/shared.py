@@ -29,6 +29,7 @@ from stacks import nag
 from stacks.access import ModelScopes
 from stacks.alerts import AlarmTopic
 from stacks.batch import BatchPipeline
+from stacks.capture import capture_prefix
 from stacks.model_api import binary_media_types, web_acl
 from stacks.settings import DeploySettings
 from stacks.storage import Storage
@@ -114,8 +115,16 @@ class SharedStack(cdk.Stack):
         self.alarms = AlarmTopic(self, "Alarms", settings=settings, email=config.alarms.email)
         self.storage = Storage(self, "Storage", settings=settings)
         self.capture: s3.Bucket | None = None
-        if any(m.runtime == "sagemaker" for m in config.models):
-            self.capture = self.storage.add_bucket("DataCapture", prefix="data-capture/", expire_days=90)
+        # Captured requests (both runtimes, capture/<model>/...), each model's kept for its retention_days.
+        # A bucket exists whenever a SageMaker model could turn capture on without a change here.
+        capturing = {m.name: m.capture.retention_days for m in config.models if m.capture_percent > 0}
+        if capturing or any(m.runtime == "sagemaker" for m in config.models):
+            self.capture = self.storage.add_bucket(
+                "DataCapture",
+                prefix="data-capture/",
+                expire_days=max([90, *capturing.values()]),
+                expire_prefixes={capture_prefix(name) + "/": days for name, days in capturing.items()},
+            )
         self.batch: BatchPipeline | None = None
         if any(m.batch.enabled for m in config.models):
             self.batch = BatchPipeline(

@@ -43,8 +43,24 @@ class Storage(Construct):
         )
         nag.acknowledge(self.access_logs, nag.ACCESS_LOG_BUCKET)
 
-    def add_bucket(self, construct_id: str, *, prefix: str, expire_days: int) -> s3.Bucket:
-        """A data bucket: KMS (the data key), TLS-only, versioned, logged under ``prefix``, objects expire."""
+    def add_bucket(
+        self,
+        construct_id: str,
+        *,
+        prefix: str,
+        expire_days: int,
+        expire_prefixes: dict[str, int] | None = None,
+    ) -> s3.Bucket:
+        """A data bucket: KMS (the data key), TLS-only, versioned, logged under ``prefix``, objects expire
+        (after ``expire_days``, or under each of ``expire_prefixes`` after its own days)."""
+        rules = [
+            s3.LifecycleRule(
+                prefix=key_prefix,
+                expiration=Duration.days(days),
+                noncurrent_version_expiration=Duration.days(1),
+            )
+            for key_prefix, days in sorted((expire_prefixes or {}).items())
+        ]
         return s3.Bucket(
             self,
             construct_id,
@@ -58,10 +74,11 @@ class Storage(Construct):
             server_access_logs_prefix=prefix,
             removal_policy=self.settings.removal_policy,
             lifecycle_rules=[
+                *rules,
                 s3.LifecycleRule(
                     expiration=Duration.days(expire_days),
                     noncurrent_version_expiration=Duration.days(7),
                     abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
+                ),
             ],
         )

@@ -149,6 +149,7 @@ VARIANT = """
           id_field: customer_id
           features_field: measurements
           store: {ttl_days: 30}
+        capture: {percent: 25, drop_fields: [customer_email], retention_days: 30}
       - name: iris-big-bang
         artifact: MODELS/iris/v1/model.onnx
         runtime: lambda

@@ -398,7 +398,7 @@ def _sagemaker_role_wildcards(f: Finding) -> None:
 
 
 def _capture_prefix(f: Finding) -> None:
-    [statement] = _statements_on(f, "/data-capture/")
+    [statement] = _statements_on(f, "/capture/")
     assert _actions([statement]) == {"s3:PutObject"}
     assert f.rule == f"AwsSolutions-IAM5[Resource::{_nag_rendered(statement['Resource'])}]"  # this grant
     # the bucket: the shared stack's data capture bucket, by the export the model stack imports
@@ -407,12 +407,22 @@ def _capture_prefix(f: Finding) -> None:
     shared, value = _exported(f, imported["Fn::ImportValue"])
     assert shared["Resources"][value["Ref"]]["Type"] == "AWS::S3::Bucket"
     assert value["Ref"].startswith("StorageDataCapture")
-    # the prefix: where this stack's endpoint writes its captures
-    [config] = resources(f.template, "AWS::SageMaker::EndpointConfig").values()
-    destination = config["Properties"]["DataCaptureConfig"]["DestinationS3Uri"]
-    assert _nag_rendered(destination).removeprefix("s3://") + "/*" == separator.join(
-        _nag_rendered(p) for p in parts[parts.index(imported) :]
-    )
+    # the prefix: where this stack's endpoint (or function) writes its captures, every version's
+    granted = separator.join(_nag_rendered(p) for p in parts[parts.index(imported) :])
+    assert granted.endswith("/*")
+    configs = resources(f.template, "AWS::SageMaker::EndpointConfig").values()
+    if configs:
+        [config] = configs
+        destination = _nag_rendered(config["Properties"]["DataCaptureConfig"]["DestinationS3Uri"])
+    else:  # a Lambda model: its function's MDK_CAPTURE_PREFIX in the same bucket
+        [function] = [
+            r
+            for r in resources(f.template, "AWS::Lambda::Function").values()
+            if "MDK_CAPTURE_PREFIX" in r["Properties"].get("Environment", {}).get("Variables", {})
+        ]
+        variables = function["Properties"]["Environment"]["Variables"]
+        destination = f"{_nag_rendered(variables['MDK_CAPTURE_BUCKET'])}/{variables['MDK_CAPTURE_PREFIX']}"
+    assert (destination.removeprefix("s3://") + "/").startswith(granted.removesuffix("*"))
 
 
 def _endpoint_log_streams(f: Finding) -> None:
