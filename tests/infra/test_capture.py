@@ -47,7 +47,8 @@ def test_the_function_may_only_put_under_its_models_prefix(synth_variant: Synth)
     assert _list(put["Action"]) == ["s3:PutObject"]
     assert str(put["Resource"]).endswith("/capture/iris-fast/*']]}")
     kms = [s for s in statements if "kms:GenerateDataKey" in _list(s["Action"])]
-    assert kms and all("kms:Decrypt" not in _list(s["Action"]) for s in kms)
+    assert kms
+    assert all("kms:Decrypt" not in _list(s["Action"]) for s in kms)
 
 
 def test_a_lost_capture_record_pages_the_topic(synth_variant: Synth) -> None:
@@ -57,7 +58,8 @@ def test_a_lost_capture_record_pages_the_topic(synth_variant: Synth) -> None:
         for a in alarms.values()
         if a["Properties"].get("MetricName") == telemetry.CAPTURE_FAILED
     ]
-    assert alarm["Threshold"] == 1 and alarm["Period"] == 300
+    assert alarm["Threshold"] == 1
+    assert alarm["Period"] == 300
     assert alarm["TreatMissingData"] == "notBreaching"
     dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
     assert dims[telemetry.DIM_MODEL] == "iris-fast"
@@ -78,7 +80,8 @@ def test_each_models_captures_expire_after_its_retention(synth_variant: Synth) -
     ]
     rules = bucket["LifecycleConfiguration"]["Rules"]
     [rule] = [r for r in rules if r.get("Prefix") == "capture/iris-fast/"]
-    assert rule["ExpirationInDays"] == 30 and rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == 30
+    assert rule["Status"] == "Enabled"
     assert (
         bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
             "SSEAlgorithm"
