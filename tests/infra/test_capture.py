@@ -13,7 +13,7 @@ from tests.infra.layout import imported
 def _function(template: dict[str, object], model: str) -> dict[str, object]:
     [function] = [
         r
-        for k, r in resources(template, "AWS::Lambda::Function").items()  # type: ignore[arg-type]
+        for k, r in resources(template, "AWS::Lambda::Function").items()
         if k.startswith(f"Model{model.replace('-', '')}Function")
     ]
     return function
