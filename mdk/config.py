@@ -697,7 +697,9 @@ class MonitorSettings(_Frozen):
     """The scheduled job that joins feedback with captured predictions (live quality) and compares
     captured inputs and outputs with the model's baseline (drift)."""
 
-    every_minutes: int = Field(60, ge=1, le=1440, description="how often the job runs (EventBridge Scheduler)")
+    every_minutes: int = Field(
+        60, ge=1, le=1440, description="how often the job runs (EventBridge Scheduler)"
+    )
     window_hours: int = Field(24, ge=1, le=720, description="the captured predictions each run looks at")
     min_feedback: int = Field(
         20, ge=1, le=1_000_000, description="joined records needed before a quality figure is published"
@@ -710,7 +712,7 @@ class MonitorSettings(_Frozen):
         None, description="the baseline file `mdk baseline` wrote (drift is measured against it)"
     )
     drift_threshold: float = Field(
-        0.2, gt=0, le=10, description="population stability index above which a feature (or the output) alarms"
+        0.2, gt=0, le=10, description="population stability index over which a feature (or the output) alarms"
     )
     min_records: int = Field(
         100, ge=10, le=1_000_000, description="captured instances needed before drift is published"
@@ -830,9 +832,7 @@ class ModelConfig(_Frozen):
                 "them, or serve the model on lambda"
             )
         if self.monitor is not None and self.capture_percent == 0:
-            raise ValueError(
-                "monitor: needs capture.percent > 0 (the job reads the captured predictions)"
-            )
+            raise ValueError("monitor: needs capture.percent > 0 (the job reads the captured predictions)")
         return self
 
     @property
@@ -1190,6 +1190,7 @@ def check_artifacts(models: list[tuple[int, ModelConfig]]) -> list[str]:
             continue
         try:
             loaded = Model.from_session(session, spec)
+            problems.extend(check_monitor(i, model, classifier=loaded.signature.classifier is not None))
             if spec.example is not None:
                 loaded.warm_up()
             if model.batch.enabled and not loaded.signature.batched:
@@ -1224,9 +1225,53 @@ def check_processing(index: int, model: ModelConfig) -> list[str]:
                 if message.startswith(("processing", "schema."))
                 else f"{prefix[:-1]}: {message}"
             )
-        elif model.batch.enabled and service.model is not None and not service.model.signature.batched:
+        elif model.monitor is not None and service.model is not None:
+            # A processed model's answers are its postprocessing's: a classifier when it names classes
+            classifier = service.model.signature.classifier is not None or (
+                model.processing is not None
+                and model.processing.output is not None
+                and model.processing.output.kind == "classes"
+            )
+            problems.extend(check_monitor(index, model, classifier=classifier))
+        if (
+            service.load_error is None
+            and model.batch.enabled
+            and service.model is not None
+            and not service.model.signature.batched
+        ):
             problems.append(
                 f"{prefix}batch.enabled: the model takes one instance per request (no batch dimension), and "
                 "batch transform sends many; set batch.enabled: false"
             )
         return problems
+
+
+def check_monitor(index: int, model: ModelConfig, *, classifier: bool) -> list[str]:
+    """The monitor's quality bound fits the model (accuracy for a classifier, MAE for a regressor), and
+    its baseline was computed for this model."""
+    monitor = model.monitor
+    if monitor is None:
+        return []
+    at = f"models[{index}].monitor"
+    problems = []
+    if monitor.accuracy_floor is not None and not classifier:
+        problems.append(
+            f"{at}.accuracy_floor: the model is not a classifier (no labels or class scores); use "
+            "mae_ceiling for a regressor"
+        )
+    if monitor.mae_ceiling is not None and classifier:
+        problems.append(f"{at}.mae_ceiling: the model is a classifier; use accuracy_floor")
+    if monitor.baseline is not None:
+        import json
+
+        try:
+            baseline = json.loads(monitor.baseline.read_text())
+        except (OSError, ValueError) as exc:
+            return [*problems, f"{at}.baseline: not a baseline file ({exc})"]
+        named = baseline.get("model") if isinstance(baseline, dict) else None
+        if named != model.name:
+            problems.append(
+                f"{at}.baseline: computed for model {named!r}, not {model.name!r} "
+                f"(write it with `mdk baseline {model.name} <data>`)"
+            )
+    return problems

@@ -413,3 +413,89 @@ def test_consumers_and_throttles_take_the_api_defaults() -> None:
         check_models=False,
     )
     assert throttled.throttle(throttled.models[0]) == Throttle(rate=3, burst=4)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("runtime: lambda\n    capture: {percent: 101}", "models[0].capture.percent: expected a value <= 100, got 101"),
+        ("runtime: lambda\n    capture: {percent: 5, drop_fields: [email, email]}",
+         "models[0].capture.drop_fields[1]: 'email' is listed twice"),
+        ("runtime: lambda\n    capture: {percent: 5, drop_fields: ['e-mail']}",
+         "models[0].capture.drop_fields[0]: expected a string matching ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got 'e-mail'"),
+        ("runtime: lambda\n    capture: {retention_days: 0}",
+         "models[0].capture.retention_days: expected a value >= 1, got 0"),
+        ("runtime: sagemaker\n    capture: {percent: 2.5}",
+         "models[0].capture.percent: SageMaker samples whole percents (InitialSamplingPercentage), got 2.5"),
+        ("runtime: sagemaker\n    capture: {percent: 5, drop_fields: [email]}",
+         "models[0].capture.drop_fields: SageMaker endpoints capture natively and cannot drop fields; remove "
+         "them, or serve the model on lambda"),
+        ("runtime: sagemaker\n    sagemaker: {data_capture_percent: 20}\n    capture: {percent: 10}",
+         "models[0]: sagemaker.data_capture_percent (20) and capture.percent (10.0) disagree: set "
+         "capture.percent only (data_capture_percent is its old name)"),
+        ("runtime: lambda\n    monitor: {accuracy_floor: 0.9}",
+         "models[0].monitor: needs capture.percent > 0 (the job reads the captured predictions)"),
+        ("runtime: lambda\n    capture: {percent: 5}\n    monitor: {accuracy_floor: 0.9, mae_ceiling: 2}",
+         "models[0].monitor: accuracy_floor is for classifiers and mae_ceiling for regressors: set one of them"),
+        ("runtime: lambda\n    capture: {percent: 5}\n    monitor: {baseline: nope.json}",
+         "models[0].monitor.baseline: file not found: nope.json (write it with `mdk baseline <model> <data>`)"),
+        ("runtime: lambda\n    capture: {percent: 5}\n    monitor: {baseline: models/iris/v1/example.json}",
+         "models[0].monitor.baseline: computed for model None, not 'iris' (write it with `mdk baseline iris <data>`)"),
+        ("runtime: lambda\n    capture: {percent: 5}\n    monitor: {every_minutes: 0}",
+         "models[0].monitor.every_minutes: expected a value >= 1, got 0"),
+        ("runtime: lambda\n    capture: {percent: 5}\n    monitor: {mae_ceiling: 0.5}",
+         "models[0].monitor.mae_ceiling: the model is a classifier; use accuracy_floor"),
+    ],
+)  # fmt: skip
+def test_capture_and_monitor_messages(workdir: Path, snippet: str, expected: str) -> None:
+    path = write(
+        workdir, f"models:\n  - name: iris\n    artifact: models/iris/v1/model.onnx\n    {snippet}\n"
+    )
+    assert problems(path) == [expected]
+
+
+def test_capture_takes_the_old_sagemaker_setting_and_monitor_its_defaults(workdir: Path) -> None:
+    path = write(
+        workdir,
+        """\
+        models:
+          - name: digits
+            artifact: models/digits/v1/model.onnx
+            runtime: sagemaker
+            sagemaker: {data_capture_percent: 20}
+          - name: iris
+            artifact: models/iris/v1/model.onnx
+            runtime: lambda
+            capture: {percent: 12.5, drop_fields: [email]}
+            monitor: {accuracy_floor: 0.8}
+        """,
+    )
+    config = load_config(path)
+    assert config.model("digits").capture_percent == 20
+    iris = config.model("iris")
+    assert iris.capture_percent == 12.5
+    assert iris.capture.drop_fields == ["email"]
+    assert iris.capture.retention_days == 90
+    assert iris.monitor is not None
+    assert (iris.monitor.every_minutes, iris.monitor.window_hours) == (60, 24)
+    assert (iris.monitor.min_feedback, iris.monitor.drift_threshold) == (20, 0.2)
+    assert iris.monitor.baseline is None
+
+
+def test_a_regressor_is_watched_by_mae_not_accuracy(workdir: Path) -> None:
+    (workdir / "reg.onnx").write_bytes(onnx_models.scores(1).SerializeToString())  # one score: no labels
+    path = write(
+        workdir,
+        """\
+        models:
+          - name: reg
+            artifact: reg.onnx
+            runtime: lambda
+            capture: {percent: 5}
+            monitor: {accuracy_floor: 0.8}
+        """,
+    )
+    assert problems(path) == [
+        "models[0].monitor.accuracy_floor: the model is not a classifier (no labels or class scores); use "
+        "mae_ceiling for a regressor"
+    ]
