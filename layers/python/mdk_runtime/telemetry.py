@@ -20,7 +20,7 @@ INFERENCE_TIMEOUT = "inference_timeout"  # the ErrorCode of a prediction stopped
 # Capture (mdk_runtime.capture): sampled by the request path, written (or lost) by the sender thread.
 CAPTURE_SAMPLED = "CaptureSampled"  # predictions picked for capture (one per request)
 CAPTURE_WRITTEN = "CaptureWritten"  # capture records written to S3
-CAPTURE_FAILED = "CaptureFailed"  # capture records lost (S3 refused them after retries, or the queue was full)
+CAPTURE_FAILED = "CaptureFailed"  # records lost (S3 refused them after retries, or the queue was full)
 
 # The monitor job (lambda_handlers.monitor): live quality and drift, per model and version.
 ACCURACY = "Accuracy"  # classifiers: share of joined predictions whose label matches the feedback
