@@ -199,9 +199,7 @@ def test_cpu_instances_data_capture_isolation_vpc_and_shadow(synth_sagemaker: Sy
     bucket = imported(synth_sagemaker, "capture-bucket", {"Ref": bucket_id})
     # capture/<model>/<version>: SageMaker adds <endpoint>/<variant>/yyyy/mm/dd/hh (stacks/capture.py)
     version = model_spec(synth_sagemaker.config.model("scorer")).version
-    assert capture["DestinationS3Uri"] == {
-        "Fn::Join": ["", ["s3://", bucket, f"/capture/scorer/{version}"]]
-    }
+    assert capture["DestinationS3Uri"] == {"Fn::Join": ["", ["s3://", bucket, f"/capture/scorer/{version}"]]}
     models = owned(template, "scorer", "AWS::SageMaker::Model")
     assert len(models) == 2  # production and shadow, each its own artifact
     for model in models.values():
