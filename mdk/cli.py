@@ -597,6 +597,32 @@ def _print_run(found: Run) -> None:
     out.print(f"  manifest: {found.uri}", highlight=False)
 
 
+@app.command()
+def baseline(
+    name: Annotated[str, typer.Argument(help="the model")],
+    data: Annotated[Path, typer.Argument(help="a sample: .csv, .jsonl, .json (a predict request) or .npy")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="default: baseline.json next to the artifact")
+    ] = None,
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Compute a model's baseline (feature and output distributions) for the monitor's drift job."""
+    from mdk.quality import BaselineError, compute_baseline, default_out, write_baseline
+
+    model = _pick(_load(config), name)
+    try:
+        doc = compute_baseline(model, data)
+    except BaselineError as exc:
+        raise CliError(exc.message) from None
+    written = write_baseline(doc, out_path or default_out(model))
+    out.print(
+        f"baseline of [bold]{model.name}[/bold] version {doc['version']}: {doc['rows']} rows, "
+        f"{len(doc['features'])} features, output {doc['output']['kind']} -> {written}",
+        highlight=False,
+    )
+    out.print(f"set models[].monitor.baseline: {written} in {config}", highlight=False)
+
+
 def main() -> None:
     from mdk.ops.context import OpsError
 
