@@ -16,50 +16,62 @@ the logarithm is defined. Numeric values are binned by the baseline's decile edg
 bins open-ended (a value beyond the baseline's range falls in an end bin); labels by category, every
 label the baseline never saw pooled into one extra bin (baseline share 0, i.e. ``EPSILON``).
 
-Pure Python and numpy: the monitor Lambda function and ``mdk baseline`` share it.
+Standard library only (the monitor function's zip layer has no numpy): the monitor Lambda function
+and ``mdk baseline`` share it.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 EPSILON = 1e-4  # the share an empty bin counts as
 METHOD = "psi"
 UNSEEN = "__unseen__"  # the extra bin of labels the baseline has no share for
 
 
-def numeric_summary(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
+def _finite(values: Iterable[Any]) -> list[float]:
+    return [v for v in (float(x) for x in values) if math.isfinite(v)]
+
+
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """numpy's default (linear) quantile of sorted values."""
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def numeric_summary(values: Iterable[Any]) -> dict[str, Any]:
     """Mean, standard deviation, range, decile edges (duplicates dropped) and the sample's share in each
     of the ``len(edges) + 1`` bins."""
-    data = np.asarray(values, dtype=np.float64).ravel()
-    data = data[np.isfinite(data)]
-    if data.size == 0:
+    data = sorted(_finite(values))
+    if not data:
         raise ValueError("no finite values to summarise")
-    edges = np.unique(np.quantile(data, np.linspace(0.1, 0.9, 9)))
+    mean = math.fsum(data) / len(data)
+    edges = sorted({quantile(data, k / 10) for k in range(1, 10)})
     return {
         "kind": "numeric",
-        "mean": float(data.mean()),
-        "std": float(data.std()),
-        "min": float(data.min()),
-        "max": float(data.max()),
-        "edges": [float(e) for e in edges],
-        "shares": bin_shares(data, [float(e) for e in edges]),
+        "mean": mean,
+        "std": math.sqrt(math.fsum((x - mean) ** 2 for x in data) / len(data)),
+        "min": data[0],
+        "max": data[-1],
+        "edges": edges,
+        "shares": bin_shares(data, edges),
     }
 
 
-def bin_shares(values: Sequence[float] | np.ndarray, edges: Sequence[float]) -> list[float]:
+def bin_shares(values: Iterable[Any], edges: Sequence[float]) -> list[float]:
     """The share of ``values`` in each bin ``(-inf, e0), [e0, e1), ..., [e_last, inf)``."""
-    data = np.asarray(values, dtype=np.float64).ravel()
-    data = data[np.isfinite(data)]
-    counts = np.bincount(np.searchsorted(np.asarray(edges), data, side="right"), minlength=len(edges) + 1)
-    total = counts.sum()
-    return [float(c) / total if total else 0.0 for c in counts]
+    counts = [0] * (len(edges) + 1)
+    for value in _finite(values):
+        counts[bisect.bisect_right(edges, value)] += 1
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
 
 
 def label_key(label: Any) -> str:
@@ -90,7 +102,7 @@ def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = EPS
     return total
 
 
-def numeric_psi(summary: Mapping[str, Any], values: Sequence[float] | np.ndarray) -> float:
+def numeric_psi(summary: Mapping[str, Any], values: Iterable[Any]) -> float:
     return psi(summary["shares"], bin_shares(values, summary["edges"]))
 
 
