@@ -178,3 +178,26 @@ MODEL_INVOKE_ROUTES_REASON = (
     "routes of its own API stage (<api>/<stage>/*/models/<model>/*): any method of any route below the "
     "model's prefix, no other model and no other API"
 )
+
+# The monitor job (stacks/quality.py).
+MONITOR_SCHEDULED = Acknowledged(
+    "Serverless::Serverless-LambdaDLQ",
+    "EventBridge Scheduler invokes the monitor job; a run it cannot deliver after its retries goes to the "
+    "schedule's own dead-letter queue (which alarms), and the next run reads the same window again",
+)
+MONITOR_READ_REASON = (
+    "the monitor job lists and reads the model's captures, named by version, function or endpoint, "
+    "variant and hour under capture/<model>/; read-only, that model's prefix only"
+)
+MONITOR_RUNS_REASON = (
+    "the monitor job writes one run summary per run, named by its time, under monitor/<model>/runs/; "
+    "put-only, that model's prefix only"
+)
+_IS_MONITOR_DLQ = (
+    "this queue is the dead-letter queue of the monitor job's schedule; it alarms to the alarm topic "
+    "while it holds any message, and a dead-letter queue needs none of its own"
+)
+MONITOR_DLQ = (
+    Acknowledged("AwsSolutions::AwsSolutions-SQS3", _IS_MONITOR_DLQ),
+    Acknowledged("Serverless::Serverless-SQSRedrivePolicy", _IS_MONITOR_DLQ),
+)
