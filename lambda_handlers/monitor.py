@@ -127,7 +127,7 @@ def _data(part: Mapping[str, Any]) -> Any:
     return base64.b64decode(data)  # BASE64: a media body (an image): no tabular features
 
 
-def input_instances(body: Any, kind: str) -> list[Any]:
+def input_instances(body: Any, kind: str) -> list[Any]:  # noqa: PLR0911 - one return per body shape
     """The instances of a request body, in the order of the answer's predictions."""
     if isinstance(body, bytes):
         return []
@@ -247,7 +247,9 @@ def _prediction(output: Any) -> tuple[str, Any] | None:
     return drift.prediction_value(output)
 
 
-def group_stats(config: Config, instances: list[Instance], truth: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def group_stats(
+    config: Config, instances: list[Instance], truth: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
     """Quality and drift figures of one group of instances (a version, or all of them)."""
     n = len(instances)
     joined = 0
@@ -284,7 +286,9 @@ def group_stats(config: Config, instances: list[Instance], truth: Mapping[str, M
             stats["mae"] = sum(errors) / len(errors)
     if config.baseline is not None and n >= config.min_records:
         stats["drift"] = drift.drift(
-            config.baseline, [i.input for i in instances if i.input is not None], [i.output for i in instances]
+            config.baseline,
+            [i.input for i in instances if i.input is not None],
+            [i.output for i in instances],
         )
     return stats
 
@@ -313,7 +317,10 @@ def emit(config: Config, group: str, stats: Mapping[str, Any], out: TextIO, time
     for label, share in stats["label_shares"].items():
         docs.append(
             emf.document(
-                telemetry.NAMESPACE, {**dims, telemetry.DIM_LABEL: label}, [(telemetry.LABEL_SHARE, "None", share)], timestamp
+                telemetry.NAMESPACE,
+                {**dims, telemetry.DIM_LABEL: label},
+                [(telemetry.LABEL_SHARE, "None", share)],
+                timestamp,
             )
         )
     for feature, value in (result or {}).get("features", {}).items():
@@ -370,7 +377,9 @@ def run(
         "versions": {k: v for k, v in summary_groups.items() if k != ALL},
     }
     key = f"monitor/{config.model}/runs/{stamp}.json"
-    s3.put_object(Bucket=config.bucket, Key=key, Body=json.dumps(summary).encode(), ContentType="application/json")
+    s3.put_object(
+        Bucket=config.bucket, Key=key, Body=json.dumps(summary).encode(), ContentType="application/json"
+    )
     summary["key"] = key
     return summary
 

@@ -36,7 +36,9 @@ def read_sample(path: Path) -> list[Any]:
         raise BaselineError(f"data: file not found: {path}")
     if suffix == ".npy":
         array = np.load(path, allow_pickle=False)
-        if array.dtype.kind == "f":  # float32's shortest text (4.8, not 4.800000190734863), as clients send it
+        if (
+            array.dtype.kind == "f"
+        ):  # float32's shortest text (4.8, not 4.800000190734863), as clients send it
             array = array.astype(str).astype(np.float64)
         return [row.tolist() for row in array] if array.ndim > 1 else array.tolist()
     text = path.read_text(encoding="utf-8")

@@ -180,7 +180,9 @@ class QualityMonitor(Construct):
         """Dashboard widgets: live quality, feedback coverage, and drift."""
         quality = self.metric(telemetry.ACCURACY if self._classifier else telemetry.MAE)
         return [
-            cloudwatch.GraphWidget(title=f"{self.model}: live {quality.metric_name}", left=[quality], width=8),
+            cloudwatch.GraphWidget(
+                title=f"{self.model}: live {quality.metric_name}", left=[quality], width=8
+            ),
             cloudwatch.GraphWidget(
                 title=f"{self.model}: feedback coverage",
                 left=[self.metric(telemetry.FEEDBACK_COVERAGE)],
@@ -312,7 +314,7 @@ class QualityMonitor(Construct):
             )
         return None
 
-    def _alarm(
+    def _alarm(  # noqa: PLR0917 - the alarm's parts, each once
         self,
         construct_id: str,
         metric: cloudwatch.IMetric,

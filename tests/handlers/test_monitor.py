@@ -35,7 +35,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(
             TableName=TABLE,
-            KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}, {"AttributeName": "id", "KeyType": "RANGE"}],
+            KeySchema=[
+                {"AttributeName": "model", "KeyType": "HASH"},
+                {"AttributeName": "id", "KeyType": "RANGE"},
+            ],
             AttributeDefinitions=[
                 {"AttributeName": "model", "AttributeType": "S"},
                 {"AttributeName": "id", "AttributeType": "S"},
@@ -48,24 +51,30 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
 def record(rid: str, rows: list[list[float]], labels: list[str], when: datetime) -> str:
     ids = [rid] if len(rows) == 1 else [f"{rid}:{i}" for i in range(len(rows))]
     answer = {"id": rid, "ids": ids, "predictions": [{"label": x} for x in labels]}
-    return json.dumps({
-        "captureData": {
-            "endpointInput": {
-                "observedContentType": "application/json",
-                "mode": "INPUT",
-                "data": json.dumps({"instances": rows}),
-                "encoding": "JSON",
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": "application/json",
+                    "mode": "INPUT",
+                    "data": json.dumps({"instances": rows}),
+                    "encoding": "JSON",
+                },
+                "endpointOutput": {
+                    "observedContentType": "application/json",
+                    "mode": "OUTPUT",
+                    "data": json.dumps(answer),
+                    "encoding": "JSON",
+                },
             },
-            "endpointOutput": {
-                "observedContentType": "application/json",
-                "mode": "OUTPUT",
-                "data": json.dumps(answer),
-                "encoding": "JSON",
+            "eventMetadata": {
+                "eventId": rid,
+                "inferenceId": rid,
+                "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
-        },
-        "eventMetadata": {"eventId": rid, "inferenceId": rid, "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        "eventVersion": "0",
-    })
+            "eventVersion": "0",
+        }
+    )
 
 
 def put_capture(s3: Any, version: str, lines: list[str], when: datetime, name: str = "a") -> str:
@@ -80,8 +89,14 @@ def put_feedback(dynamodb: Any, rid: str, label: str) -> None:
 
 def config(**kw: Any) -> monitor.Config:
     base: dict[str, Any] = {
-        "model": "iris", "bucket": BUCKET, "prefix": "capture/iris", "table": TABLE,
-        "window_hours": 2, "min_feedback": 5, "min_records": 20, "baseline": BASELINE,
+        "model": "iris",
+        "bucket": BUCKET,
+        "prefix": "capture/iris",
+        "table": TABLE,
+        "window_hours": 2,
+        "min_feedback": 5,
+        "min_records": 20,
+        "baseline": BASELINE,
     }
     return monitor.Config(**{**base, **kw})
 
@@ -91,7 +106,8 @@ def iris_rows(n: int, shift: float = 0.0) -> list[list[float]]:
     from sklearn.datasets import load_iris
 
     data = load_iris().data
-    return (data[rng.integers(0, len(data), n)] + shift).round(2).tolist()
+    rows: list[list[float]] = (data[rng.integers(0, len(data), n)] + shift).round(2).tolist()
+    return rows
 
 
 def emf_docs(text: str) -> list[dict[str, Any]]:
@@ -189,7 +205,12 @@ def test_feedback_in_chunks_of_a_hundred(aws: tuple[Any, Any]) -> None:
 def test_config_from_env_reads_the_packaged_baseline(tmp_path: Path) -> None:
     path = tmp_path / "b.json"
     path.write_text(json.dumps(BASELINE))
-    env = {"MDK_MODEL": "iris", "MDK_CAPTURE_BUCKET": BUCKET, "MDK_BASELINE": str(path), "MDK_MIN_RECORDS": "50"}
+    env = {
+        "MDK_MODEL": "iris",
+        "MDK_CAPTURE_BUCKET": BUCKET,
+        "MDK_BASELINE": str(path),
+        "MDK_MIN_RECORDS": "50",
+    }
     parsed = monitor.Config.from_env(env)
     assert parsed.prefix == "capture/iris"
     assert parsed.min_records == 50

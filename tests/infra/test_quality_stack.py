@@ -103,7 +103,7 @@ def test_scheduled_every_n_minutes_with_retries_and_a_dead_letter_queue(template
 
 
 def test_the_function_is_told_its_model_and_window(template: dict[str, Any]) -> None:
-    [function] = [f for f in resources(template, "AWS::Lambda::Function").values()]
+    [function] = list(resources(template, "AWS::Lambda::Function").values())
     env = function["Properties"]["Environment"]["Variables"]
     assert env["MDK_MODEL"] == "iris"
     assert env["MDK_CAPTURE_PREFIX"] == "capture/iris"
@@ -128,7 +128,11 @@ def test_the_role_reads_its_models_captures_and_writes_its_runs_only(template: d
 
 
 def test_quality_and_drift_alarm_on_the_topic(template: dict[str, Any]) -> None:
-    alarms = {a["Properties"]["MetricName"]: a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values() if "MetricName" in a["Properties"]}
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if "MetricName" in a["Properties"]
+    }
     accuracy = alarms[telemetry.ACCURACY]
     assert accuracy["Threshold"] == 0.8
     assert accuracy["ComparisonOperator"] == "LessThanThreshold"
@@ -140,7 +144,13 @@ def test_quality_and_drift_alarm_on_the_topic(template: dict[str, Any]) -> None:
     assert drift["ComparisonOperator"] == "GreaterThanThreshold"
 
 
-def test_the_baseline_is_packaged_next_to_the_handler(tmp_path_factory: pytest.TempPathFactory, template: dict[str, Any]) -> None:
-    built = list(Path(tmp_path_factory.getbasetemp()).glob("quality*/build/mdk-dev/monitor/iris/function/lambda_handlers/baseline.json"))
+def test_the_baseline_is_packaged_next_to_the_handler(
+    tmp_path_factory: pytest.TempPathFactory, template: dict[str, Any]
+) -> None:
+    built = list(
+        Path(tmp_path_factory.getbasetemp()).glob(
+            "quality*/build/mdk-dev/monitor/iris/function/lambda_handlers/baseline.json"
+        )
+    )
     assert built
     assert json.loads(built[0].read_text())["model"] == "iris"
