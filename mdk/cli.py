@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import socket
 import sys
@@ -621,6 +622,129 @@ def baseline(
         highlight=False,
     )
     out.print(f"set models[].monitor.baseline: {written} in {config}", highlight=False)
+
+
+capture_app = typer.Typer(help="What the deployment captured (with its feedback).", no_args_is_help=True)
+app.add_typer(capture_app, name="capture")
+EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url", help="an AWS endpoint (a moto server, the local cloud); else AWS_ENDPOINT_URL"
+    ),
+]
+BucketOption = Annotated[
+    str | None,
+    typer.Option(help="the capture bucket (default: $MDK_CAPTURE_BUCKET, else the stack's export)"),
+]
+
+
+def _monitor_ops(config: Path, stage: str, endpoint_url: str | None) -> Any:
+    if endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint_url  # boto3 honours it for every client the command makes
+    return _ops(config, stage)
+
+
+@capture_app.command("export")
+def capture_export(
+    name: Annotated[str, typer.Argument(help="the model")],
+    since: Annotated[str, typer.Option(help="a duration (24h, 30m, 7d) or an ISO 8601 time")] = "24h",
+    out_path: Annotated[Path, typer.Option("--out", "-o", help=".jsonl, or .parquet (needs pyarrow)")] = Path(
+        "capture.jsonl"
+    ),
+    bucket: BucketOption = None,
+    table: Annotated[
+        str | None, typer.Option(help="the feedback table (default: $MDK_FEEDBACK_TABLE, else the export)")
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    stage: StageOption = "dev",
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """Captured predictions with their feedback joined, one line per instance."""
+    from datetime import UTC, datetime
+
+    from mdk import quality
+
+    ops = _monitor_ops(config, stage, endpoint_url)
+    now = datetime.now(UTC)
+    try:
+        start = quality.parse_since(since, now)
+        found = quality.capture_bucket(ops, bucket)
+        feedback = quality.feedback_table(ops, table)
+        rows = ops.attempt(
+            "reading captures and feedback",
+            lambda: quality.export_rows(
+                ops.client("s3"),
+                ops.client("dynamodb"),
+                model=name,
+                bucket=found,
+                table=feedback,
+                since=start,
+                now=now,
+            ),
+        )
+        quality.write_rows(rows, out_path)
+    except quality.BaselineError as exc:
+        raise CliError(exc.message) from None
+    joined = sum(r["label"] is not None or r["value"] is not None for r in rows)
+    out.print(
+        f"{len(rows)} captured instances of {name} ({joined} with feedback) -> {out_path}", highlight=False
+    )
+
+
+@app.command("quality")
+def quality_report(
+    name: Annotated[str, typer.Argument(help="the model")],
+    png: Annotated[
+        Path | None, typer.Option(help="also draw quality and drift over time (needs matplotlib)")
+    ] = None,
+    bucket: BucketOption = None,
+    endpoint_url: EndpointOption = None,
+    stage: StageOption = "dev",
+    as_json: JsonOption = False,
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+) -> None:
+    """The monitor job's runs: live quality, feedback coverage and drift, per version."""
+    from rich.table import Table
+
+    from mdk import quality
+
+    ops = _monitor_ops(config, stage, endpoint_url)
+    try:
+        found = quality.capture_bucket(ops, bucket)
+        summaries = ops.attempt(
+            "reading the monitor's runs",
+            lambda: quality.run_summaries(ops.client("s3"), model=name, bucket=found),
+        )
+        rows = quality.summary_rows(summaries)
+        if as_json:
+            _print_json(rows)
+        else:
+            table = Table(title=f"{name}: monitor runs (s3://{found}/monitor/{name}/runs/)")
+            for column in ("time", "version", "accuracy / MAE", "coverage", "captured", "drift max", "worst"):
+                table.add_column(column)
+
+            def fmt(value: Any) -> str:
+                return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+            for row in rows:
+                figure = row["accuracy"] if row["accuracy"] is not None else row["mae"]
+                table.add_row(
+                    str(row["time"]),
+                    str(row["version"]),
+                    fmt(figure),
+                    fmt(row["coverage"]),
+                    fmt(row["captured"]),
+                    fmt(row["drift_max"]),
+                    fmt(row["worst"]),
+                )
+            out.print(table)
+            if not rows:
+                out.print("no runs yet: the monitor job writes one every monitor.every_minutes")
+        if png is not None:
+            quality.quality_png(summaries, png)
+            out.print(f"chart -> {png}", highlight=False)
+    except quality.BaselineError as exc:
+        raise CliError(exc.message) from None
 
 
 def main() -> None:

@@ -4,7 +4,10 @@ statistics for tabular inputs, the output distribution for every model) for the 
 from __future__ import annotations
 
 import json
+import math
+import os
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +131,160 @@ def write_baseline(doc: dict[str, Any], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     return out
+
+
+# -- `mdk capture export` and `mdk quality`: what the deployment captured and what the monitor found -----
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``24h``, ``30m``, ``7d`` before ``now``, or an ISO 8601 time (UTC unless it says otherwise)."""
+    value = text.strip()
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return now - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BaselineError(
+            f"--since: expected a duration (24h, 30m, 7d) or an ISO 8601 time, got {text!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def capture_bucket(ops: Any, bucket: str | None) -> str:
+    """--bucket, else $MDK_CAPTURE_BUCKET, else the shared stack's export
+    ``<project>-<stage>-capture-bucket``."""
+    return bucket or os.environ.get("MDK_CAPTURE_BUCKET") or _export(ops, "capture-bucket", "--bucket")
+
+
+def feedback_table(ops: Any, table: str | None) -> str | None:
+    """--table, else $MDK_FEEDBACK_TABLE, else the export ``<project>-<stage>-feedback-table`` (None:
+    none)."""
+    if table or os.environ.get("MDK_FEEDBACK_TABLE"):
+        return table or os.environ["MDK_FEEDBACK_TABLE"]
+    try:
+        return _export(ops, "feedback-table", "--table")
+    except BaselineError:
+        return None
+
+
+def _export(ops: Any, what: str, option: str) -> str:
+    name = f"{ops.deployment}-{what}"
+    paginator = ops.client("cloudformation").get_paginator("list_exports")
+    for page in ops.attempt("reading the deployment's exports", lambda: list(paginator.paginate())):
+        for export in page.get("Exports", []):
+            if export.get("Name") == name:
+                return str(export["Value"])
+    raise BaselineError(
+        f"{option}: no export {name} (is {ops.deployment} deployed with capture?); name it with {option}"
+    )
+
+
+def export_rows(
+    s3: Any, dynamodb: Any, *, model: str, bucket: str, table: str | None, since: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """One row per captured instance since ``since``: id, time, version, input, output, and its feedback
+    (label or value), read exactly as the monitor job reads them."""
+    from lambda_handlers import monitor
+
+    hours = max(1, math.ceil((now - since).total_seconds() / 3600))
+    config = monitor.Config(
+        model=model, bucket=bucket, prefix=f"capture/{model}", table=table, window_hours=hours
+    )
+    capture = monitor.read_capture(s3, config, now)
+    instances = [i for i in capture.instances if (monitor._time(i.time) or now) >= since]
+    truth = monitor.feedback(dynamodb, table, model, [i.id for i in instances]) if table and instances else {}
+    return [
+        {
+            "id": i.id,
+            "time": i.time,
+            "version": i.version,
+            "input": i.input,
+            "output": i.output,
+            "label": truth.get(i.id, {}).get("label"),
+            "value": truth.get(i.id, {}).get("value"),
+        }
+        for i in instances
+    ]
+
+
+def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            raise BaselineError(
+                "--out: writing .parquet needs pyarrow, which is not installed here; install it "
+                "(pip install pyarrow) or write .jsonl"
+            ) from None
+        table = pa.Table.from_pylist(
+            [{k: json.dumps(v) if k in ("input", "output") else v for k, v in r.items()} for r in rows]
+        )
+        pq.write_table(table, out)
+        return
+    if out.suffix not in (".jsonl", ".ndjson"):
+        raise BaselineError(f"--out: expected a .jsonl or .parquet file, got {out.name!r}")
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def run_summaries(s3: Any, *, model: str, bucket: str) -> list[dict[str, Any]]:
+    """The monitor's run summaries (``monitor/<model>/runs/``), oldest first."""
+    summaries = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"monitor/{model}/runs/"):
+        for obj in page.get("Contents", []):
+            try:
+                summaries.append(json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()))
+            except ValueError:
+                continue
+    return sorted(summaries, key=lambda s: str(s.get("time", "")))
+
+
+def summary_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table rows: per run, the overall figures and each version's."""
+    rows = []
+    for summary in summaries:
+        for version, stats in [
+            ("all", summary.get("overall") or {}),
+            *(summary.get("versions") or {}).items(),
+        ]:
+            result = stats.get("drift") or {}
+            rows.append(
+                {
+                    "time": summary.get("time"),
+                    "version": version,
+                    "accuracy": stats.get("accuracy"),
+                    "mae": stats.get("mae"),
+                    "coverage": stats.get("coverage"),
+                    "captured": stats.get("captured"),
+                    "drift_max": result.get("max"),
+                    "worst": result.get("worst"),
+                }
+            )
+    return rows
+
+
+def quality_png(summaries: list[dict[str, Any]], out: Path) -> None:
+    """Quality and drift over time (overall), one PNG; needs matplotlib."""
+    try:
+        import matplotlib as mpl  # type: ignore[import-not-found, unused-ignore]
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise BaselineError(
+            "--png: drawing the chart needs matplotlib, which is not installed here; install it "
+            "(pip install matplotlib) or leave out --png"
+        ) from None
+    times = [datetime.fromisoformat(str(s["time"]).replace("Z", "+00:00")) for s in summaries]
+    overall = [s.get("overall") or {} for s in summaries]
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 5))
+    name = "MAE" if any(o.get("mae") is not None for o in overall) else "accuracy"
+    top.plot(times, [o.get(name.lower()) for o in overall], marker="o", label=name)
+    top.plot(times, [o.get("coverage") for o in overall], marker=".", label="feedback coverage")
+    top.legend()
+    bottom.plot(times, [(o.get("drift") or {}).get("max") for o in overall], marker="o", color="tab:red")
+    bottom.set_ylabel("drift (PSI, max)")
+    figure.autofmt_xdate()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
