@@ -24,6 +24,7 @@ from mdk.local.cloud.services.cloudwatch import AlarmEvaluator, Metrics
 from mdk.local.cloud.services.codedeploy import Deployment, LocalCodeDeploy
 from mdk.local.cloud.services.lambda_ import FunctionRunner, split_function
 from mdk.local.cloud.services.sagemaker import Containers, Endpoints, TransformJobs
+from mdk.local.cloud.services.scheduler import LocalScheduler
 from mdk.local.rie import ensure_rie
 from mdk.registry import Deployed
 
@@ -138,6 +139,9 @@ class LocalCloud:
             credentials=(ACCESS_KEY, SECRET_KEY),
             port=api_port,
         )
+        self.scheduler = LocalScheduler(
+            self.session.client("scheduler"), fire=self._event_target, minute_s=minute_s
+        )
         self.rollouts: list[Deployment] = []
         self.deployer.on_alias_change = self._alias_changed
         self._deploy_lock = threading.Lock()
@@ -244,6 +248,7 @@ class LocalCloud:
             started = time.perf_counter()
             stacks = self.deployer.deploy()
             self.gateway.load_all(self._apis())
+            self.scheduler.sync()
             models = self._point_registry_here()
             bucket = next((m.batch_bucket for m in models.values() if m.batch_bucket), None)
             self.ready = Ready(self.gateway.url, self.aws_endpoint, bucket, models, stacks)
@@ -355,6 +360,7 @@ class LocalCloud:
 
     def stop(self) -> None:
         for step in (
+            self.scheduler.stop,
             self.alarms.stop,
             self.gateway.stop,
             self.runner.stop,

@@ -49,6 +49,7 @@ DEFERRED = frozenset(
         "AWS::S3::BucketPolicy",
         "AWS::SNS::TopicPolicy",
         "AWS::SQS::QueuePolicy",
+        "AWS::Scheduler::Schedule",
         "AWS::CDK::Metadata",
     }
 )
