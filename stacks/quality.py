@@ -166,7 +166,6 @@ class QualityMonitor(Construct):
         )
 
     def metric(self, name: str, statistic: str = "Average") -> cloudwatch.Metric:
-        assert self.node.scope is not None
         every = self._every
         return cloudwatch.Metric(
             namespace=telemetry.NAMESPACE,
@@ -177,7 +176,8 @@ class QualityMonitor(Construct):
         )
 
     def widgets(self) -> list[cloudwatch.IWidget]:
-        """Dashboard widgets: live quality, feedback coverage, and drift."""
+        """Dashboard widgets: live quality, feedback coverage, and drift (for ``MonitoringFacade.add_widget``
+        of the model's dashboard, stacks/monitoring.py)."""
         quality = self.metric(telemetry.ACCURACY if self._classifier else telemetry.MAE)
         return [
             cloudwatch.GraphWidget(
