@@ -124,7 +124,14 @@ def _data(part: Mapping[str, Any]) -> Any:
         return json.loads(data)
     if encoding == "CSV":
         return [[float(f) for f in line.split(",")] for line in str(data).splitlines() if line.strip()]
-    return base64.b64decode(data)  # BASE64: a media body (an image): no tabular features
+    raw = base64.b64decode(data)
+    kind = str(part.get("observedContentType", "")).split(";")[0].strip().lower()
+    # SageMaker base64-encodes every body whose type its CaptureContentTypeHeader does not list as JSON/CSV
+    if kind == "application/json":
+        return json.loads(raw)
+    if kind == "text/csv":
+        return _data({"data": raw.decode("utf-8"), "encoding": "CSV"})
+    return raw  # a media body (an image): no tabular features
 
 
 def input_instances(body: Any, kind: str) -> list[Any]:  # noqa: PLR0911 - one return per body shape

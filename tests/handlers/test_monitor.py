@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Iterator
@@ -216,3 +217,16 @@ def test_config_from_env_reads_the_packaged_baseline(tmp_path: Path) -> None:
     assert parsed.min_records == 50
     assert parsed.baseline is not None
     assert parsed.baseline["model"] == "iris"
+
+
+def test_base64_json_bodies_as_sagemaker_writes_them(aws: tuple[Any, Any]) -> None:
+    s3, dynamodb = aws
+    line = json.loads(record("sm", [[5.1, 3.5, 1.4, 0.2]], ["setosa"], NOW))
+    for part in line["captureData"].values():
+        part["data"] = base64.b64encode(part["data"].encode()).decode()
+        part["encoding"] = "BASE64"
+    put_capture(s3, "v1", [json.dumps(line)], NOW)
+    put_feedback(dynamodb, "sm", "setosa")
+    summary = monitor.run(config(min_feedback=1), s3=s3, dynamodb=dynamodb, now=NOW, out=io.StringIO())
+    assert summary["overall"]["accuracy"] == 1.0
+    assert summary["bad_lines"] == 0
