@@ -271,13 +271,16 @@ class InferenceService:
         *,
         formats: tuple[str, ...] = API_FORMATS,
         deadline: float | None = None,
+        request_id: str | None = None,
     ) -> Reply:
         """Decode, run and encode in one go (the Lambda function's path); a run still going at
-        ``deadline`` (``time.monotonic()``) is stopped and answered 504."""
+        ``deadline`` (``time.monotonic()``) is stopped and answered 504. ``request_id``: put in a JSON
+        answer as ``id`` and ``ids`` (see :func:`with_ids`)."""
         try:
             work = self.prepare(body, content_type, accept, formats=formats)
             assert self.model is not None
-            return self.finish(work, [self.model.run(b.feeds, b.n, deadline=deadline) for b in work.parts])
+            outputs = [self.model.run(b.feeds, b.n, deadline=deadline) for b in work.parts]
+            return self.finish(work, outputs, request_id=request_id)
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
@@ -428,19 +431,22 @@ class InferenceService:
             processed=Processed(instances, groups),
         )
 
-    def finish(self, work: Work, outputs: list[dict[str, Any]]) -> Reply:
-        """Encode the outputs of the work's parts (raises MdkError, e.g. a tensor .npy cannot carry)."""
+    def finish(self, work: Work, outputs: list[dict[str, Any]], *, request_id: str | None = None) -> Reply:
+        """Encode the outputs of the work's parts (raises MdkError, e.g. a tensor .npy cannot carry).
+        A JSON answer gets ``id``/``ids`` when ``request_id`` is given; JSON Lines, CSV and .npy do not
+        (their callers send the id as a header)."""
         assert self.model is not None
         sig = self.model.signature
         if self.processor is not None:
-            return self._finish_processed(work, outputs)
+            return self._finish_processed(work, outputs, request_id)
         if work.records is not None:
             if work.answer == JSONL:
                 body = jsonl_answers(sig, work.records, outputs)
             elif work.answer == CSV:
                 body = dump_csv(record_answers(sig, work.records, outputs))
             else:
-                body = dump_json({"predictions": record_answers(sig, work.records, outputs)})
+                answers = record_answers(sig, work.records, outputs)
+                body = dump_json(with_ids({"predictions": answers}, request_id, len(answers)))
             return Reply(200, body, work.answer, instances=work.instances)
         part, out = work.parts[0], outputs[0]
         if work.answer == NPY:
@@ -448,9 +454,11 @@ class InferenceService:
         doc = response_doc(sig, out, part.n, part.form)
         if work.answer == JSONL and "predictions" in doc:
             return Reply(200, dump_jsonl(list(doc["predictions"])), JSONL, instances=part.n)
-        return Reply(200, dump_json(doc), JSON, instances=part.n)
+        return Reply(200, dump_json(with_ids(doc, request_id, part.n)), JSON, instances=part.n)
 
-    def _finish_processed(self, work: Work, outputs: list[dict[str, Any]]) -> Reply:
+    def _finish_processed(
+        self, work: Work, outputs: list[dict[str, Any]], request_id: str | None = None
+    ) -> Reply:
         """Answers per instance (or record) from the model's postprocessing."""
         processor = self.processor
         assert processor is not None
@@ -475,7 +483,8 @@ class InferenceService:
             raise NotAcceptable("this model answers in JSON (it has processing); accept application/json")
         if work.answer == CSV:
             return Reply(200, dump_csv(answers), CSV, instances=count - len(errors))
-        return Reply(200, dump_json({"predictions": answers}), JSON, instances=count - len(errors))
+        doc = with_ids({"predictions": answers}, request_id, len(answers))
+        return Reply(200, dump_json(doc), JSON, instances=count - len(errors))
 
     def _build_metadata(self) -> bytes | None:
         if self.model is None:
@@ -534,6 +543,20 @@ class InferenceService:
             if self.report.warmup_error is not None:
                 doc["warmup_error"] = self.report.warmup_error
         return dump_json(doc)
+
+
+def instance_ids(request_id: str, n: int) -> list[str]:
+    """One id per instance: the request's own for a one-instance request, ``<rid>:<i>`` for more."""
+    return [request_id] if n == 1 else [f"{request_id}:{i}" for i in range(n)]
+
+
+def with_ids(doc: dict[str, Any], request_id: str | None, n: int) -> dict[str, Any]:
+    """The answer document with ``id`` and ``ids`` (feedback is posted by them), added in place before
+    its one serialisation; unchanged without a request id."""
+    if request_id:
+        doc["id"] = request_id
+        doc["ids"] = instance_ids(request_id, n)
+    return doc
 
 
 def graph_metadata(model: Model) -> dict[str, str]:
